@@ -1,0 +1,33 @@
+"""The `edgerig` command line.
+
+Each area registers its own sub-commands here, so this file only wires them together:
+`edgerig run <experiment>`, `edgerig vei <service>`, `edgerig cluster ...`, `edgerig fleet ...`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="edgerig",
+    help="Build edge-cloud testbeds as code and run reproducible experiments on them.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+run_app = typer.Typer(help="Run an experiment on a target (default: local, the embedded baseline).",
+                      no_args_is_help=True)
+vei_app = typer.Typer(help="Start one VEI service (gateway, sink, camera, vision app) in the foreground.",
+                      no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(vei_app, name="vei")
+
+# Registrations: each module adds its commands to the apps above.
+# (keep this list sorted; one line per area)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
