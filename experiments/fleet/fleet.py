@@ -91,7 +91,8 @@ def _start_sshd(host: FleetHost, root: Path, log: Path) -> int:
     script = f"hostname {host.name} && exec /usr/sbin/sshd -D -e"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, "unshare", "--uts", "chroot", str(root), "/bin/sh", "-c", script],
+            ["ip", "netns", "exec", host.netns, "unshare", "--uts", "chroot", str(root),
+             "/bin/sh", "-c", script],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     return proc.pid
@@ -110,7 +111,8 @@ def _wait_for_ssh(hosts: list[FleetHost], timeout: float = 15.0) -> None:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise FleetError(f"sshd on {host.name} ({host.address}) did not come up within {timeout:.0f}s")
+                raise FleetError(
+                    f"sshd on {host.name} ({host.address}) did not come up within {timeout:.0f}s")
             time.sleep(0.1)
 
 
@@ -130,8 +132,9 @@ def up(names: list[str], pi_names: set[str] | None = None, state_dir: Path = DEF
     base = rootfs.ensure_rootfs(cache_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
-    fleet = Fleet(state_dir=state_dir, key_path=state_dir / "id_ed25519", known_hosts=state_dir / "known_hosts",
-                  inventory_path=state_dir / "inventory.yaml", stack_path=state_dir / "Pulumi.fleet.yaml")
+    fleet = Fleet(state_dir=state_dir, key_path=state_dir / "id_ed25519",
+                  known_hosts=state_dir / "known_hosts", inventory_path=state_dir / "inventory.yaml",
+                  stack_path=state_dir / "Pulumi.fleet.yaml")
     for i, name in enumerate(names):
         fleet.hosts.append(FleetHost(name=name, address=f"{SUBNET_PREFIX}.{FIRST_HOST_OCTET + i}",
                                      pi=name in pi_names, netns=f"{NETNS_PREFIX}{name}", veth=f"erhv{i}"))

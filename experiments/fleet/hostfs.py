@@ -12,7 +12,9 @@ import subprocess
 from pathlib import Path
 
 # Device nodes sshd, Python and the shells of Ansible/pyinfra open (char major, minor).
-_DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+_DEVICES = {
+    "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0),
+}
 
 PI_CMDLINE = ("console=serial0,115200 console=tty1 root=PARTUUID=5e3da3da-02 rootfstype=ext4 "
               "fsck.repair=yes rootwait\n")

@@ -74,7 +74,8 @@ def ensure_rootfs(cache_dir: Path = DEFAULT_CACHE_DIR, log: IO[str] | None = Non
     building = target.with_name(target.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     mirror = os.environ.get("EDGERIG_DEBIAN_MIRROR") or debian_mirror()
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(building), mirror]
+    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+           SUITE, str(building), mirror]
     result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT if log else subprocess.PIPE,
                             text=True, check=False)
     if result.returncode != 0:
