@@ -1,0 +1,140 @@
+"""A process supervisor that leaves nothing behind.
+
+Every child gets its own process group (start_new_session), so stopping it also stops anything it
+spawned. `Supervisor` is a context manager: on normal exit, on an exception, and on SIGINT/SIGTERM
+(turned into `Interrupted` while the supervisor is active) it stops all children, newest first, with
+SIGTERM and then SIGKILL, and removes the temp dirs it created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Any
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while the supervisor was running children."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path | None = None, stop_timeout_s: float = 5.0) -> None:
+        self.children: list[Child] = []
+        self.stop_timeout_s = stop_timeout_s
+        self._temp_dirs: list[Path] = []
+        self._log_dir = log_dir
+        self._old_handlers: dict[int, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> Supervisor:
+        if self._log_dir is None:
+            self._log_dir = self.temp_dir("logs")
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: caller handles signals
+                self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.stop_all()
+        finally:
+            for signum, handler in self._old_handlers.items():
+                signal.signal(signum, handler)
+            self._old_handlers.clear()
+            for path in reversed(self._temp_dirs):
+                shutil.rmtree(path, ignore_errors=True)
+            self._temp_dirs.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Raise only once: a second Ctrl-C during cleanup must not abort the cleanup itself.
+        for sig in self._old_handlers:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    # -- children --------------------------------------------------------------------------------
+    def temp_dir(self, purpose: str) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"edgerig-{purpose}-"))
+        self._temp_dirs.append(path)
+        return path
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
+              ready: Callable[[], bool] | None = None, ready_timeout_s: float = 20.0) -> Child:
+        assert self._log_dir is not None, "use Supervisor as a context manager"
+        log_path = self._log_dir / f"{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        popen = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, **(env or {})},
+        )
+        child = Child(name, popen, log_path, log)
+        self.children.append(child)
+        if ready is not None:
+            self.wait_ready(child, ready, ready_timeout_s)
+        return child
+
+    def wait_ready(self, child: Child, ready: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited with code {child.popen.returncode} before it "
+                                   f"became ready; its log ({child.log_path}):\n{child.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{child.name} was not ready within {timeout_s:.0f} s; its log "
+                                   f"({child.log_path}):\n{child.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self, child: Child, sig: int = signal.SIGTERM) -> int | None:
+        """Stop one child's whole process group: `sig`, then SIGKILL after the timeout."""
+        if child.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.popen.wait(self.stop_timeout_s)
+        # The leader may be gone while something it forked still holds the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.popen.wait(self.stop_timeout_s)
+        child._log.close()
+        return child.popen.returncode
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            self.stop(child)

@@ -1,0 +1,270 @@
+"""Camera client: synthetic (or folder) frames at a fixed rate, open-loop, at-least-once.
+
+    python -m workloads.vei.camera --gateway 127.0.0.1:50051 --fps 10 --frames 1000
+
+Frame k is scheduled at t0 + k/fps and handed to the stream at that time whatever the replies do.
+`createdUnixNs` is taken when the frame is created at its scheduled time, so a slow gateway shows up
+as latency instead of silently slowing the camera down (no coordinated omission).
+
+With acks (VEIReliable.PublishImageAcked, the default) every frame stays in a bounded buffer until the
+sink has accepted its result. After a failover the new stream first resends every unacked frame in
+order, and a frame unacked for longer than `resend_after_s` is resent even without a stream error
+(a frame can be lost inside NATS while a node fails). A full buffer drops its OLDEST frame, and that is
+counted, logged and reported in the final stats. `--no-acks` uses the original PublishImage instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import grpc
+
+from workloads.vei.camera_buffer import PendingFrames
+from workloads.vei.camera_settings import CameraSettings, load_frames, parse_camera_args
+from workloads.vei.client import backoff_sleep, open_channel
+from workloads.vei.proto import vei_pb2, vei_pb2_grpc
+
+log = logging.getLogger("vei.camera")
+_STREAM_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError)
+
+
+@dataclass
+class CameraStats:
+    sent: int = 0               # distinct frames created and queued for sending
+    acked: int = 0
+    resent: int = 0             # extra transmissions (after a failover or a resend timeout)
+    dropped_overflow: int = 0   # oldest unacked frames dropped because the buffer was full
+    rejected: int = 0           # frames the gateway acked with an error (not resent)
+    unacked: int = 0            # still unacknowledged when the camera stopped
+    reconnects: int = 0
+    late_sends: int = 0         # frames created more than one interval after their schedule
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Camera:
+    def __init__(self, settings: CameraSettings) -> None:
+        self.s = settings
+        self.stats = CameraStats()
+        self.frames = load_frames(settings)
+        self.pending = PendingFrames(settings.buffer_frames)
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._plain_queue: asyncio.Queue[vei_pb2.PubImageParams] = asyncio.Queue()
+        self._paced_done = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._records: IO[str] | None = None
+        if settings.records is not None:
+            self._records = open(settings.records, "w", buffering=1 << 20)  # noqa: SIM115 - closed in run()
+            self._records.write("frame_id,created_unix_ns,acked_unix_ns,attempts\n")
+        self._last_overflow_log = 0.0
+
+    # -- public ----------------------------------------------------------------------------------
+    async def run(self) -> CameraStats:
+        channel = open_channel(self.s.gateway)
+        tasks = [asyncio.create_task(self._pace(), name="pace"),
+                 asyncio.create_task(self._stream_forever(channel), name="stream"),
+                 asyncio.create_task(self._report_status(), name="status")]
+        if self.s.acks:
+            tasks.append(asyncio.create_task(self._resend_stale(), name="resend"))
+        try:
+            await self._wait_until_finished()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await channel.close(grace=None)
+            self.stats.unacked = len(self.pending)
+            if self._records is not None:
+                for frame_id, entry in self.pending.items():
+                    self._records.write(f"{frame_id},{entry.created_ns},,{entry.attempts}\n")
+                self._records.close()
+            self._write_status(final=True)
+        return self.stats
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- pacing ----------------------------------------------------------------------------------
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.s.fps
+        t0 = loop.time()
+        seq = 0
+        cam = self.s.camera_id
+        while self.s.frames == 0 or seq < self.s.frames:
+            delay = t0 + seq * interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -interval:
+                self.stats.late_sends += 1
+            created = time.time_ns()
+            frame_id = f"{cam}-{seq}"
+            msg = vei_pb2.PubImageParams(
+                cameraID=cam, image=self.frames[seq % len(self.frames)], timestamp=f"{created / 1e9:.6f}",
+                frameId=frame_id, createdUnixNs=created)
+            if self.s.acks:
+                dropped = self.pending.add(frame_id, msg, created)
+                if dropped:
+                    self._count_overflow(dropped)
+                self._outbox.put_nowait(frame_id)
+            else:
+                self._plain_queue.put_nowait(msg)
+            self.stats.sent += 1
+            seq += 1
+        self._paced_done.set()
+
+    def _count_overflow(self, dropped: int) -> None:
+        self.stats.dropped_overflow += dropped
+        now = time.monotonic()
+        if now - self._last_overflow_log >= 1.0:
+            self._last_overflow_log = now
+            log.warning("buffer full (%d unacked frames): dropped the oldest; %d dropped so far",
+                        self.s.buffer_frames, self.stats.dropped_overflow)
+
+    async def _wait_until_finished(self) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            paced = asyncio.create_task(self._paced_done.wait())
+            await asyncio.wait([stop, paced], return_when=asyncio.FIRST_COMPLETED)
+            paced.cancel()
+            if self._stop.is_set():
+                return
+            drained = asyncio.create_task(self._drained())
+            await asyncio.wait([stop, drained], timeout=self.s.drain_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            drained.cancel()
+        finally:
+            stop.cancel()
+
+    async def _drained(self) -> None:
+        # Polling every 10 ms costs nothing next to a frame and keeps the ack path free of extra events.
+        while len(self.pending) or (not self.s.acks and not self._plain_queue.empty()):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if not self.s.acks:
+            await asyncio.sleep(0.2)  # no acks to wait for: give the last writes time to leave
+
+    # -- streams ---------------------------------------------------------------------------------
+    async def _stream_forever(self, channel: grpc.aio.Channel) -> None:
+        attempt = 0
+        while True:
+            opened = time.monotonic()
+            try:
+                if self.s.acks:
+                    await self._acked_stream(vei_pb2_grpc.VEIReliableStub(channel))
+                else:
+                    await self._plain_stream(vei_pb2_grpc.VEIv1_0Stub(channel))
+            except _STREAM_ERRORS as err:
+                log.warning("stream to the gateway failed (%s); re-opening", _describe(err))
+            self.stats.reconnects += 1
+            attempt = 0 if time.monotonic() - opened > 5 else attempt + 1
+            await backoff_sleep(attempt)
+
+    async def _acked_stream(self, stub: vei_pb2_grpc.VEIReliableStub) -> None:
+        call = stub.PublishImageAcked(wait_for_ready=True)
+        # Everything still unacked goes first, in order; then the frames the pacer adds.
+        self._outbox = asyncio.Queue()
+        for frame_id in self.pending.ids():
+            self._outbox.put_nowait(frame_id)
+        reader = asyncio.create_task(self._read_acks(call))
+        try:
+            while True:
+                frame_id = await self._outbox.get()
+                entry = self.pending.get(frame_id)
+                if entry is None:
+                    continue  # acked or dropped meanwhile
+                if entry.attempts:
+                    self.stats.resent += 1
+                entry.attempts += 1
+                entry.last_sent = time.monotonic()
+                await call.write(entry.msg)
+                if reader.done():
+                    reader.result()
+        finally:
+            reader.cancel()
+            call.cancel()
+
+    async def _read_acks(self, call: Any) -> None:
+        async for ack in call:
+            entry = self.pending.pop(ack.frameId)
+            if entry is None:
+                continue  # duplicate ack after a resend
+            if ack.error:
+                self.stats.rejected += 1
+                log.warning("gateway rejected frame %s: %s", ack.frameId, ack.error)
+                continue
+            self.stats.acked += 1
+            if self._records is not None:
+                self._records.write(f"{ack.frameId},{entry.created_ns},{time.time_ns()},{entry.attempts}\n")
+        raise grpc.aio.UsageError("the gateway ended the ack stream")
+
+    async def _plain_stream(self, stub: vei_pb2_grpc.VEIv1_0Stub) -> None:
+        call = stub.PublishImage(wait_for_ready=True)
+        try:
+            while True:
+                msg = await self._plain_queue.get()
+                await call.write(msg)
+        finally:
+            call.cancel()
+
+    async def _resend_stale(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.1, self.s.resend_after_s / 4))
+            for frame_id in self.pending.stale(time.monotonic() - self.s.resend_after_s):
+                self._outbox.put_nowait(frame_id)
+
+    # -- status ----------------------------------------------------------------------------------
+    async def _report_status(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self._write_status(final=False)
+
+    def _write_status(self, final: bool) -> None:
+        if final:
+            print(json.dumps({"event": "camera-stats", **_public(self.stats)}), flush=True)
+        if self.s.status_file is None:
+            return
+        tmp = self.s.status_file.with_suffix(".tmp")
+        self.stats.unacked = len(self.pending)
+        tmp.write_text(json.dumps({"final": final, **_public(self.stats)}))
+        os.replace(tmp, self.s.status_file)
+
+
+def _public(stats: CameraStats) -> dict[str, Any]:
+    data = asdict(stats)
+    data.pop("extra")
+    return data
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, grpc.aio.AioRpcError):
+        return f"{err.code().name}: {err.details()}"
+    return str(err) or type(err).__name__
+
+
+async def run_camera(settings: CameraSettings) -> CameraStats:
+    camera = Camera(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, camera.stop)
+    return await camera.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = parse_camera_args(argv)
+    stats = asyncio.run(run_camera(settings))
+    return 0 if stats.unacked == 0 and stats.dropped_overflow == 0 else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""`edgerig vei camera` and `edgerig vei vision`: the clients' own argument parsers, behind the CLI."""
+
+from __future__ import annotations
+
+import typer
+
+from experiments.cli import vei_app
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@vei_app.command("camera", context_settings=_PASS_THROUGH, add_help_option=False)
+def camera_command(ctx: typer.Context) -> None:
+    """Camera client: frames at a fixed rate, open-loop, at-least-once (--help for options)."""
+    from workloads.vei import camera
+
+    raise typer.Exit(camera.main(ctx.args))
+
+
+@vei_app.command("vision", context_settings=_PASS_THROUGH, add_help_option=False)
+def vision_command(ctx: typer.Context) -> None:
+    """Emulated vision app: subscribe, process, publish detections (--help for options)."""
+    from workloads.vei import vision
+
+    raise typer.Exit(vision.main(ctx.args))
