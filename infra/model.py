@@ -1,0 +1,642 @@
+"""The one typed Testbed model: a stack file is parsed into it once, everything else renders from it.
+
+Config keys are camelCase under the `edgerig:` namespace (`edgerig:adminCidrs`), fields are snake_case;
+both spellings are accepted. Every validation error names the config key and says how to fix it
+(see `infra.stackfile`), and is raised before Pulumi creates any resource.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from infra import versions
+
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REALM_LABEL = "edgerig.io/realm"
+HARDWARE_LABEL = "edgerig.io/hardware-model"
+EDGE_TAINT_KEY = EDGE_ROLE_LABEL
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class Taint(_Model):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+    def render(self) -> str:
+        """K3s `node-taint` syntax: key=value:Effect."""
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+class Node(_Model):
+    name: str = Field(description="hostname and Kubernetes node name (DNS-1123 label)")
+    realm: Literal["cloud", "edge"]
+    # server = K3s server with embedded etcd; agent = K3s agent; edge = KubeEdge EdgeCore.
+    # With KubeEdge disabled, `edge` nodes join as K3s agents (Testbed normalises the role).
+    role: Literal["server", "agent", "edge"]
+    # static = a pre-existing host such as a Raspberry Pi; openstack = a VM this stack creates.
+    provider: Literal["openstack", "static"]
+    address: IPv4Address | None = None
+    ssh_user: str = "ubuntu"
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    ssh_key_path: str = Field(
+        default="~/.ssh/id_ed25519", description="private key path on the operator machine"
+    )
+    model: str = "openstack-vm"
+    os: Literal["raspios", "ubuntu", "debian"] = "ubuntu"
+    arch: Literal["amd64", "arm64"] = "amd64"
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+    flavor: str | None = None
+    image: str | None = None
+    volume_gb: int | None = Field(default=None, ge=5, le=2000)
+
+    @field_validator("name")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        if not _DNS1123_LABEL.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid hostname: use lower-case letters, digits and '-', "
+                "start and end with a letter or digit, at most 63 characters (e.g. 'master0')"
+            )
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_label_value(cls, v: str) -> str:
+        if not _LABEL_VALUE.match(v):
+            raise ValueError(f"{v!r} must be usable as a Kubernetes label value, e.g. 'raspberry-pi-4-8gb'")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _label_values(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not _LABEL_VALUE.match(value):
+                raise ValueError(f"label {key}={value!r}: value is not a valid Kubernetes label value")
+        return v
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> Node:
+        if self.provider == "static":
+            if self.address is None:
+                raise ValueError(
+                    f"node {self.name!r} is static (an existing host) but has no address: "
+                    "set `address: <IPv4>` for it in edgerig:nodes"
+                )
+            extra = [f for f in ("flavor", "image", "volume_gb") if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(
+                    f"node {self.name!r} is static but sets {', '.join(extra)}: those only apply to "
+                    "provider: openstack; remove them"
+                )
+        else:
+            if self.address is not None:
+                raise ValueError(
+                    f"node {self.name!r} is an OpenStack VM: OpenStack assigns its address at deploy "
+                    "time, remove `address`"
+                )
+            missing = [f for f in ("flavor", "image") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(
+                    f"node {self.name!r} is an OpenStack VM but has no {' or '.join(missing)}: set them "
+                    "(e.g. flavor: m1.large, image: ubuntu-22.04)"
+                )
+        if self.role == "edge" and self.realm != "edge":
+            raise ValueError(
+                f"node {self.name!r} has role 'edge' (KubeEdge EdgeCore) but realm 'cloud': "
+                "set realm: edge, or role: agent for a K3s agent in the cloud"
+            )
+        return self
+
+
+class FastFailover(_Model):
+    """Timings that decide how fast a dead node's pods stop getting traffic and are replaced.
+
+    Kubernetes defaults (status every 10 s, grace 40 s, tolerations 300 s) gave the thesis its 40-80 s
+    outages. The fast values keep the kubelet:grace ratio at 1:4 (the kubelet retries a status post
+    several times before the node controller may give up on it) and evict after 10 s. Cost: about 2.5x
+    more node-status writes to etcd, and a kubelet whose API connection hangs silently for >16 s is
+    marked NotReady even though it runs - acceptable for an experiment testbed, not for production.
+    """
+
+    enabled: bool = True
+    node_monitor_period_s: int = Field(default=2, ge=1)
+    node_monitor_grace_period_s: int = Field(default=16, ge=2)
+    node_status_update_frequency_s: int = Field(default=4, ge=1)
+    default_not_ready_toleration_seconds: int = Field(default=10, ge=0)
+    default_unreachable_toleration_seconds: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _ratios(self) -> FastFailover:
+        if self.node_monitor_grace_period_s < 4 * self.node_status_update_frequency_s:
+            raise ValueError(
+                "nodeMonitorGracePeriodS must be at least 4x nodeStatusUpdateFrequencyS, or healthy "
+                "nodes flap to NotReady: raise the grace period or lower the update frequency"
+            )
+        if self.node_monitor_period_s > self.node_monitor_grace_period_s:
+            raise ValueError("nodeMonitorPeriodS must not exceed nodeMonitorGracePeriodS")
+        return self
+
+
+class K3sSettings(_Model):
+    version: str = versions.K3S_VERSION
+    token: SecretStr = Field(description="shared cluster token; config key edgerig:k3sToken (secret)")
+    fast_failover: FastFailover = Field(default_factory=FastFailover)
+    flannel_backend: Literal["vxlan", "host-gw", "wireguard-native"] = "vxlan"
+    disable: list[str] = Field(default_factory=lambda: ["traefik", "servicelb"])
+    tls_san: list[str] = Field(default_factory=list)
+    extra_server_args: list[str] = Field(default_factory=list)
+    cluster_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
+    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        versions.kubernetes_minor(v)
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token_strength(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 16:
+            raise ValueError(
+                "edgerig:k3sToken is shorter than 16 characters: set a random one with "
+                "`pulumi config set --secret edgerig:k3sToken $(openssl rand -hex 32)`"
+            )
+        return v
+
+    @property
+    def kubernetes_minor(self) -> str:
+        return versions.kubernetes_minor(self.version)
+
+
+class KubeEdgeSettings(_Model):
+    enabled: bool = False
+    version: str = versions.KUBEEDGE_VERSION
+    cloudcore_node: str | None = Field(default=None, description="cloud server to run CloudCore on")
+    cloudcore_advertise_address: IPv4Address | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        versions.kubeedge_minor(v)
+        return v
+
+
+class OpenStackSettings(_Model):
+    cloud: str | None = Field(default=None, description="clouds.yaml entry; else OS_* env variables")
+    external_network: str = Field(description="name of the provider network for the router and floating IPs")
+    network_cidr: IPv4Network = IPv4Network("192.168.50.0/24")
+    dns_nameservers: list[IPv4Address] = Field(default_factory=lambda: [IPv4Address("1.1.1.1")])
+    public_key: str = Field(description="SSH public key (OpenSSH format) installed as the VM keypair")
+    floating_ips: bool = True
+    availability_zone: str | None = None
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, v: str) -> str:
+        if not v.startswith(("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-")):
+            raise ValueError(
+                "openstack.publicKey must be an OpenSSH public key ('ssh-ed25519 AAAA...'), "
+                "e.g. the content of ~/.ssh/id_ed25519.pub - never the private key"
+            )
+        return v
+
+
+class ArtefactSettings(_Model):
+    # Downloads are fetched as {base_url}/<owner>/<repo>/releases/download/<tag>/<file>, i.e. the
+    # GitHub layout; an air-gapped lab mirrors that layout on a local HTTP server.
+    base_url: str = versions.GITHUB_BASE_URL
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"artefacts.baseUrl {v!r} must be an http(s) URL such as http://mirror.lab:8080")
+        return v.rstrip("/")
+
+    def release_url(self, repo: str, tag: str, filename: str) -> str:
+        return f"{self.base_url}/{repo}/releases/download/{tag}/{filename}"
+
+
+class NatsSettings(_Model):
+    replicas: int = Field(default=3, ge=1, le=7)
+    jetstream: bool = False
+    chart_version: str = versions.NATS_CHART_VERSION
+    namespace: str = "nats"
+
+    @field_validator("replicas")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v > 1 and v % 2 == 0:
+            raise ValueError("platform.nats.replicas must be odd (RAFT/JetStream quorum): use 1, 3 or 5")
+        return v
+
+
+class HpaSettings(_Model):
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=25, ge=1)
+    cpu_target_percent: int = Field(default=50, ge=1, le=100)
+
+
+class OpenFaaSSettings(_Model):
+    enabled: bool = True
+    chart_version: str = versions.OPENFAAS_CHART_VERSION
+    namespace: str = "openfaas"
+    functions_namespace: str = "openfaas-fn"
+    # Preferred node-affinity weight towards edge nodes for edge-capable functions (thesis scenario E1: 80).
+    edge_weight: int = Field(default=80, ge=1, le=100)
+    gateway_node_port: int = Field(default=31112, ge=30000, le=32767)
+    hpa: HpaSettings = Field(default_factory=HpaSettings)
+
+
+class MonitoringSettings(_Model):
+    enabled: bool = True
+    chart_version: str = versions.KUBE_PROMETHEUS_STACK_CHART_VERSION
+    namespace: str = "monitoring"
+    retention: str = "12h"
+    grafana_node_port: int = Field(default=31300, ge=30000, le=32767)
+
+
+class MetricsServerSettings(_Model):
+    enabled: bool = True
+    chart_version: str = versions.METRICS_SERVER_CHART_VERSION
+
+
+class PlatformSettings(_Model):
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    openfaas: OpenFaaSSettings = Field(default_factory=OpenFaaSSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    metrics_server: MetricsServerSettings = Field(default_factory=MetricsServerSettings)
+
+
+class CloudSink(_Model):
+    """One VEI cloud sink; `name` is the cloudProvider string clients send."""
+
+    name: str
+    kind: Literal["local", "mqtt", "aws"]
+    mqtt_url: str | None = None
+    mqtt_username: str | None = None
+    aws_region: str | None = None
+    aws_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> CloudSink:
+        if self.kind == "mqtt" and not self.mqtt_url:
+            raise ValueError(f"cloud sink {self.name!r} is mqtt but has no mqttUrl (e.g. mqtt://broker:1883)")
+        if self.kind == "aws" and not self.aws_region:
+            raise ValueError(f"cloud sink {self.name!r} is aws but has no awsRegion (e.g. eu-central-1)")
+        return self
+
+
+class VeiSettings(_Model):
+    enabled: bool = True
+    namespace: str = "vei"
+    image: str = versions.VEI_IMAGE
+    gateway_replicas: int = Field(default=3, ge=1)
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    metrics_port: int = Field(default=9102, ge=1, le=65535)
+    # Overrides the apiserver's default not-ready/unreachable tolerations for VEI pods only.
+    toleration_seconds: int = Field(default=10, ge=0)
+    cameras: int = Field(default=1, ge=0)
+    fps: float = Field(default=10.0, gt=0)
+    frame_bytes: int = Field(default=24_000, gt=0)
+    vision_processing_ms: float = Field(default=50.0, ge=0)
+    clouds: list[CloudSink] = Field(default_factory=lambda: [CloudSink(name="local", kind="local")])
+    # Secrets: config keys edgerig:awsAccessKeyId / edgerig:awsSecretAccessKey / edgerig:mqttPassword.
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    mqtt_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> VeiSettings:
+        names = [c.name for c in self.clouds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"vei.clouds has duplicate names {names}: give each sink a unique name")
+        if any(c.kind == "aws" for c in self.clouds) and not (
+            self.aws_access_key_id and self.aws_secret_access_key
+        ):
+            raise ValueError(
+                "an aws cloud sink is configured but AWS credentials are missing: run "
+                "`pulumi config set --secret edgerig:awsAccessKeyId ...` and "
+                "`pulumi config set --secret edgerig:awsSecretAccessKey ...`"
+            )
+        return self
+
+
+# Top-level secret config keys and where they live in the model.
+SECRET_KEYS: dict[str, tuple[str, str]] = {
+    "k3sToken": ("k3s", "token"),
+    "awsAccessKeyId": ("vei", "aws_access_key_id"),
+    "awsSecretAccessKey": ("vei", "aws_secret_access_key"),
+    "mqttPassword": ("vei", "mqtt_password"),
+}
+
+
+class Testbed(_Model):
+    __test__: ClassVar[bool] = False  # not a pytest test class despite the name
+
+    name: str
+    nodes: list[Node] = Field(min_length=1)
+    k3s: K3sSettings
+    kubeedge: KubeEdgeSettings = Field(default_factory=KubeEdgeSettings)
+    openstack: OpenStackSettings | None = None
+    artefacts: ArtefactSettings = Field(default_factory=ArtefactSettings)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    vei: VeiSettings = Field(default_factory=VeiSettings)
+    # Who may reach SSH, the Kubernetes API and the OpenFaaS gateway from outside the cluster.
+    admin_cidrs: list[IPv4Network] = Field(default_factory=list)
+    # Taint edge-realm agents/EdgeCore nodes so only workloads that tolerate it run there (thesis 4.2.3).
+    edge_taint: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _DNS1123_LABEL.match(v):
+            raise ValueError(f"testbed name {v!r} must be a DNS-1123 label such as 'pi-k3s'")
+        return v
+
+    @field_validator("admin_cidrs", mode="before")
+    @classmethod
+    def _cidrs(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        for i, item in enumerate(v):
+            try:
+                IPv4Network(str(item), strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"adminCidrs[{i}] = {item!r} is not an IPv4 CIDR ({exc}): write a network such as "
+                    "203.0.113.0/24, or 203.0.113.7/32 for a single host"
+                ) from None
+            if "/" not in str(item):
+                raise ValueError(
+                    f"adminCidrs[{i}] = {item!r} has no prefix length: write {item}/32 for a single host"
+                )
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _edge_role_follows_kubeedge(cls, data: Any) -> Any:
+        # The one setting that turns a KubeEdge testbed into a plain K3s one: with KubeEdge off,
+        # `role: edge` nodes join as K3s agents, so every consumer can trust node.role as-is.
+        if not isinstance(data, dict):
+            return data
+        kubeedge = data.get("kubeedge") or {}
+        enabled = (
+            kubeedge.enabled if isinstance(kubeedge, KubeEdgeSettings) else kubeedge.get("enabled", False)
+        )
+        if enabled or not isinstance(data.get("nodes"), list):
+            return data
+        nodes = [
+            {**n, "role": "agent"} if isinstance(n, dict) and n.get("role") == "edge" else n
+            for n in data["nodes"]
+        ]
+        return {**data, "nodes": nodes}
+
+    @model_validator(mode="after")
+    def _topology(self) -> Testbed:
+        names = [n.name for n in self.nodes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate hostnames {dupes} in edgerig:nodes: every node needs its own name")
+        addrs = [str(n.address) for n in self.nodes if n.address is not None]
+        dupes = sorted({a for a in addrs if addrs.count(a) > 1})
+        if dupes:
+            raise ValueError(f"duplicate addresses {dupes} in edgerig:nodes: every static node needs its own")
+        servers = self.servers
+        if not servers:
+            raise ValueError("edgerig:nodes has no node with role: server; K3s needs at least one")
+        if len(servers) % 2 == 0:
+            raise ValueError(
+                f"edgerig:nodes has {len(servers)} servers: embedded etcd needs an odd number for quorum "
+                f"(1, 3 or 5); change one server to role: agent or add one"
+            )
+        if any(n.provider == "openstack" for n in self.nodes):
+            if self.openstack is None:
+                raise ValueError(
+                    "edgerig:nodes has provider: openstack nodes but edgerig:openstack is not set: "
+                    "add it with externalNetwork and publicKey"
+                )
+            if not self.admin_cidrs:
+                raise ValueError(
+                    "OpenStack VMs need edgerig:adminCidrs (who may reach SSH and the API), e.g. "
+                    "`pulumi config set --path 'edgerig:adminCidrs[0]' 203.0.113.0/24`"
+                )
+        if self.kubeedge.enabled:
+            self._check_kubeedge()
+        return self
+
+    def _check_kubeedge(self) -> None:
+        ke_minor = versions.kubeedge_minor(self.kubeedge.version)
+        k8s_minor = self.k3s.kubernetes_minor
+        supported = versions.KUBEEDGE_KUBERNETES_COMPAT.get(ke_minor, ())
+        if k8s_minor not in supported:
+            fits = [f"v{m}" for m, ks in versions.KUBEEDGE_KUBERNETES_COMPAT.items() if k8s_minor in ks]
+            raise ValueError(
+                f"edgerig:kubeedge.version {self.kubeedge.version} does not support Kubernetes {k8s_minor} "
+                f"(K3s {self.k3s.version}); supported minors: {list(supported) or 'unknown release'}. "
+                f"Use a KubeEdge release from {fits or 'none'} or change edgerig:k3s.version"
+            )
+        cloud_servers = [n for n in self.servers if n.realm == "cloud"]
+        if self.edge_nodes and not cloud_servers:
+            raise ValueError(
+                "KubeEdge edge nodes need CloudCore on a cloud server, but edgerig:nodes has no "
+                "realm: cloud, role: server node: add one, or set edgerig:kubeedge.enabled false"
+            )
+        wanted = self.kubeedge.cloudcore_node
+        if wanted is not None and wanted not in {n.name for n in cloud_servers}:
+            raise ValueError(
+                f"edgerig:kubeedge.cloudcoreNode {wanted!r} is not a cloud server; pick one of "
+                f"{[n.name for n in cloud_servers]}"
+            )
+
+    # --- derived views ----------------------------------------------------------------------------
+    @property
+    def servers(self) -> list[Node]:
+        """K3s servers in stack order; the first one runs `cluster-init`."""
+        return [n for n in self.nodes if n.role == "server"]
+
+    @property
+    def first_server(self) -> Node:
+        return self.servers[0]
+
+    @property
+    def agents(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == "agent"]
+
+    @property
+    def edge_nodes(self) -> list[Node]:
+        """KubeEdge EdgeCore nodes (empty when KubeEdge is off)."""
+        return [n for n in self.nodes if n.role == "edge"]
+
+    @property
+    def openstack_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.provider == "openstack"]
+
+    @property
+    def static_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.provider == "static"]
+
+    @property
+    def cloudcore_node(self) -> Node | None:
+        if not self.kubeedge.enabled:
+            return None
+        cloud_servers = [n for n in self.servers if n.realm == "cloud"]
+        if self.kubeedge.cloudcore_node:
+            return self.node(self.kubeedge.cloudcore_node)
+        return cloud_servers[0] if cloud_servers else None
+
+    @property
+    def api_endpoints(self) -> list[str]:
+        """Known addresses the API is reached on (tls-san); floating IPs are added at deploy time."""
+        found = [str(n.address) for n in self.servers if n.address is not None] + list(self.k3s.tls_san)
+        return list(dict.fromkeys(found))
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r} in testbed {self.name!r}")
+
+    def node_labels(self, node: Node) -> dict[str, str]:
+        labels = {
+            REALM_LABEL: node.realm,
+            ZONE_LABEL: f"{self.name}-{node.realm}",
+            HARDWARE_LABEL: node.model,
+        }
+        if node.realm == "edge":
+            labels[EDGE_ROLE_LABEL] = ""
+        return {**labels, **node.labels}
+
+    def kubelet_labels(self, node: Node) -> dict[str, str]:
+        """Labels the node may set on itself at registration (K3s `node-label`, keadm `--labels`)."""
+        return {k: v for k, v in self.node_labels(node).items() if not is_restricted_label(k)}
+
+    def api_labels(self, node: Node) -> dict[str, str]:
+        """Labels the NodeRestriction admission plugin forbids a kubelet to self-set (e.g.
+        node-role.kubernetes.io/edge on a K3s agent); they must be applied through the API."""
+        return {k: v for k, v in self.node_labels(node).items() if is_restricted_label(k)}
+
+    def node_taints(self, node: Node) -> list[Taint]:
+        taints = list(node.taints)
+        # Servers stay schedulable: on an all-Pi testbed they carry the workloads too.
+        if self.edge_taint and node.realm == "edge" and node.role != "server":
+            taints.append(Taint(key=EDGE_TAINT_KEY, effect="NoSchedule"))
+        return taints
+
+    # --- serialisation ------------------------------------------------------------------------------
+    def public_dump(self) -> dict[str, Any]:
+        """JSON-safe dump with every secret masked; safe for dynamic-provider inputs and logs."""
+        return self.model_dump(mode="json")
+
+    def secret_values(self) -> dict[str, str]:
+        """Top-level secret config key -> value, for passing as Pulumi secrets."""
+        out: dict[str, str] = {}
+        for key, (section, field) in SECRET_KEYS.items():
+            value = getattr(getattr(self, section), field)
+            if value is not None:
+                out[key] = value.get_secret_value()
+        return out
+
+    @classmethod
+    def restore(cls, public: Mapping[str, Any], secrets: Mapping[str, str]) -> Testbed:
+        """Inverse of public_dump() + secret_values()."""
+        data: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
+        for key, (section, field) in SECRET_KEYS.items():
+            data.setdefault(section, {})
+            data[section][field] = secrets.get(key)
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_stack_file(
+        cls, path: str | Path, secrets: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Testbed:
+        """Parse stacks/Pulumi.<name>.yaml without the Pulumi engine (CLI, hosts, tests)."""
+        from infra.stackfile import load_stack_file
+
+        return load_stack_file(Path(path), secrets=secrets, env=env)
+
+
+def load_testbed(config: Mapping[str, Any], *, name: str | None = None) -> Testbed:
+    """Build the Testbed from a config map (keys with or without the `edgerig:` prefix).
+
+    Raises StackConfigError naming the config key and the fix; never returns a half-valid model.
+    """
+    from infra.stackfile import StackConfigError, format_validation_error
+
+    data: dict[str, Any] = {}
+    for key, value in config.items():
+        if ":" in key:
+            namespace, _, key = key.partition(":")
+            if namespace != "edgerig":
+                continue  # provider config such as openstack:cloud is not ours
+        data[key] = value
+    if name is not None:
+        data.setdefault("name", name)
+    for key, (section, field) in SECRET_KEYS.items():
+        value = data.pop(key, None)
+        if value is None:
+            continue
+        section_data = dict(data.get(section) or {})
+        section_data[field] = value
+        data[section] = section_data
+    if not (data.get("k3s") or {}).get("token"):
+        raise StackConfigError(
+            "edgerig:k3sToken is missing: it is the shared K3s cluster secret. Set it with "
+            "`pulumi config set --secret edgerig:k3sToken $(openssl rand -hex 32)`"
+        )
+    try:
+        return Testbed.model_validate(data)
+    except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
+        raise StackConfigError(format_validation_error(exc)) from None
+
+
+def is_restricted_label(key: str) -> bool:
+    """True for kubernetes.io/k8s.io labels a kubelet may not set on its own Node (NodeRestriction)."""
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    domain_is_k8s = any(prefix == d or prefix.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
+    if not domain_is_k8s:
+        return False
+    allowed_prefixes = ("kubelet.kubernetes.io", "node.kubernetes.io")
+    allowed_keys = {
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    }
+    return key not in allowed_keys and not any(
+        prefix == p or prefix.endswith("." + p) for p in allowed_prefixes
+    )
+
+
+def nodes_named(testbed: Testbed, names: Sequence[str] | None) -> list[Node]:
+    """The nodes to act on: all of them (None) or the named ones, in install order."""
+    if names is None:
+        return list(testbed.nodes)
+    unknown = sorted(set(names) - {n.name for n in testbed.nodes})
+    if unknown:
+        raise KeyError(
+            f"unknown nodes {unknown}; testbed {testbed.name!r} has {[n.name for n in testbed.nodes]}"
+        )
+    return [n for n in testbed.nodes if n.name in set(names)]

@@ -1,0 +1,74 @@
+"""Every pinned version edgerig deploys, in one place.
+
+Hosts (pyinfra/Ansible), the Pulumi program and the tests read these constants; nothing else
+hard-codes a version. Changing a value here changes the host-config hash, so `pulumi up` re-runs
+the affected install step.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Kubernetes / K3s -----------------------------------------------------------------------------
+# K3s v1.30 because it is the newest Kubernetes minor that the pinned KubeEdge release fully supports
+# (see KUBEEDGE_KUBERNETES_COMPAT below); one cluster must run one minor for both orchestrators.
+K3S_VERSION: Final = "v1.30.6+k3s1"
+
+# The kubernetes-validate schema used to check every object we render. It must match the K3s minor.
+KUBERNETES_SCHEMA_VERSION: Final = "1.30.0"
+
+# --- KubeEdge -------------------------------------------------------------------------------------
+KUBEEDGE_VERSION: Final = "v1.20.0"
+
+# KubeEdge minor -> Kubernetes minors it is *fully* compatible with ("✓" in the compatibility matrix
+# of the KubeEdge README / docs). "+" entries (some KubeEdge features or APIs missing on that
+# Kubernetes) and "-" entries are deliberately not listed: a testbed must not run a half-working pair.
+KUBEEDGE_KUBERNETES_COMPAT: Final[dict[str, tuple[str, ...]]] = {
+    "1.16": ("1.25", "1.26", "1.27"),
+    "1.17": ("1.26", "1.27", "1.28"),
+    "1.18": ("1.27", "1.28", "1.29"),
+    "1.19": ("1.27", "1.28", "1.29"),
+    "1.20": ("1.28", "1.29", "1.30"),
+}
+
+# --- Helm charts (repository URL, chart name, version) --------------------------------------------
+NATS_CHART_REPO: Final = "https://nats-io.github.io/k8s/helm/charts/"
+NATS_CHART: Final = "nats"
+NATS_CHART_VERSION: Final = "1.2.6"
+
+OPENFAAS_CHART_REPO: Final = "https://openfaas.github.io/faas-netes/"
+OPENFAAS_CHART: Final = "openfaas"
+OPENFAAS_CHART_VERSION: Final = "14.2.34"
+
+KUBE_PROMETHEUS_STACK_CHART_REPO: Final = "https://prometheus-community.github.io/helm-charts"
+KUBE_PROMETHEUS_STACK_CHART: Final = "kube-prometheus-stack"
+KUBE_PROMETHEUS_STACK_CHART_VERSION: Final = "65.1.1"
+
+METRICS_SERVER_CHART_REPO: Final = "https://kubernetes-sigs.github.io/metrics-server/"
+METRICS_SERVER_CHART: Final = "metrics-server"
+METRICS_SERVER_CHART_VERSION: Final = "3.12.2"
+
+# --- Container images -----------------------------------------------------------------------------
+# One image holds the whole `workloads` package (gateway, camera, vision app); see workloads/images/.
+VEI_IMAGE: Final = "ghcr.io/edgerig/vei:0.1.0"
+NATS_SERVER_IMAGE_TAG: Final = "2.10.22-alpine"
+
+# --- Upstream release locations (an air-gapped lab mirrors this layout under its own base URL) -----
+GITHUB_BASE_URL: Final = "https://github.com"
+
+
+def kubernetes_minor(k3s_version: str) -> str:
+    """'v1.30.6+k3s1' -> '1.30'. Raises ValueError for anything that is not a K3s release tag."""
+    core = k3s_version.removeprefix("v").split("+", 1)[0]
+    parts = core.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{k3s_version!r} is not a K3s release tag like 'v1.30.6+k3s1'")
+    return f"{parts[0]}.{parts[1]}"
+
+
+def kubeedge_minor(kubeedge_version: str) -> str:
+    """'v1.20.0' -> '1.20'. Raises ValueError for anything that is not a KubeEdge release tag."""
+    parts = kubeedge_version.removeprefix("v").split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{kubeedge_version!r} is not a KubeEdge release tag like 'v1.20.0'")
+    return f"{parts[0]}.{parts[1]}"

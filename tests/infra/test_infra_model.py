@@ -1,0 +1,291 @@
+"""Stack-config validation: every bad input fails before any resource, naming the key and the fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import versions
+from infra.model import EDGE_ROLE_LABEL, Testbed, is_restricted_label, load_testbed
+from infra.stackfile import StackConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+TOKEN = "test-token-not-a-real-secret-0001"
+
+
+def _static(name: str, role: str, address: str, realm: str = "edge") -> dict[str, Any]:
+    return {"name": name, "realm": realm, "role": role, "provider": "static", "address": address}
+
+
+def _vm(name: str, role: str, realm: str = "cloud") -> dict[str, Any]:
+    return {"name": name, "realm": realm, "role": role, "provider": "openstack", "flavor": "m1", "image": "u"}
+
+
+OPENSTACK = {"externalNetwork": "public", "publicKey": "ssh-ed25519 AAAAC3Nza test@example"}
+
+
+def base() -> dict[str, Any]:
+    return {
+        "edgerig:k3sToken": TOKEN,
+        "edgerig:adminCidrs": ["203.0.113.0/24"],
+        "edgerig:nodes": [
+            _static("master0", "server", "10.0.0.1"),
+            _static("master1", "server", "10.0.0.2"),
+            _static("master2", "server", "10.0.0.3"),
+            _static("worker0", "agent", "10.0.0.4"),
+        ],
+    }
+
+
+def kubeedge_base() -> dict[str, Any]:
+    cfg = base()
+    cfg["edgerig:openstack"] = dict(OPENSTACK)
+    cfg["edgerig:kubeedge"] = {"enabled": True}
+    cfg["edgerig:nodes"] = [
+        _vm("cloud0", "server"),
+        _vm("cloud1", "agent"),
+        _static("pi0", "edge", "10.0.1.9"),
+    ]
+    return cfg
+
+
+def fails(cfg: dict[str, Any], *fragments: str) -> str:
+    with pytest.raises(StackConfigError) as info:
+        load_testbed(cfg, name="t")
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_valid_config_derives_roles_labels_and_taints() -> None:
+    tb = load_testbed(base(), name="lab")
+    assert [n.name for n in tb.servers] == ["master0", "master1", "master2"]
+    assert tb.first_server.name == "master0"
+    assert [n.name for n in tb.agents] == ["worker0"]
+    assert tb.api_endpoints == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    worker = tb.node("worker0")
+    assert tb.node_labels(worker)[EDGE_ROLE_LABEL] == ""
+    assert [t.render() for t in tb.node_taints(worker)] == [f"{EDGE_ROLE_LABEL}:NoSchedule"]
+    assert tb.node_taints(tb.first_server) == []  # servers carry workloads on an all-Pi testbed
+    # the edge role label is one the kubelet may not self-set: it must go through the API
+    assert EDGE_ROLE_LABEL in tb.api_labels(worker)
+    assert EDGE_ROLE_LABEL not in tb.kubelet_labels(worker)
+    assert "topology.kubernetes.io/zone" in tb.kubelet_labels(worker)
+
+
+def test_restricted_labels() -> None:
+    assert is_restricted_label("node-role.kubernetes.io/edge")
+    assert not is_restricted_label("topology.kubernetes.io/zone")
+    assert not is_restricted_label("node.kubernetes.io/instance-type")
+    assert not is_restricted_label("edgerig.io/realm")
+
+
+def test_even_number_of_servers() -> None:
+    cfg = base()
+    cfg["edgerig:nodes"][3]["role"] = "server"
+    fails(cfg, "4 servers", "odd number", "edgerig:nodes")
+
+
+def test_no_server() -> None:
+    cfg = base()
+    cfg["edgerig:nodes"] = [_static("w0", "agent", "10.0.0.9")]
+    fails(cfg, "no node with role: server")
+
+
+def test_duplicate_hostnames() -> None:
+    cfg = base()
+    cfg["edgerig:nodes"][3]["name"] = "master0"
+    fails(cfg, "duplicate hostnames ['master0']")
+
+
+def test_duplicate_addresses() -> None:
+    cfg = base()
+    cfg["edgerig:nodes"][3]["address"] = "10.0.0.1"
+    fails(cfg, "duplicate addresses ['10.0.0.1']")
+
+
+def test_invalid_hostname_names_the_key() -> None:
+    cfg = base()
+    cfg["edgerig:nodes"][1]["name"] = "Master_1"
+    fails(cfg, "edgerig:nodes[1].name", "not a valid hostname")
+
+
+def test_static_node_without_address() -> None:
+    cfg = base()
+    del cfg["edgerig:nodes"][2]["address"]
+    fails(cfg, "edgerig:nodes[2]", "has no address", "set `address:")
+
+
+def test_openstack_node_with_address_or_without_flavor() -> None:
+    cfg = kubeedge_base()
+    cfg["edgerig:nodes"][0]["address"] = "10.9.9.9"
+    fails(cfg, "OpenStack assigns its address")
+    cfg = kubeedge_base()
+    del cfg["edgerig:nodes"][1]["flavor"]
+    fails(cfg, "edgerig:nodes[1]", "has no flavor")
+
+
+def test_openstack_nodes_need_openstack_settings_and_admin_cidrs() -> None:
+    cfg = kubeedge_base()
+    del cfg["edgerig:openstack"]
+    fails(cfg, "edgerig:openstack is not set")
+    cfg = kubeedge_base()
+    cfg["edgerig:adminCidrs"] = []
+    fails(cfg, "edgerig:adminCidrs")
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "not-a-cidr", "10.0.0.1/24", "10.0.0.5"])
+def test_admin_cidr_that_is_not_a_cidr(bad: str) -> None:
+    cfg = base()
+    cfg["edgerig:adminCidrs"] = ["198.51.100.0/24", bad]
+    fails(cfg, "edgerig:adminCidrs", "adminCidrs[1]", bad)
+
+
+def test_missing_k3s_token() -> None:
+    cfg = base()
+    del cfg["edgerig:k3sToken"]
+    fails(cfg, "edgerig:k3sToken is missing", "pulumi config set --secret edgerig:k3sToken")
+
+
+def test_weak_k3s_token() -> None:
+    cfg = base()
+    cfg["edgerig:k3sToken"] = "short"
+    fails(cfg, "shorter than 16")
+
+
+def test_aws_sink_without_credentials() -> None:
+    cfg = base()
+    cfg["edgerig:vei"] = {"clouds": [{"name": "aws", "kind": "aws", "awsRegion": "eu-central-1"}]}
+    fails(cfg, "AWS credentials are missing", "edgerig:awsSecretAccessKey")
+    cfg["edgerig:awsAccessKeyId"] = "AKIDEXAMPLE"
+    cfg["edgerig:awsSecretAccessKey"] = "example-secret"
+    tb = load_testbed(cfg, name="t")
+    assert tb.vei.aws_secret_access_key is not None
+    assert "example-secret" not in repr(tb) and "example-secret" not in str(tb.public_dump())
+
+
+def test_kubeedge_without_cloud_server() -> None:
+    cfg = base()
+    cfg["edgerig:kubeedge"] = {"enabled": True}
+    cfg["edgerig:nodes"][3]["role"] = "edge"  # all servers are realm edge Pis
+    fails(cfg, "CloudCore on a cloud server", "edgerig:kubeedge.enabled false")
+
+
+def test_kubeedge_version_must_support_k3s_minor() -> None:
+    cfg = kubeedge_base()
+    cfg["edgerig:kubeedge"]["version"] = "v1.16.0"
+    msg = fails(cfg, "edgerig:kubeedge.version v1.16.0 does not support Kubernetes 1.30")
+    assert "v1.20" in msg  # tells which release fits
+    cfg["edgerig:k3s"] = {"version": "v1.27.16+k3s1"}
+    assert load_testbed(cfg, name="t").kubeedge.version == "v1.16.0"
+
+
+def test_pinned_kubeedge_supports_pinned_k3s() -> None:
+    minor = versions.kubeedge_minor(versions.KUBEEDGE_VERSION)
+    assert versions.kubernetes_minor(versions.K3S_VERSION) in versions.KUBEEDGE_KUBERNETES_COMPAT[minor]
+    assert versions.KUBERNETES_SCHEMA_VERSION.startswith(
+        versions.kubernetes_minor(versions.K3S_VERSION) + "."
+    )
+
+
+def test_cloudcore_defaults_to_first_cloud_server_and_override_is_checked() -> None:
+    tb = load_testbed(kubeedge_base(), name="t")
+    assert tb.cloudcore_node is not None and tb.cloudcore_node.name == "cloud0"
+    assert [n.name for n in tb.edge_nodes] == ["pi0"]
+    cfg = kubeedge_base()
+    cfg["edgerig:kubeedge"]["cloudcoreNode"] = "cloud1"
+    fails(cfg, "cloudcoreNode 'cloud1' is not a cloud server")
+
+
+def test_kubeedge_off_turns_edge_nodes_into_agents() -> None:
+    cfg = kubeedge_base()
+    cfg["edgerig:kubeedge"]["enabled"] = False
+    tb = load_testbed(cfg, name="t")
+    assert tb.edge_nodes == [] and [n.name for n in tb.agents] == ["cloud1", "pi0"]
+    assert tb.cloudcore_node is None
+
+
+def test_unknown_key_and_other_namespaces() -> None:
+    cfg = base()
+    cfg["edgerig:adminCidr"] = ["10.0.0.0/8"]
+    fails(cfg, "edgerig:adminCidr", "unknown config key")
+    cfg = base()
+    cfg["openstack:cloud"] = "lrz"  # provider config is not ours and is ignored
+    assert load_testbed(cfg, name="t").name == "t"
+
+
+def test_fast_failover_ratio() -> None:
+    cfg = base()
+    cfg["edgerig:k3s"] = {"fastFailover": {"nodeMonitorGracePeriodS": 8, "nodeStatusUpdateFrequencyS": 4}}
+    fails(cfg, "edgerig:k3s.fastFailover", "at least 4x")
+
+
+def test_even_nats_replicas() -> None:
+    cfg = base()
+    cfg["edgerig:platform"] = {"nats": {"replicas": 2}}
+    fails(cfg, "edgerig:platform.nats.replicas", "must be odd")
+
+
+def test_model_is_frozen() -> None:
+    tb = load_testbed(base(), name="t")
+    with pytest.raises(ValueError):
+        tb.nodes[0].name = "other"  # type: ignore[misc]
+
+
+def test_public_dump_has_no_secret_and_restores() -> None:
+    tb = load_testbed(base(), name="t")
+    dump = tb.public_dump()
+    assert TOKEN not in str(dump)
+    again = Testbed.restore(dump, tb.secret_values())
+    assert again == tb
+
+
+@pytest.mark.parametrize("path", STACKS, ids=lambda p: p.name)
+def test_every_stack_file_parses(path: Path) -> None:
+    tb = Testbed.from_stack_file(path, secrets={"k3sToken": TOKEN})
+    assert tb.name == path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    assert len(tb.servers) % 2 == 1
+
+
+def test_stack_files_exist() -> None:
+    assert {p.name for p in STACKS} >= {
+        "Pulumi.pi-k3s.yaml",
+        "Pulumi.openstack-kubeedge.yaml",
+        "Pulumi.hybrid.yaml",
+    }
+
+
+def test_stack_file_secret_sources(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "stacks/Pulumi.pi-k3s.yaml").read_text())
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(StackConfigError, match="EDGERIG_K3S_TOKEN"):
+        Testbed.from_stack_file(path, env={})
+    assert Testbed.from_stack_file(path, env={"EDGERIG_K3S_TOKEN": TOKEN}).name == "lab"
+    encrypted = copy.deepcopy(doc)
+    encrypted["config"]["edgerig:k3sToken"] = {"secure": "v1:AAAA"}
+    path.write_text(yaml.safe_dump(encrypted))
+    assert (
+        Testbed.from_stack_file(path, secrets={"k3sToken": TOKEN}, env={}).k3s.token.get_secret_value()
+        == TOKEN
+    )
+    plain = copy.deepcopy(doc)
+    plain["config"]["edgerig:k3sToken"] = TOKEN
+    path.write_text(yaml.safe_dump(plain))
+    with pytest.raises(StackConfigError, match="plain text"):
+        Testbed.from_stack_file(path, env={})
+
+
+def test_stack_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(StackConfigError, match="does not exist"):
+        Testbed.from_stack_file(tmp_path / "Pulumi.none.yaml")
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config: [1, 2\n")
+    with pytest.raises(StackConfigError, match="not valid YAML"):
+        Testbed.from_stack_file(bad)
