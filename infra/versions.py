@@ -72,3 +72,15 @@ def kubeedge_minor(kubeedge_version: str) -> str:
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise ValueError(f"{kubeedge_version!r} is not a KubeEdge release tag like 'v1.20.0'")
     return f"{parts[0]}.{parts[1]}"
+
+
+# --- Artefact checksums (sha256 of the release file as published) ---------------------------------
+# Keyed by "<owner>/<repo>/<tag>/<file>". None means "not pinned yet": edgerig then refuses to install
+# that artefact and says which value to add (take it from the release's sha256sum-<arch>.txt /
+# checksum_<file>.txt). A value is never guessed and never fetched from the same server at run time.
+ARTEFACT_SHA256: Final[dict[str, str | None]] = {
+    f"k3s-io/k3s/{K3S_VERSION}/k3s": None,
+    f"k3s-io/k3s/{K3S_VERSION}/k3s-arm64": None,
+    f"kubeedge/kubeedge/{KUBEEDGE_VERSION}/keadm-{KUBEEDGE_VERSION}-linux-amd64.tar.gz": None,
+    f"kubeedge/kubeedge/{KUBEEDGE_VERSION}/keadm-{KUBEEDGE_VERSION}-linux-arm64.tar.gz": None,
+}
