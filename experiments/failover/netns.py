@@ -8,6 +8,7 @@ silently: packets are dropped, no RST, as with a power loss.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -88,10 +89,8 @@ def kill_namespace_processes(netns: str, sig: int = signal.SIGKILL) -> list[int]
     """Send `sig` to every process whose network namespace is `netns`; returns the pids hit."""
     pids = namespace_pids(netns)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
     return pids
 
 

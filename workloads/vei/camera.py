@@ -61,6 +61,7 @@ class Camera:
         self._plain_queue: asyncio.Queue[vei_pb2.PubImageParams] = asyncio.Queue()
         self._paced_done = asyncio.Event()
         self._stop = asyncio.Event()
+        self._finish = asyncio.Event()
         self._records: IO[str] | None = None
         if settings.records is not None:
             self._records = open(settings.records, "w", buffering=1 << 20)  # noqa: SIM115 - closed in run()
@@ -93,6 +94,14 @@ class Camera:
     def stop(self) -> None:
         self._stop.set()
 
+    def finish(self) -> None:
+        """Stop creating frames but drain: wait (up to --drain-timeout) for every unacked frame.
+
+        SIGUSR1 calls this, so a run of unknown length (`--frames 0`) can still end with nothing
+        in flight; SIGTERM/SIGINT stop at once.
+        """
+        self._finish.set()
+
     # -- pacing ----------------------------------------------------------------------------------
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
@@ -100,7 +109,7 @@ class Camera:
         t0 = loop.time()
         seq = 0
         cam = self.s.camera_id
-        while self.s.frames == 0 or seq < self.s.frames:
+        while (self.s.frames == 0 or seq < self.s.frames) and not self._finish.is_set():
             delay = t0 + seq * interval - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -256,6 +265,8 @@ async def run_camera(settings: CameraSettings) -> CameraStats:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, camera.stop)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGUSR1, camera.finish)
     return await camera.run()
 
 
