@@ -50,7 +50,12 @@ class Node(_Model):
     role: Literal["server", "agent", "edge"]
     # static = a pre-existing host such as a Raspberry Pi; openstack = a VM this stack creates.
     provider: Literal["openstack", "static"]
+    # Where the operator/SSH reaches the host. OpenStack VMs leave it unset in the stack file; the
+    # program fills it (floating IP) at deploy time via Testbed.with_deploy_addresses().
     address: IPv4Address | None = None
+    # Address on the cluster network (K3s node-ip) when it differs from `address`, e.g. a VM's fixed
+    # IP behind its floating IP (filled in at deploy time). None means "same as address".
+    internal_address: IPv4Address | None = None
     ssh_user: str = "ubuntu"
     ssh_port: int = Field(default=22, ge=1, le=65535)
     ssh_key_path: str = Field(
@@ -539,6 +544,25 @@ class Testbed(_Model):
         if self.edge_taint and node.realm == "edge" and node.role != "server":
             taints.append(Taint(key=EDGE_TAINT_KEY, effect="NoSchedule"))
         return taints
+
+    def with_deploy_addresses(
+        self, addresses: Mapping[str, str], internal_addresses: Mapping[str, str] | None = None
+    ) -> Testbed:
+        """A copy with deploy-time addresses filled in (OpenStack floating/fixed IPs).
+
+        Uses model_copy, not validation: an OpenStack node *with* an address is only valid after
+        OpenStack assigned it, which is exactly this case.
+        """
+        internal = internal_addresses or {}
+        nodes = []
+        for node in self.nodes:
+            update: dict[str, Any] = {}
+            if node.name in addresses:
+                update["address"] = IPv4Address(addresses[node.name])
+            if node.name in internal and internal[node.name] != addresses.get(node.name):
+                update["internal_address"] = IPv4Address(internal[node.name])
+            nodes.append(node.model_copy(update=update) if update else node)
+        return self.model_copy(update={"nodes": nodes})
 
     # --- serialisation ------------------------------------------------------------------------------
     def public_dump(self) -> dict[str, Any]:

@@ -235,7 +235,7 @@ def test_even_nats_replicas() -> None:
 def test_model_is_frozen() -> None:
     tb = load_testbed(base(), name="t")
     with pytest.raises(ValueError):
-        tb.nodes[0].name = "other"  # type: ignore[misc]
+        tb.nodes[0].name = "other"
 
 
 def test_public_dump_has_no_secret_and_restores() -> None:
@@ -289,3 +289,13 @@ def test_stack_file_errors(tmp_path: Path) -> None:
     bad.write_text("config: [1, 2\n")
     with pytest.raises(StackConfigError, match="not valid YAML"):
         Testbed.from_stack_file(bad)
+
+
+def test_deploy_addresses_fill_openstack_nodes() -> None:
+    tb = load_testbed(kubeedge_base(), name="t")
+    deployed = tb.with_deploy_addresses({"cloud0": "203.0.113.10"}, {"cloud0": "192.168.50.5"})
+    node = deployed.node("cloud0")
+    assert str(node.address) == "203.0.113.10" and str(node.internal_address) == "192.168.50.5"
+    assert deployed.node("cloud1").address is None  # untouched
+    assert tb.node("cloud0").address is None  # the original is frozen and unchanged
+    assert deployed.api_endpoints == ["203.0.113.10"]
