@@ -1,0 +1,183 @@
+"""Shared fixtures: a real nats-server, an in-process VEI gateway, a local sink, and a factory for
+gateway subprocesses. Every port is picked free at run time; everything started is stopped.
+
+    nats_server            URL of a fresh nats-server with JetStream (nats://127.0.0.1:PORT)
+    nats_server_factory    start_nats(**opts) -> URL, for tests needing more than one server
+    local_sink             path of the JSONL file of an in-process local sink on `nats_server`
+    gateway                a started in-process `Gateway` on `nats_server` (clouds: local);
+                           `gateway.address` is HOST:PORT for grpc.aio.insecure_channel
+    gateway_factory        async make_gateway(**settings) -> Gateway, for several replicas
+    gateway_process        spawn(*args) -> (Popen, address) running `python -m workloads.vei.gateway`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+NATS_SERVER = ROOT / ".venv" / "bin" / "nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def nats_server_factory() -> Iterator[Callable[..., str]]:
+    """start_nats(extra_args=(), config=None) -> URL. `config` is nats-server config text
+    (e.g. 'max_payload: 8MB'). Servers and their store dirs are removed at teardown."""
+    started: list[tuple[subprocess.Popen[bytes], str]] = []
+
+    def start_nats(extra_args: tuple[str, ...] = (), config: str | None = None) -> str:
+        store = tempfile.mkdtemp(prefix="vei-nats-")
+        args = [str(NATS_SERVER), "-a", "127.0.0.1", "-js", "-sd", store]
+        if config is not None:
+            conf = Path(store) / "nats.conf"
+            conf.write_text(config)
+            args += ["-c", str(conf)]
+        for _attempt in range(3):  # a free port can be taken between probing and binding
+            port = free_port()
+            proc = subprocess.Popen([*args, "-p", str(port), *extra_args],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for_port(port, proc)
+            except RuntimeError:
+                continue
+            except BaseException:
+                stop_process(proc)
+                shutil.rmtree(store, ignore_errors=True)
+                raise
+            started.append((proc, store))
+            return f"nats://127.0.0.1:{port}"
+        shutil.rmtree(store, ignore_errors=True)
+        raise RuntimeError("nats-server did not start (3 attempts)")
+
+    yield start_nats
+    for proc, store in started:
+        stop_process(proc)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.fixture
+def nats_server(nats_server_factory: Callable[..., str]) -> str:
+    return nats_server_factory()
+
+
+@pytest.fixture
+async def local_sink(nats_server: str, tmp_path: Path) -> AsyncIterator[Path]:
+    from workloads.vei.settings import SinkSettings
+    from workloads.vei.sink import run_sink
+
+    out = tmp_path / "sink.jsonl"
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_sink(SinkSettings(nats_urls=[nats_server], out=str(out)), stop, ready))
+    await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    yield out
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def gateway_factory(nats_server: str) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    from workloads.vei.gateway import Gateway
+    from workloads.vei.settings import GatewaySettings
+
+    gateways: list[Gateway] = []
+
+    async def make_gateway(**settings: Any) -> Gateway:
+        settings.setdefault("listen", "127.0.0.1:0")
+        settings.setdefault("nats_urls", [nats_server])
+        settings.setdefault("metrics_listen", "127.0.0.1:0")
+        settings.setdefault("clouds", ["local"])
+        gw = Gateway(GatewaySettings(**settings))
+        await gw.start()
+        gateways.append(gw)
+        return gw
+
+    yield make_gateway
+    for gw in gateways:
+        await gw.stop(grace=0.5)
+
+
+@pytest.fixture
+async def gateway(gateway_factory: Callable[..., Awaitable[Any]]) -> Any:
+    return await gateway_factory()
+
+
+async def wait_serving(address: str, within_s: float = 15.0, service: str = "") -> None:
+    """Waits until the gateway's health service reports SERVING (the readiness contract)."""
+    deadline = time.monotonic() + within_s
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gateway at {address} not SERVING after {within_s} s")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def gateway_process(nats_server: str) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
+    """spawn(*extra_args, env=None) -> (process, address): a gateway subprocess on `nats_server`.
+    Wait for readiness with `await wait_serving(address)` (import it from conftest)."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(*extra_args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workloads.vei.gateway", "--listen", address, "--nats-url", nats_server,
+             *extra_args],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(proc)
+        return proc, address
+
+    yield spawn
+    for proc in procs:
+        stop_process(proc, timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

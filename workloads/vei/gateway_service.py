@@ -1,0 +1,527 @@
+"""The VEI RPC handlers (service VEIv1_0 and VEIReliable), backed by NATS.
+
+Hot path: a frame is parsed once by gRPC, re-packed once into `ImageData` and published as those
+bytes; subscribers receive the NATS payload and hand it to gRPC unchanged (identity serializer),
+so no frame is serialized twice. Registry writes and metrics never wait on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn, TypeAlias
+
+import grpc
+from google.protobuf import empty_pb2
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from workloads.vei import subjects
+from workloads.vei.metrics import GatewayMetrics
+from workloads.vei.proto import vei_pb2
+from workloads.vei.registry import Kind, Registry, RegistryUnavailable
+from workloads.vei.settings import GatewaySettings
+from workloads.vei.sinks import CloudSink, SinkError
+from workloads.vei.validation import Malformed, identity, is_valid_name, lenient_deserializer, name_problem
+
+log = logging.getLogger(__name__)
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+SUBSCRIBED_METADATA = "vei-subscribed"
+
+
+class Reject(Exception):
+    """Ends only the current call with a status; raised where `context.abort` cannot be awaited."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class FrameIngest:
+    """Per-stream state of a camera publishing frames; the per-frame work lives in `publish`."""
+
+    __slots__ = ("_counter", "_svc", "camera", "subject")
+
+    def __init__(self, svc: VeiService) -> None:
+        self._svc = svc
+        self.camera = ""
+        self.subject = ""
+        self._counter: Any = None
+
+    def check(self, req: vei_pb2.PubImageParams | Malformed[Any]) -> vei_pb2.PubImageParams:
+        """Validates one frame; raises Reject naming the problem."""
+        svc = self._svc
+        if type(req) is Malformed:
+            svc.metrics.errors.labels("malformed").inc()
+            raise Reject(INVALID, req.describe())
+        assert isinstance(req, vei_pb2.PubImageParams)
+        if req.cameraID != self.camera:
+            problem = name_problem("cameraID", req.cameraID)
+            if problem:
+                svc.metrics.errors.labels("invalid_camera").inc()
+                raise Reject(INVALID, problem)
+            self.camera = req.cameraID
+            self.subject = subjects.frames(self.camera)
+            self._counter = svc.metrics.frames_in.labels(self.camera)
+            svc.registry.note(Kind.CAMERA, self.camera)  # once per stream (and camera), not per frame
+        size = len(req.image)
+        if size > svc.max_image_bytes:
+            svc.metrics.errors.labels("image_too_large").inc()
+            raise Reject(INVALID, f"image of frame {req.frameId or '?'} from camera {self.camera!r} is "
+                         f"{size} bytes; the limit is {svc.max_image_bytes} bytes ({svc.limit_source})")
+        return req
+
+    async def publish(self, req: vei_pb2.PubImageParams) -> None:
+        svc = self._svc
+        now = time.time_ns()
+        payload = vei_pb2.ImageData(
+            image=req.image, timestamp=req.timestamp, frameId=req.frameId,
+            createdUnixNs=req.createdUnixNs, cameraID=self.camera, gatewayInUnixNs=now,
+        ).SerializeToString()
+        await svc.nc.publish(self.subject, payload)
+        self._counter.inc()
+        if req.createdUnixNs:
+            svc.metrics.camera_to_gateway.observe((now - req.createdUnixNs) / 1e9)
+
+
+class VeiService:
+    def __init__(self, nc: Client, registry: Registry, sinks: dict[str, CloudSink],
+                 metrics: GatewayMetrics, settings: GatewaySettings) -> None:
+        self.nc = nc
+        self.registry = registry
+        self.sinks = sinks
+        self.metrics = metrics
+        self.settings = settings
+        # NATS refuses messages over the server's max_payload, so the effective image limit is the
+        # smaller of the setting and what fits into one NATS message (with room for the envelope).
+        nats_limit = int(nc.max_payload) - 1024
+        if nats_limit < settings.max_image_bytes:
+            self.max_image_bytes = nats_limit
+            self.limit_source = (f"NATS max_payload is {nc.max_payload}; raise max_payload in the "
+                                 "nats-server config to allow up to "
+                                 f"VEI_MAX_IMAGE_BYTES={settings.max_image_bytes}")
+        else:
+            self.max_image_bytes = settings.max_image_bytes
+            self.limit_source = "VEI_MAX_IMAGE_BYTES"
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._streams = {rpc: metrics.active_streams.labels(rpc) for rpc in (
+            "PublishImage", "PublishImageAcked", "SubscribeImage", "PublishVisionOutput",
+            "SubscribeVisionOutput", "PublishToCloud")}
+
+    # ---- registration -------------------------------------------------------------------------
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        v = vei_pb2
+        unary, client_stream = grpc.unary_unary_rpc_method_handler, grpc.stream_unary_rpc_method_handler
+        server_stream, bidi = grpc.unary_stream_rpc_method_handler, grpc.stream_stream_rpc_method_handler
+        err = v.ErrorResponse.SerializeToString
+        vei: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "PublishImage": client_stream(self.PublishImage, lenient_deserializer(v.PubImageParams), err),
+            "SubscribeImage": server_stream(self.SubscribeImage, lenient_deserializer(v.SubImageParams),
+                                            identity),
+            "DeleteCamera": unary(self.DeleteCamera, lenient_deserializer(v.CameraID), err),
+            "PublishVisionOutput": client_stream(self.PublishVisionOutput,
+                                                 lenient_deserializer(v.PubVisionParams), err),
+            "SubscribeVisionOutput": server_stream(self.SubscribeVisionOutput,
+                                                   lenient_deserializer(v.SubVisionParams), identity),
+            "PublishToCloud": client_stream(self.PublishToCloud, lenient_deserializer(v.PubCloudParams), err),
+            "ListCameras": unary(self.ListCameras, empty_pb2.Empty.FromString, v.Cameras.SerializeToString),
+            "ListApplications": unary(self.ListApplications, empty_pb2.Empty.FromString,
+                                      v.Applications.SerializeToString),
+            "ListClouds": unary(self.ListClouds, empty_pb2.Empty.FromString, v.Clouds.SerializeToString),
+        }
+        reliable: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "PublishImageAcked": bidi(self.PublishImageAcked, lenient_deserializer(v.PubImageParams),
+                                      identity),
+        }
+        for name, handlers in (("VEIv1_0.VEIv1_0", vei), ("VEIv1_0.VEIReliable", reliable)):
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+            server.add_registered_method_handlers(name, handlers)
+
+    async def wait_for_deliveries(self, within_s: float) -> None:
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries), timeout=within_s)
+
+    # ---- frames -------------------------------------------------------------------------------
+
+    async def PublishImage(self, requests: AsyncIterator[Any], context: Context) -> vei_pb2.ErrorResponse:
+        ingest = FrameIngest(self)
+        gauge = self._streams["PublishImage"]
+        gauge.inc()
+        try:
+            async for raw in requests:
+                req = ingest.check(raw)
+                try:
+                    await ingest.publish(req)
+                except Exception as exc:  # NATS down longer than the reconnect buffer covers
+                    self.metrics.errors.labels("nats_publish").inc()
+                    log.warning("frame from %r not published: %s", ingest.camera, exc)
+        except Reject as rej:
+            await _abort(context, rej)
+        finally:
+            gauge.dec()
+        return vei_pb2.ErrorResponse()
+
+    async def PublishImageAcked(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[bytes]:
+        out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        acked = AckTracker(out)
+        gauge = self._streams["PublishImageAcked"]
+        gauge.inc()
+        reader = asyncio.create_task(self._read_acked(requests, acked))
+        try:
+            while (item := await out.get()) is not None:
+                yield item
+                self.metrics.acks_out.inc()
+            await reader
+        except Reject as rej:
+            await _abort(context, rej)
+        finally:
+            gauge.dec()
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            await acked.close()
+
+    async def _read_acked(self, requests: AsyncIterator[Any], acked: AckTracker) -> None:
+        ingest = FrameIngest(self)
+        try:
+            async for raw in requests:
+                req = ingest.check(raw)
+                if acked.camera != ingest.camera:
+                    if acked.camera:
+                        raise Reject(INVALID, f"a PublishImageAcked stream carries one camera; it started "
+                                     f"with {acked.camera!r} and then sent {ingest.camera!r}")
+                    await acked.subscribe(self.nc, ingest.camera)
+                acked.sent(req.frameId)
+                try:
+                    await ingest.publish(req)
+                except Exception as exc:
+                    self.metrics.errors.labels("nats_publish").inc()
+                    acked.failed(req.frameId, f"gateway could not publish the frame to NATS: {exc}")
+            # The camera half-closed: give the results of its last frames time to be acknowledged.
+            await acked.drained(self.settings.ack_linger_s)
+        finally:
+            acked.finish()
+
+    async def SubscribeImage(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        if type(request) is Malformed:
+            await self._invalid(context, "malformed", request.describe())
+        problem = name_problem("cameraID", request.cameraID)
+        if not problem and request.queueGroup and not is_valid_name(request.queueGroup):
+            problem = name_problem("queueGroup", request.queueGroup)
+        if problem:
+            await self._invalid(context, "invalid_camera", problem)
+        counter = self.metrics.frames_out.labels(request.cameraID)
+        async for data in self._relay(subjects.frames(request.cameraID), request.queueGroup, context,
+                                      "SubscribeImage"):
+            yield data
+            counter.inc()
+
+    # ---- vision output ------------------------------------------------------------------------
+
+    async def PublishVisionOutput(self, requests: AsyncIterator[Any],
+                                  context: Context) -> vei_pb2.ErrorResponse:
+        app, subject = "", ""
+        gauge = self._streams["PublishVisionOutput"]
+        gauge.inc()
+        try:
+            async for req in requests:
+                if type(req) is Malformed:
+                    await self._invalid(context, "malformed", req.describe())
+                if req.visionAppName != app:
+                    problem = name_problem("visionAppName", req.visionAppName)
+                    if problem:
+                        await self._invalid(context, "invalid_application", problem)
+                    app, subject = req.visionAppName, subjects.vision(req.visionAppName)
+                    self.registry.note(Kind.APPLICATION, app)
+                payload = vei_pb2.VisionOutput(
+                    visionOutput=req.visionOutput, timestamp=req.timestamp, frameId=req.frameId,
+                    createdUnixNs=req.createdUnixNs, cameraID=req.cameraID).SerializeToString()
+                try:
+                    await self.nc.publish(subject, payload)
+                except Exception as exc:
+                    self.metrics.errors.labels("nats_publish").inc()
+                    return vei_pb2.ErrorResponse(errorMsg=f"vision output not published to NATS: {exc}")
+        finally:
+            gauge.dec()
+        return vei_pb2.ErrorResponse()
+
+    async def SubscribeVisionOutput(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        if type(request) is Malformed:
+            await self._invalid(context, "malformed", request.describe())
+        app = request.visionAppName
+        problem = name_problem("visionAppName", app)
+        if problem:
+            await self._invalid(context, "invalid_application", problem)
+        try:
+            known = await self.registry.contains(Kind.APPLICATION, app)
+        except RegistryUnavailable as exc:
+            known = True  # fail open: during a NATS failover a subscriber must not be turned away
+            log.warning("cannot check application %r: %s", app, exc)
+        if not known:
+            self.metrics.errors.labels("unknown_application").inc()
+            apps = await self._names_or_unknown(Kind.APPLICATION)
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"unknown application {app!r}; registered applications: {apps}. An "
+                                "application is registered when it first calls PublishVisionOutput "
+                                "or PublishToCloud")
+        async for data in self._relay(subjects.vision(app), "", context, "SubscribeVisionOutput"):
+            yield data
+
+    async def _relay(self, subject: str, queue: str, context: Context, rpc: str) -> AsyncIterator[bytes]:
+        """Streams raw NATS payloads of `subject`; a subscriber that falls `subscriber_queue`
+        messages behind is dropped with RESOURCE_EXHAUSTED instead of buffering without bound."""
+        limit = self.settings.subscriber_queue
+        buf: deque[bytes] = deque()
+        wake = asyncio.Event()
+        overflow = False
+
+        async def on_msg(msg: Msg) -> None:
+            nonlocal overflow
+            if len(buf) >= limit:
+                overflow = True
+            else:
+                buf.append(msg.data)
+            wake.set()
+
+        gauge = self._streams[rpc]
+        sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg, pending_msgs_limit=limit * 2)
+        gauge.inc()
+        # Once NATS has confirmed the subscription, tell the client through initial metadata, so it
+        # can start its cameras knowing no frame will be missed (`await call.initial_metadata()`).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.flush(), self.settings.kv_timeout_s)
+        await context.send_initial_metadata(((SUBSCRIBED_METADATA, "1"),))
+        try:
+            while True:
+                if not buf:
+                    wake.clear()
+                    await wake.wait()
+                if overflow:
+                    self.metrics.errors.labels("slow_subscriber").inc()
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"subscriber fell {limit} messages behind on {subject} and was "
+                                        "dropped; read faster, or raise VEI_SUBSCRIBER_QUEUE")
+                yield buf.popleft()
+        finally:
+            gauge.dec()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # ---- cloud --------------------------------------------------------------------------------
+
+    async def PublishToCloud(self, requests: AsyncIterator[Any], context: Context) -> vei_pb2.ErrorResponse:
+        slots = asyncio.Semaphore(self.settings.cloud_concurrency)
+        mine: set[asyncio.Task[None]] = set()
+        outcome = DeliveryOutcome()
+        apps: set[str] = set()
+        gauge = self._streams["PublishToCloud"]
+        gauge.inc()
+        try:
+            async for req in requests:
+                if type(req) is Malformed:
+                    await self._invalid(context, "malformed", req.describe())
+                sink = self.sinks.get(req.cloudProvider)
+                if sink is None:
+                    self.metrics.errors.labels("unknown_cloud").inc()
+                    configured = ", ".join(sorted(self.sinks)) or "none"
+                    await _settle(mine)
+                    return vei_pb2.ErrorResponse(
+                        errorMsg=f"unknown cloud provider {req.cloudProvider!r}; configured providers: "
+                                 f"{configured} (gateway --cloud)")
+                if req.cameraID and not is_valid_name(req.cameraID):
+                    await self._invalid(context, "invalid_camera",
+                                        name_problem("cameraID", req.cameraID) or "")
+                if req.analyticsName not in apps:
+                    apps.add(req.analyticsName)
+                    if is_valid_name(req.analyticsName):
+                        self.registry.note(Kind.APPLICATION, req.analyticsName)
+                await slots.acquire()
+                task = asyncio.create_task(self._deliver(sink, req, outcome))
+                mine.add(task)
+                self._deliveries.add(task)
+                task.add_done_callback(_release(slots, mine, self._deliveries))
+            await _settle(mine)
+        finally:
+            gauge.dec()
+        return vei_pb2.ErrorResponse(errorMsg=outcome.summary())
+
+    async def _deliver(self, sink: CloudSink, req: vei_pb2.PubCloudParams, outcome: DeliveryOutcome) -> None:
+        started = time.perf_counter()
+        error = ""
+        try:
+            await sink.deliver(req)
+        except SinkError as exc:
+            error = str(exc)
+        except Exception as exc:
+            error = f"{sink.name} sink failed unexpectedly: {exc!r}"
+            log.exception("sink %s failed", sink.name)
+        m = self.metrics
+        m.sink_delivery.labels(sink.name).observe(time.perf_counter() - started)
+        if error:
+            outcome.failed(error)
+            m.cloud_results.labels(sink.name, "error").inc()
+            m.errors.labels("sink").inc()
+        else:
+            outcome.ok += 1
+            m.cloud_results.labels(sink.name, "accepted").inc()
+            if req.gatewayInUnixNs:
+                m.gateway_to_sink.labels(sink.name).observe((time.time_ns() - req.gatewayInUnixNs) / 1e9)
+        if req.frameId and req.cameraID:
+            ack = vei_pb2.FrameAck(frameId=req.frameId, cameraID=req.cameraID, error=error)
+            try:
+                await self.nc.publish(subjects.ack(req.cameraID), ack.SerializeToString())
+            except Exception:
+                m.errors.labels("ack_publish").inc()
+
+    # ---- registries ---------------------------------------------------------------------------
+
+    async def DeleteCamera(self, request: Any, context: Context) -> vei_pb2.ErrorResponse:
+        if type(request) is Malformed:
+            await self._invalid(context, "malformed", request.describe())
+        problem = name_problem("cameraID", request.cameraID)
+        if problem:
+            return vei_pb2.ErrorResponse(errorMsg=problem)
+        try:
+            removed = await self.registry.remove(Kind.CAMERA, request.cameraID)
+        except RegistryUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        if not removed:
+            cams = await self._names_or_unknown(Kind.CAMERA)
+            return vei_pb2.ErrorResponse(errorMsg=f"unknown camera {request.cameraID!r}; registered "
+                                                  f"cameras: {cams}")
+        return vei_pb2.ErrorResponse()
+
+    async def ListCameras(self, request: empty_pb2.Empty, context: Context) -> vei_pb2.Cameras:
+        return vei_pb2.Cameras(availableCams=await self._names(Kind.CAMERA, context))
+
+    async def ListApplications(self, request: empty_pb2.Empty, context: Context) -> vei_pb2.Applications:
+        return vei_pb2.Applications(availApps=await self._names(Kind.APPLICATION, context))
+
+    async def ListClouds(self, request: empty_pb2.Empty, context: Context) -> vei_pb2.Clouds:
+        """This gateway's providers plus those other replicas registered (normally the same)."""
+        try:
+            shared = await self.registry.names(Kind.CLOUD)
+        except RegistryUnavailable:
+            shared = []
+        return vei_pb2.Clouds(availClouds=sorted(set(self.sinks) | set(shared)))
+
+    async def _names(self, kind: Kind, context: Context) -> list[str]:
+        try:
+            return await self.registry.names(kind)
+        except RegistryUnavailable as exc:
+            await _abort(context, Reject(grpc.StatusCode.UNAVAILABLE, str(exc)))
+
+    async def _names_or_unknown(self, kind: Kind) -> str:
+        try:
+            return ", ".join(await self.registry.names(kind)) or "none"
+        except RegistryUnavailable:
+            return "(registry unavailable)"
+
+    async def _invalid(self, context: Context, kind: str, details: str) -> NoReturn:
+        self.metrics.errors.labels(kind).inc()
+        await _abort(context, Reject(INVALID, details))
+
+
+class AckTracker:
+    """Acks of one PublishImageAcked stream: subscribed to the camera's ack subject, forwarded to
+    `out` as raw FrameAck bytes; knows which of the stream's frames are still unacknowledged."""
+
+    def __init__(self, out: asyncio.Queue[bytes | None]) -> None:
+        self._out = out
+        self.camera = ""
+        self._pending: set[str] = set()
+        self._empty = asyncio.Event()
+        self._sub: Any = None
+        self._finished = False
+
+    async def subscribe(self, nc: Client, camera: str) -> None:
+        self.camera = camera
+
+        async def on_ack(msg: Msg) -> None:
+            try:
+                frame_id = vei_pb2.FrameAck.FromString(msg.data).frameId
+            except Exception:
+                return
+            self._forward(frame_id, msg.data)
+
+        # Subscribed before the first frame is published on the same connection, so no ack of
+        # this stream can arrive before the subscription exists.
+        self._sub = await nc.subscribe(subjects.ack(camera), cb=on_ack)
+
+    def sent(self, frame_id: str) -> None:
+        if frame_id:
+            self._pending.add(frame_id)
+            self._empty.clear()
+
+    def failed(self, frame_id: str, error: str) -> None:
+        if frame_id:
+            ack = vei_pb2.FrameAck(frameId=frame_id, cameraID=self.camera, error=error)
+            self._forward(frame_id, ack.SerializeToString())
+
+    def _forward(self, frame_id: str, data: bytes) -> None:
+        if self._finished:
+            return
+        self._out.put_nowait(data)
+        self._pending.discard(frame_id)
+        if not self._pending:
+            self._empty.set()
+
+    async def drained(self, within_s: float) -> None:
+        if self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), within_s)
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._out.put_nowait(None)
+
+    async def close(self) -> None:
+        self._finished = True
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+
+class DeliveryOutcome:
+    def __init__(self) -> None:
+        self.ok = 0
+        self.errors = 0
+        self.last_error = ""
+
+    def failed(self, error: str) -> None:
+        self.errors += 1
+        self.last_error = error
+
+    def summary(self) -> str:
+        if not self.errors:
+            return ""
+        return (f"{self.errors} of {self.ok + self.errors} results were not accepted by the sink; "
+                f"last error: {self.last_error}")
+
+
+def _release(slots: asyncio.Semaphore,
+             *sets: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        slots.release()
+        for s in sets:
+            s.discard(task)
+
+    return done
+
+
+async def _settle(tasks: set[asyncio.Task[None]]) -> None:
+    """Waits for this call's deliveries; they are not cancelled if the caller goes away."""
+    if tasks:
+        await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+
+
+async def _abort(context: Context, rej: Reject) -> NoReturn:
+    await context.abort(rej.code, rej.details)
+    raise AssertionError("context.abort() returned")  # it raises; this tells the type checker

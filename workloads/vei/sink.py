@@ -1,0 +1,169 @@
+"""The local sink process: records every accepted cloud result as one JSON line.
+
+    python -m workloads.vei.sink --nats-url nats://127.0.0.1:4222 --out results/sink.jsonl
+
+Gateways configured with `--cloud local` send each result as a NATS request on
+`vei.v1.sink.local`. The sink writes the line, flushes it, and only then replies, so an
+acknowledgement means "on disk". Results are de-duplicated on (cameraID, frameId): a resent
+frame is answered (so the camera gets its ack) but not written twice. An empty request is a
+readiness probe and is answered with b"ready". On SIGTERM/SIGINT it drains NATS and writes
+`<out>.stats.json` with the number of accepted results and duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import IO, Any
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from workloads.vei import nats_conn, subjects
+from workloads.vei.proto import vei_pb2
+from workloads.vei.settings import SinkSettings
+from workloads.vei.sinks.base import result_record
+from workloads.vei.sinks.local import ACCEPTED, DUPLICATE
+
+log = logging.getLogger("vei.sink")
+READY = b"ready"
+
+
+class ResultRecorder:
+    """Writes results to a JSONL file, remembering recent keys to drop duplicates."""
+
+    def __init__(self, out: Path, window: int) -> None:
+        self.out = out
+        self.accepted = 0
+        self.duplicates = 0
+        self._window = window
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._remember_existing()
+        self._file: IO[str] = out.open("a", encoding="utf-8")
+
+    def _remember_existing(self) -> None:
+        """A restarted sink appends to its file and must not re-record what is already there."""
+        if not self.out.exists():
+            return
+        with self.out.open(encoding="utf-8") as f:
+            for line in f:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    rec = json.loads(line)
+                    if rec["frameId"]:
+                        self._remember((rec["cameraID"], rec["frameId"]))
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self._window:
+            self._seen.popitem(last=False)
+
+    def record(self, result: vei_pb2.PubCloudParams, arrived_ns: int) -> bool:
+        """Returns False for a duplicate (not written)."""
+        key = (result.cameraID, result.frameId)
+        if result.frameId and key in self._seen:
+            self.duplicates += 1
+            return False
+        rec: dict[str, Any] = result_record(result)
+        rec["sinkUnixNs"] = arrived_ns
+        self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self._file.flush()
+        if result.frameId:
+            self._remember(key)
+        self.accepted += 1
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+        stats = {"accepted": self.accepted, "duplicates": self.duplicates}
+        stats_path(self.out).write_text(json.dumps(stats) + "\n", encoding="utf-8")
+
+
+def stats_path(out: Path) -> Path:
+    return out.with_name(out.name + ".stats.json")
+
+
+async def run_sink(settings: SinkSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    """Serves until `stop` is set; usable in-process by tests and experiments."""
+    recorder = ResultRecorder(Path(settings.out), settings.dedup_window)
+    nc = await nats_conn.connect(settings, name="vei-sink")
+
+    async def on_result(msg: Msg) -> None:
+        arrived = time.time_ns()
+        if not msg.data:
+            await msg.respond(READY)
+            return
+        try:
+            result = vei_pb2.PubCloudParams.FromString(msg.data)
+        except DecodeError as exc:
+            await msg.respond(f"malformed PubCloudParams: {exc}".encode())
+            return
+        try:
+            written = recorder.record(result, arrived)
+        except OSError as exc:
+            await msg.respond(f"sink cannot write {settings.out}: {exc}".encode())
+            return
+        await msg.respond(ACCEPTED if written else DUPLICATE)
+
+    try:
+        await nc.subscribe(subjects.LOCAL_SINK, queue=subjects.LOCAL_SINK_QUEUE, cb=on_result)
+        await nc.flush()
+        log.info("vei sink ready: %s -> %s", subjects.LOCAL_SINK, settings.out)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        recorder.close()
+        log.info("vei sink stopped: %d accepted, %d duplicates", recorder.accepted, recorder.duplicates)
+
+
+async def _main(settings: SinkSettings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_sink(settings, stop)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workloads.vei.sink",
+                                description="Local VEI cloud sink: one JSON line per accepted result. "
+                                            "Settings also come from VEI_NATS_URLS / VEI_OUT.")
+    p.add_argument("--nats-url", action="append", dest="nats_urls", metavar="URL[,URL...]",
+                   help="NATS server URL(s); give every cluster node")
+    p.add_argument("--out", help="JSONL file to append results to (default vei-sink.jsonl)")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    overrides: dict[str, Any] = {}
+    if args.nats_urls:
+        overrides["nats_urls"] = [u.strip() for item in args.nats_urls for u in item.split(",") if u.strip()]
+    if args.out:
+        overrides["out"] = args.out
+    try:
+        settings = SinkSettings(**overrides)
+    except ValidationError as exc:
+        print(f"vei sink: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_main(settings))
+    except (ConnectionError, OSError) as exc:
+        print(f"vei sink: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
