@@ -27,16 +27,21 @@ from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 
 
 class AckingGateway(vei_pb2_grpc.VEIReliableServicer):
-    def __init__(self, ack_delay_s: float = 0.0, never_ack: bool = False, drop_first: set[str] | None = None):
+    def __init__(self, ack_delay_s: float = 0.0, never_ack: bool = False, drop_first: set[str] | None = None,
+                 error_first: set[str] | None = None, abort_with: grpc.StatusCode | None = None):
         self.ack_delay_s = ack_delay_s
         self.never_ack = never_ack
         self.drop_first = set(drop_first or ())
+        self.error_first = set(error_first or ())
+        self.abort_with = abort_with
         self.received: list[tuple[str, float, int]] = []  # (frameId, monotonic arrival, createdUnixNs)
         self.streams = 0
 
     async def PublishImageAcked(self, request_iterator: AsyncIterator[vei_pb2.PubImageParams],
                                 context: grpc.aio.ServicerContext) -> AsyncIterator[vei_pb2.FrameAck]:
         self.streams += 1
+        if self.abort_with is not None:
+            await context.abort(self.abort_with, "image too large")
         acks: asyncio.Queue[vei_pb2.FrameAck] = asyncio.Queue()
 
         async def ack_later(frame: vei_pb2.PubImageParams) -> None:
@@ -50,6 +55,10 @@ class AckingGateway(vei_pb2_grpc.VEIReliableServicer):
                     continue
                 if frame.frameId in self.drop_first:
                     self.drop_first.discard(frame.frameId)  # lost "inside NATS" the first time
+                    continue
+                if frame.frameId in self.error_first:
+                    self.error_first.discard(frame.frameId)
+                    acks.put_nowait(vei_pb2.FrameAck(frameId=frame.frameId, error="no local sink"))
                     continue
                 _tasks.add(asyncio.create_task(ack_later(frame)))
 
@@ -145,6 +154,26 @@ async def test_frame_lost_downstream_is_resent_after_timeout() -> None:
     assert stats.resent >= 2
     ids = [f for f, _, _ in gw.received]
     assert ids.count("cam-0-3") >= 2 and ids.count("cam-0-7") >= 2
+
+
+async def test_error_ack_keeps_frame_and_resends_it() -> None:
+    gw = AckingGateway(error_first={"cam-0-2"})
+    server, addr, _ = await start_server(gw)
+    try:
+        stats = await Camera(settings(addr, frames=5, fps=50.0, resend_after_s=0.2)).run()
+    finally:
+        await server.stop(None)
+    assert stats.error_acks == 1 and stats.resent == 1
+    assert stats.acked == 5 and stats.unacked == 0
+
+
+async def test_refused_stream_stops_camera_with_error() -> None:
+    server, addr, _ = await start_server(AckingGateway(abort_with=grpc.StatusCode.INVALID_ARGUMENT))
+    try:
+        stats = await asyncio.wait_for(Camera(settings(addr, frames=1000, fps=50.0)).run(), 10)
+    finally:
+        await server.stop(None)
+    assert "INVALID_ARGUMENT" in stats.error and stats.sent < 1000
 
 
 async def test_stream_fails_over_to_other_replica_and_resends_unacked() -> None:

@@ -36,6 +36,13 @@ from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 
 log = logging.getLogger("vei.camera")
 _STREAM_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError)
+# The gateway refused the frames themselves (or does not know the RPC): resending cannot help.
+_FATAL_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED,
+                grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
+
+
+class _Refused(Exception):
+    """The gateway refused the frames themselves; resending would be refused again."""
 
 
 @dataclass
@@ -44,10 +51,11 @@ class CameraStats:
     acked: int = 0
     resent: int = 0             # extra transmissions (after a failover or a resend timeout)
     dropped_overflow: int = 0   # oldest unacked frames dropped because the buffer was full
-    rejected: int = 0           # frames the gateway acked with an error (not resent)
+    error_acks: int = 0         # acks saying the result did not reach the sink; resent after the timeout
     unacked: int = 0            # still unacknowledged when the camera stopped
     reconnects: int = 0
     late_sends: int = 0         # frames created more than one interval after their schedule
+    error: str = ""             # why the camera gave up, if it did
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,7 +65,7 @@ class Camera:
         self.stats = CameraStats()
         self.frames = load_frames(settings)
         self.pending = PendingFrames(settings.buffer_frames)
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._plain_queue: asyncio.Queue[vei_pb2.PubImageParams] = asyncio.Queue()
         self._paced_done = asyncio.Event()
         self._stop = asyncio.Event()
@@ -66,7 +74,7 @@ class Camera:
         if settings.records is not None:
             self._records = open(settings.records, "w", buffering=1 << 20)  # noqa: SIM115 - closed in run()
             self._records.write("frame_id,created_unix_ns,acked_unix_ns,attempts\n")
-        self._last_overflow_log = 0.0
+        self._last_warning: dict[str, float] = {}
 
     # -- public ----------------------------------------------------------------------------------
     async def run(self) -> CameraStats:
@@ -133,11 +141,15 @@ class Camera:
 
     def _count_overflow(self, dropped: int) -> None:
         self.stats.dropped_overflow += dropped
+        self._warn_rate_limited(f"buffer full ({self.s.buffer_frames} unacked frames): dropped the oldest; "
+                                f"{self.stats.dropped_overflow} dropped so far", key="overflow")
+
+    def _warn_rate_limited(self, message: str, key: str = "ack") -> None:
+        """At most one warning per second per kind: a per-frame log line would cost more than the frame."""
         now = time.monotonic()
-        if now - self._last_overflow_log >= 1.0:
-            self._last_overflow_log = now
-            log.warning("buffer full (%d unacked frames): dropped the oldest; %d dropped so far",
-                        self.s.buffer_frames, self.stats.dropped_overflow)
+        if now - self._last_warning.get(key, -1e9) >= 1.0:
+            self._last_warning[key] = now
+            log.warning("%s", message)
 
     async def _wait_until_finished(self) -> None:
         stop = asyncio.create_task(self._stop.wait())
@@ -171,6 +183,11 @@ class Camera:
                     await self._acked_stream(vei_pb2_grpc.VEIReliableStub(channel))
                 else:
                     await self._plain_stream(vei_pb2_grpc.VEIv1_0Stub(channel))
+            except _Refused as err:
+                self.stats.error = f"the gateway refused the stream: {err}"
+                log.error("%s; stopping", self.stats.error)
+                self._stop.set()
+                return
             except _STREAM_ERRORS as err:
                 log.warning("stream to the gateway failed (%s); re-opening", _describe(err))
             self.stats.reconnects += 1
@@ -180,13 +197,15 @@ class Camera:
     async def _acked_stream(self, stub: vei_pb2_grpc.VEIReliableStub) -> None:
         call = stub.PublishImageAcked(wait_for_ready=True)
         # Everything still unacked goes first, in order; then the frames the pacer adds.
-        self._outbox = asyncio.Queue()
-        for frame_id in self.pending.ids():
-            self._outbox.put_nowait(frame_id)
+        outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._outbox = outbox
+        for pending_id in self.pending.ids():
+            outbox.put_nowait(pending_id)
         reader = asyncio.create_task(self._read_acks(call))
+        # A dead stream must be noticed even while no frame is waiting: the reader wakes the writer.
+        reader.add_done_callback(lambda _: outbox.put_nowait(None))
         try:
-            while True:
-                frame_id = await self._outbox.get()
+            while (frame_id := await outbox.get()) is not None:
                 entry = self.pending.get(frame_id)
                 if entry is None:
                     continue  # acked or dropped meanwhile
@@ -195,21 +214,32 @@ class Camera:
                 entry.attempts += 1
                 entry.last_sent = time.monotonic()
                 await call.write(entry.msg)
-                if reader.done():
-                    reader.result()
+            reader.result()
+        except _STREAM_ERRORS:
+            # A failed write or read only says "finished"; the call's own status says why.
+            with contextlib.suppress(asyncio.TimeoutError, *_STREAM_ERRORS):
+                code = await asyncio.wait_for(call.code(), 1.0)
+                if code in _FATAL_CODES:
+                    raise _Refused(f"{code.name}: {await call.details()}") from None
+            raise
         finally:
             reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
             call.cancel()
 
     async def _read_acks(self, call: Any) -> None:
         async for ack in call:
+            if ack.error:
+                # Transient (sink or NATS unreachable): the frame stays buffered and the resend timer
+                # sends it again, so a missing sink does not turn into a tight resend loop.
+                self.stats.error_acks += 1
+                self._warn_rate_limited(f"frame {ack.frameId} not delivered ({ack.error}); will resend; "
+                                        f"{self.stats.error_acks} such acks so far")
+                continue
             entry = self.pending.pop(ack.frameId)
             if entry is None:
                 continue  # duplicate ack after a resend
-            if ack.error:
-                self.stats.rejected += 1
-                log.warning("gateway rejected frame %s: %s", ack.frameId, ack.error)
-                continue
             self.stats.acked += 1
             if self._records is not None:
                 self._records.write(f"{ack.frameId},{entry.created_ns},{time.time_ns()},{entry.attempts}\n")
@@ -274,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = parse_camera_args(argv)
     stats = asyncio.run(run_camera(settings))
+    if stats.error:
+        return 2
     return 0 if stats.unacked == 0 and stats.dropped_overflow == 0 else 3
 
 
