@@ -22,6 +22,10 @@ EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REALM_LABEL = "edgerig.io/realm"
 HARDWARE_LABEL = "edgerig.io/hardware-model"
+# Which node agent runs there: "k3s" (server/agent) or "edgecore" (KubeEdge). The edge role label
+# cannot tell a KubeEdge node from a K3s agent at the edge; DaemonSets that must stay off EdgeCore
+# nodes (they have no kube-proxy/flannel) select on this one.
+AGENT_LABEL = "edgerig.io/agent"
 EDGE_TAINT_KEY = EDGE_ROLE_LABEL
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -163,7 +167,8 @@ class K3sSettings(_Model):
     token: SecretStr = Field(description="shared cluster token; config key edgerig:k3sToken (secret)")
     fast_failover: FastFailover = Field(default_factory=FastFailover)
     flannel_backend: Literal["vxlan", "host-gw", "wireguard-native"] = "vxlan"
-    disable: list[str] = Field(default_factory=lambda: ["traefik", "servicelb"])
+    # metrics-server: K3s bundles one; edgerig deploys its own (edge-aware args) from the platform.
+    disable: list[str] = Field(default_factory=lambda: ["traefik", "servicelb", "metrics-server"])
     tls_san: list[str] = Field(default_factory=list)
     extra_server_args: list[str] = Field(default_factory=list)
     cluster_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
@@ -268,6 +273,9 @@ class OpenFaaSSettings(_Model):
     edge_weight: int = Field(default=80, ge=1, le=100)
     gateway_node_port: int = Field(default=31112, ge=30000, le=32767)
     hpa: HpaSettings = Field(default_factory=HpaSettings)
+    # Function deployments that get an HPA (CPU target) - the thesis evaluated nodeinfo,
+    # gzip-compression, dd and shasum.
+    hpa_functions: list[str] = Field(default_factory=list)
 
 
 class MonitoringSettings(_Model):
@@ -318,6 +326,8 @@ class VeiSettings(_Model):
     metrics_port: int = Field(default=9102, ge=1, le=65535)
     # Overrides the apiserver's default not-ready/unreachable tolerations for VEI pods only.
     toleration_seconds: int = Field(default=10, ge=0)
+    # VEI pods tolerate the edge taint and prefer edge nodes with this weight (0 = no preference).
+    edge_weight: int = Field(default=80, ge=0, le=100)
     cameras: int = Field(default=1, ge=0)
     fps: float = Field(default=10.0, gt=0)
     frame_bytes: int = Field(default=24_000, gt=0)
@@ -445,6 +455,11 @@ class Testbed(_Model):
                 )
         if self.kubeedge.enabled:
             self._check_kubeedge()
+        if self.platform.metrics_server.enabled and "metrics-server" not in self.k3s.disable:
+            raise ValueError(
+                "edgerig:platform.metricsServer.enabled deploys metrics-server, but K3s also bundles one: "
+                "add metrics-server to edgerig:k3s.disable or set platform.metricsServer.enabled false"
+            )
         return self
 
     def _check_kubeedge(self) -> None:
@@ -510,7 +525,9 @@ class Testbed(_Model):
     @property
     def api_endpoints(self) -> list[str]:
         """Known addresses the API is reached on (tls-san); floating IPs are added at deploy time."""
-        found = [str(n.address) for n in self.servers if n.address is not None] + list(self.k3s.tls_san)
+        found = [
+            str(a) for n in self.servers for a in (n.address, n.internal_address) if a is not None
+        ] + list(self.k3s.tls_san)
         return list(dict.fromkeys(found))
 
     def node(self, name: str) -> Node:
@@ -524,6 +541,7 @@ class Testbed(_Model):
             REALM_LABEL: node.realm,
             ZONE_LABEL: f"{self.name}-{node.realm}",
             HARDWARE_LABEL: node.model,
+            AGENT_LABEL: "edgecore" if node.role == "edge" else "k3s",
         }
         if node.realm == "edge":
             labels[EDGE_ROLE_LABEL] = ""

@@ -298,4 +298,18 @@ def test_deploy_addresses_fill_openstack_nodes() -> None:
     assert str(node.address) == "203.0.113.10" and str(node.internal_address) == "192.168.50.5"
     assert deployed.node("cloud1").address is None  # untouched
     assert tb.node("cloud0").address is None  # the original is frozen and unchanged
-    assert deployed.api_endpoints == ["203.0.113.10"]
+    assert deployed.api_endpoints == ["203.0.113.10", "192.168.50.5"]
+
+
+def test_metrics_server_twice() -> None:
+    cfg = base()
+    cfg["edgerig:k3s"] = {"disable": ["traefik"]}
+    fails(cfg, "K3s also bundles one", "edgerig:k3s.disable")
+    cfg["edgerig:platform"] = {"metricsServer": {"enabled": False}}
+    assert load_testbed(cfg, name="t").k3s.disable == ["traefik"]
+
+
+def test_agent_label_tells_edgecore_from_k3s() -> None:
+    tb = load_testbed(kubeedge_base(), name="t")
+    assert tb.node_labels(tb.node("pi0"))["edgerig.io/agent"] == "edgecore"
+    assert tb.node_labels(tb.node("cloud1"))["edgerig.io/agent"] == "k3s"
