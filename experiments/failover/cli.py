@@ -1,0 +1,95 @@
+"""`edgerig run failover`: the thesis's node-failure experiment on an emulated cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from experiments.failover import cleanup
+from experiments.failover.cluster import FAULTS
+from experiments.failover.placement import PlacementError, parse_scenarios, place
+from experiments.failover.report import write_report
+from experiments.failover.run import RunConfig, run_once
+
+
+def parse_faults(value: str) -> list[str]:
+    faults = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in faults if f not in FAULTS]
+    if bad or not faults:
+        raise ValueError(f"unknown --fault {', '.join(bad) or repr(value)}: use kill, cut or kill,cut")
+    return faults
+
+
+def failover(
+    scenario: Annotated[str, typer.Option(
+        help="failed node's components: nats, vision, gateway, gateway-vision, nats-vision, nats-gateway, "
+             "all (= NATS+gateway+vision); a comma list; or `every` for all seven")] = "all",
+    fault: Annotated[str, typer.Option(help="kill (SIGKILL every process of the node), cut (link down, "
+                                            "silent), or kill,cut")] = "kill",
+    nodes: Annotated[int, typer.Option(help="emulated nodes (network namespaces)")] = 5,
+    down_for: Annotated[float, typer.Option(help="seconds until the failed node comes back")] = 10.0,
+    repeat: Annotated[int, typer.Option(help="runs per scenario and fault, each from a clean start")] = 1,
+    fps: Annotated[float, typer.Option(help="camera frame rate")] = 10.0,
+    frame_bytes: Annotated[int, typer.Option(help="frame size in bytes")] = 24576,
+    warmup: Annotated[float, typer.Option(help="seconds of streaming before the baseline window")] = 3.0,
+    baseline: Annotated[float, typer.Option(help="seconds of baseline window before the fault")] = 10.0,
+    margin: Annotated[float, typer.Option(help="seconds the latency must stay at baseline (and the node "
+                                                "back) before the run ends")] = 5.0,
+    cap: Annotated[float, typer.Option(help="at most this many seconds after the fault")] = 60.0,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("results/failover"),
+    cleanup_only: Annotated[bool, typer.Option(
+        "--cleanup", help="only remove what a crashed run left: erf-* netns, erfbr0, processes")] = False,
+) -> None:
+    """Fail one node of an emulated N-node cluster (3 NATS, 3 gateways, 3 vision apps) while a camera
+    streams, and measure outage, loss, duplicates and recovery (thesis section 4.3). Needs root."""
+    try:
+        cleanup.require_root()
+        if cleanup_only:
+            with cleanup.run_lock():
+                removed = cleanup.sweep_all()
+            typer.echo("removed: " + (", ".join(removed) if removed else "nothing (already clean)"))
+            return
+        scenarios, faults = parse_scenarios(scenario), parse_faults(fault)
+        if repeat < 1:
+            raise ValueError(f"--repeat must be >= 1 (got {repeat})")
+        cfg = RunConfig(nodes=nodes, fps=fps, frame_bytes=frame_bytes, warmup_s=warmup, baseline_s=baseline,
+                        down_for_s=down_for, margin_s=margin, cap_s=cap)
+        cfg.validate()
+        from experiments.failover.netns import make_nodes
+
+        for name in scenarios:  # every placement must work before the first run starts
+            place(name, make_nodes(nodes))
+    except (ValueError, PlacementError, PermissionError, cleanup.BusyError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+    out.mkdir(parents=True, exist_ok=True)
+    summaries, errors = [], []
+    for name in scenarios:
+        for kind in faults:
+            for k in range(1, repeat + 1):
+                run_dir = out / f"{name}-{kind}-r{k}"
+                typer.echo(f"== {name} / {kind} / run {k} of {repeat} -> {run_dir}")
+                try:
+                    s = run_once(cfg, name, kind, run_dir)
+                except Exception as err:  # one broken run must not lose the others' results
+                    errors.append({"scenario": name, "fault": kind, "run": k, "error": str(err)})
+                    typer.echo(f"   FAILED: {err}", err=True)
+                    continue
+                summaries.append(s)
+                typer.echo(f"   outage {s['outage_s']} s, lost {s['lost']}, duplicates "
+                           f"{s['duplicates_delivered']}, recovery {s['recovery_s']} s")
+    if summaries:
+        write_report(summaries, out)
+        typer.echo((out / "table.md").read_text())
+    (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+    if errors:
+        typer.echo(f"{len(errors)} run(s) failed; see {out / 'errors.json'}", err=True)
+        raise typer.Exit(1)
+
+
+def register(run_app: typer.Typer) -> None:
+    run_app.command("failover")(failover)
