@@ -22,6 +22,9 @@ SUITE = "bookworm"
 PACKAGES = (
     "openssh-server", "python3", "python3-apt", "sudo", "iproute2", "iptables", "chrony",
     "ca-certificates", "procps", "kmod",
+    # EdgeCore's prerequisites (container runtime + CNI plugins): present so the KubeEdge deploy's
+    # package step is checked against facts on the fleet instead of needing a network.
+    "containerd", "containernetworking-plugins",
 )
 STAMP = ".edgerig-rootfs-stamp"
 

@@ -1,0 +1,52 @@
+"""SSH targets for both tools, from the Testbed model (stack file) or the fleet's inventory file.
+
+The YAML inventory `edgerig fleet up` writes is a plain Ansible inventory; this module reads the
+same file for pyinfra, so both tools reach the hosts with the same user, key and known_hosts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.model import Node
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    name: str
+    address: str
+    port: int
+    user: str
+    key_path: str
+    known_hosts: str | None = None  # None: the user's ~/.ssh/known_hosts, new keys accepted once
+
+
+def targets_from_nodes(nodes: list[Node], addresses: Mapping[str, str] | None = None,
+                       known_hosts: str | None = None) -> dict[str, SshTarget]:
+    known_hosts = known_hosts or os.environ.get("EDGERIG_SSH_KNOWN_HOSTS")
+    out = {}
+    for node in nodes:
+        address = (addresses or {}).get(node.name) or (str(node.address) if node.address else None)
+        if address is None:
+            raise ValueError(f"node {node.name} has no address: OpenStack VMs need theirs passed in `addresses`")
+        out[node.name] = SshTarget(node.name, address, node.ssh_port, node.ssh_user,
+                                   os.path.expanduser(node.ssh_key_path), known_hosts)
+    return out
+
+
+def targets_from_inventory(path: Path) -> dict[str, SshTarget]:
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    group = doc.get("all") or {}
+    common = group.get("vars") or {}
+    out = {}
+    for name, hv in (group.get("hosts") or {}).items():
+        v = {**common, **(hv or {})}
+        out[name] = SshTarget(name, v["ansible_host"], int(v.get("ansible_port", 22)), v.get("ansible_user", "root"),
+                              v["ansible_ssh_private_key_file"], v.get("edgerig_known_hosts"))
+    return out
