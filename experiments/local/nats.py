@@ -44,10 +44,11 @@ class NatsServer:
         return subs
 
 
-def start_nats(sup: Supervisor, name: str = "nats-server", host: str = "127.0.0.1") -> NatsServer:
+def start_nats(sup: Supervisor, name: str = "nats-server", host: str = "127.0.0.1",
+               extra_args: list[str] | None = None) -> NatsServer:
     port, monitor_port = free_port(host), free_port(host)
     store = sup.temp_dir("jetstream")
     argv = [str(nats_server_binary()), "-a", host, "-p", str(port), "-m", str(monitor_port),
-            "-js", "-sd", str(store), "-n", name]
+            "-js", "-sd", str(store), "-n", name, *(extra_args or [])]
     child = sup.start(name, argv, ready=lambda: port_open(host, port) and port_open(host, monitor_port))
     return NatsServer(child, host, port, monitor_port)

@@ -117,6 +117,7 @@ class Camera:
         t0 = loop.time()
         seq = 0
         cam = self.s.camera_id
+        prefix = self.s.frame_id_prefix or cam
         while (self.s.frames == 0 or seq < self.s.frames) and not self._finish.is_set():
             delay = t0 + seq * interval - loop.time()
             if delay > 0:
@@ -124,7 +125,7 @@ class Camera:
             elif delay < -interval:
                 self.stats.late_sends += 1
             created = time.time_ns()
-            frame_id = f"{cam}-{seq}"
+            frame_id = f"{prefix}-{seq}"
             msg = vei_pb2.PubImageParams(
                 cameraID=cam, image=self.frames[seq % len(self.frames)], timestamp=f"{created / 1e9:.6f}",
                 frameId=frame_id, createdUnixNs=created)

@@ -28,6 +28,7 @@ class CameraSettings:
     records: Path | None = None
     status_file: Path | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    frame_id_prefix: str = ""            # frame ids are "<prefix>-<seq>"; default: the camera id
 
     def validate(self) -> None:
         problems = []
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=Path, help="write a per-frame CSV (created, acked, attempts)")
     p.add_argument("--status-file", type=Path, help="keep live stats (JSON) in this file")
     p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES)
+    p.add_argument("--frame-id-prefix", default="",
+                   help="frame ids are PREFIX-SEQ (default: the camera id); lets several runs of one "
+                        "camera keep distinct ids at a de-duplicating sink")
     return p
 
 

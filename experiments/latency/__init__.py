@@ -1,0 +1,1 @@
+"""`edgerig run latency` / `edgerig run throughput`: the baseline system measured on this machine."""

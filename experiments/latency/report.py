@@ -1,0 +1,128 @@
+"""Per-frame records, summary statistics and the latency CDF plot of a run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORD_FIELDS = ["frame_id", "created_unix_ns", "gateway_in_unix_ns", "vision_done_unix_ns",
+                 "cloud_arrival_unix_ns", "latency_ms", "camera_to_gateway_ms", "gateway_to_vision_ms",
+                 "vision_to_cloud_ms", "camera_attempts"]
+
+
+@dataclass
+class FrameRecord:
+    frame_id: str
+    created_ns: int
+    attempts: int = 0
+    gateway_in_ns: int | None = None
+    vision_done_ns: int | None = None
+    cloud_ns: int | None = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.cloud_ns is None else (self.cloud_ns - self.created_ns) / 1e6
+
+    def row(self) -> list[Any]:
+        def ms(a: int | None, b: int | None) -> str:
+            return "" if a is None or b is None or not a or not b else f"{(b - a) / 1e6:.3f}"
+        lat = self.latency_ms
+        return [self.frame_id, self.created_ns, self.gateway_in_ns or "", self.vision_done_ns or "",
+                self.cloud_ns or "", "" if lat is None else f"{lat:.3f}",
+                ms(self.created_ns, self.gateway_in_ns), ms(self.gateway_in_ns, self.vision_done_ns),
+                ms(self.vision_done_ns, self.cloud_ns), self.attempts]
+
+
+def read_sink(path: Path, frame_prefix: str = "") -> dict[str, dict[str, Any]]:
+    """First accepted result per frame id (the sink already de-duplicates; this keeps it safe)."""
+    results: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return results
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            frame_id = rec.get("frameId", "")
+            if frame_id.startswith(frame_prefix) and frame_id not in results:
+                results[frame_id] = rec
+    return results
+
+
+def join_records(camera_csv: Path, sink: dict[str, dict[str, Any]]) -> list[FrameRecord]:
+    """Every frame the camera created, in creation order, with what the sink saw of it."""
+    records: list[FrameRecord] = []
+    with camera_csv.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rec = FrameRecord(row["frame_id"], int(row["created_unix_ns"]), int(row["attempts"] or 0))
+            res = sink.get(rec.frame_id)
+            if res is not None:
+                rec.gateway_in_ns = int(res.get("gatewayInUnixNs") or 0) or None
+                rec.vision_done_ns = int(res.get("visionDoneUnixNs") or 0) or None
+                rec.cloud_ns = int(res["sinkUnixNs"])
+            records.append(rec)
+    records.sort(key=lambda r: r.created_ns)
+    return records
+
+
+def write_records(path: Path, records: Iterable[FrameRecord]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(RECORD_FIELDS)
+        writer.writerows(r.row() for r in records)
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max over ALL values (no trimming); None when there are none."""
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
+    arr = np.asarray(values, dtype=float)
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
+            "max_ms": round(float(arr.max()), 3), "mean_ms": round(float(arr.mean()), 3)}
+
+
+def stage_medians(records: Sequence[FrameRecord]) -> dict[str, float | None]:
+    def median(pairs: Iterable[tuple[int | None, int | None]]) -> float | None:
+        vals = [(b - a) / 1e6 for a, b in pairs if a and b]
+        return round(float(np.median(vals)), 3) if vals else None
+    return {
+        "camera_to_gateway_p50_ms": median((r.created_ns, r.gateway_in_ns) for r in records),
+        "gateway_to_vision_p50_ms": median((r.gateway_in_ns, r.vision_done_ns) for r in records),
+        "vision_to_cloud_p50_ms": median((r.vision_done_ns, r.cloud_ns) for r in records),
+    }
+
+
+def plot_cdf(path: Path, latencies: Sequence[float], floor: Sequence[float], title: str) -> None:
+    """Latency CDF in the style of the thesis's Fig. 4.3, with the NATS floor for comparison."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for values, label, style in ((latencies, "VEI pipeline (camera → cloud)", "-"),
+                                 (floor, "floor: bare NATS hop", "--")):
+        if values:
+            xs = np.sort(np.asarray(values, dtype=float))
+            ys = np.arange(1, len(xs) + 1) / len(xs)
+            ax.plot(xs, ys, style, linewidth=1.6, label=label)
+    if latencies:
+        p50, p95 = np.percentile(latencies, [50, 95])
+        for value, name in ((p50, "p50"), (p95, "p95")):
+            ax.axvline(value, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"{name} = {value:.2f} ms", (value, 0.5 if name == "p50" else 0.95),
+                        textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set_xlabel("Latency (milliseconds)")
+    ax.set_ylabel("Cumulative probability")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
