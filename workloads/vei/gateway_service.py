@@ -45,11 +45,12 @@ class Reject(Exception):
 class FrameIngest:
     """Per-stream state of a camera publishing frames; the per-frame work lives in `publish`."""
 
-    __slots__ = ("_counter", "_svc", "camera", "subject")
+    __slots__ = ("_checked", "_counter", "_svc", "camera", "subject")
 
     def __init__(self, svc: VeiService) -> None:
         self._svc = svc
         self.camera = ""
+        self._checked = False  # "" is not a valid camera id, so it cannot mark "nothing checked yet"
         self.subject = ""
         self._counter: Any = None
 
@@ -60,12 +61,13 @@ class FrameIngest:
             svc.metrics.errors.labels("malformed").inc()
             raise Reject(INVALID, req.describe())
         assert isinstance(req, vei_pb2.PubImageParams)
-        if req.cameraID != self.camera:
+        if req.cameraID != self.camera or not self._checked:
             problem = name_problem("cameraID", req.cameraID)
             if problem:
                 svc.metrics.errors.labels("invalid_camera").inc()
                 raise Reject(INVALID, problem)
             self.camera = req.cameraID
+            self._checked = True
             self.subject = subjects.frames(self.camera)
             self._counter = svc.metrics.frames_in.labels(self.camera)
             svc.registry.note(Kind.CAMERA, self.camera)  # once per stream (and camera), not per frame

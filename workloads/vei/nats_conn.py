@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 
 from workloads.vei.settings import NatsSettings
@@ -18,11 +17,13 @@ log = logging.getLogger(__name__)
 
 
 async def connect(settings: NatsSettings, name: str) -> Client:
+    nc = Client()
     async def on_error(exc: Exception) -> None:
         log.warning("%s: NATS error: %s", name, exc)
 
     async def on_disconnected() -> None:
-        log.warning("%s: disconnected from NATS, reconnecting", name)
+        if not (nc.is_closed or nc.is_draining):  # a deliberate close is not worth a warning
+            log.warning("%s: disconnected from NATS, reconnecting", name)
 
     async def on_reconnected() -> None:
         log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc if nc.connected_url else "?")
@@ -43,7 +44,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         "reconnected_cb": on_reconnected,
     }
     try:
-        nc = await nats.connect(**options)
+        await nc.connect(**options)
     except Exception as exc:
         urls = ", ".join(settings.nats_urls)
         raise ConnectionError(f"{name}: cannot reach any NATS server ({urls}): {exc}; "

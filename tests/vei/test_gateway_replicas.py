@@ -1,0 +1,128 @@
+"""Several gateway replicas on one NATS: shared registries, frames across replicas, queue groups,
+acks that come back through whichever replica the camera is connected to, many cameras at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from vei_helpers import frame, frames, stubs, subscribed, take, wait_until
+
+from workloads.vei.proto import vei_pb2
+
+EMPTY = empty_pb2.Empty()
+
+
+async def test_registries_are_shared_between_replicas(gateway_factory: Any) -> None:
+    a = await gateway_factory()
+    b = await gateway_factory(clouds=["local", "extra=local"])
+    async with grpc.aio.insecure_channel(a.address) as ch_a, grpc.aio.insecure_channel(b.address) as ch_b:
+        vei_a, _ = stubs(ch_a)
+        vei_b, _ = stubs(ch_b)
+        await vei_a.PublishImage(frames([frame("onA", 0, size=10)]))
+        await vei_a.PublishVisionOutput(frames([vei_pb2.PubVisionParams(visionAppName="appA")]))
+
+        async def b_sees_a() -> bool:
+            cams = list((await vei_b.ListCameras(EMPTY)).availableCams)
+            apps = list((await vei_b.ListApplications(EMPTY)).availApps)
+            return cams == ["onA"] and apps == ["appA"]
+
+        await wait_until(b_sees_a, what="replica B lists what replica A registered")
+        assert (await vei_b.DeleteCamera(vei_pb2.CameraID(cameraID="onA"))).errorMsg == ""
+        assert list((await vei_a.ListCameras(EMPTY)).availableCams) == []
+        # ListClouds is the shared registry too: A also lists what only B configured.
+        await wait_until(lambda: _clouds(vei_a, ["extra", "local"]), what="clouds shared")
+
+
+async def _clouds(vei: Any, expected: list[str]) -> bool:
+    return list((await vei.ListClouds(EMPTY)).availClouds) == expected
+
+
+async def test_frames_cross_replicas_and_queue_groups_share_them(gateway_factory: Any) -> None:
+    """Two groups x two members on two replicas plus one plain subscriber: every frame reaches each
+    group exactly once and the plain subscriber once."""
+    a = await gateway_factory()
+    b = await gateway_factory()
+    n = 60
+    async with grpc.aio.insecure_channel(a.address) as ch_a, grpc.aio.insecure_channel(b.address) as ch_b:
+        vei_a, _ = stubs(ch_a)
+        vei_b, _ = stubs(ch_b)
+        calls: dict[str, Any] = {}
+        for group in ("g1", "g2"):
+            calls[f"{group}-a"] = vei_a.SubscribeImage(vei_pb2.SubImageParams(cameraID="q", queueGroup=group))
+            calls[f"{group}-b"] = vei_b.SubscribeImage(vei_pb2.SubImageParams(cameraID="q", queueGroup=group))
+        calls["plain"] = vei_b.SubscribeImage(vei_pb2.SubImageParams(cameraID="q"))
+        for call in calls.values():
+            await subscribed(call)
+        received: dict[str, list[str]] = {name: [] for name in calls}
+
+        async def collect(name: str) -> None:
+            async for img in calls[name]:
+                received[name].append(img.frameId)
+
+        readers = [asyncio.create_task(collect(name)) for name in calls]
+        await vei_a.PublishImage(frames([frame("q", i, size=1000) for i in range(n)]))
+
+        def all_arrived() -> bool:
+            per_group = [len(received[f"{g}-a"]) + len(received[f"{g}-b"]) for g in ("g1", "g2")]
+            return per_group == [n, n] and len(received["plain"]) == n
+
+        await wait_until(all_arrived, what="all frames at every group")
+        await asyncio.sleep(0.2)  # a duplicate would arrive now
+        for task in readers:
+            task.cancel()
+    expected = {f"q-{i}" for i in range(n)}
+    for g in ("g1", "g2"):
+        both = received[f"{g}-a"] + received[f"{g}-b"]
+        assert Counter(both) == Counter(expected), f"group {g} got duplicates or gaps"
+        assert received[f"{g}-a"] and received[f"{g}-b"], f"group {g} did not share the frames"
+    assert received["plain"] == sorted(expected, key=lambda f: int(f.split("-")[1]))
+
+
+async def test_acks_return_through_the_cameras_replica(gateway_factory: Any, local_sink: Path) -> None:
+    """Camera on replica A, vision app on replica B: B delivers to the sink, A forwards the ack."""
+    a = await gateway_factory()
+    b = await gateway_factory()
+    async with grpc.aio.insecure_channel(a.address) as ch_a, grpc.aio.insecure_channel(b.address) as ch_b:
+        _, reliable_a = stubs(ch_a)
+        vei_b, _ = stubs(ch_b)
+        sub = vei_b.SubscribeImage(vei_pb2.SubImageParams(cameraID="x", queueGroup="vision"))
+        await subscribed(sub)
+
+        async def results() -> Any:
+            async for img in sub:
+                yield vei_pb2.PubCloudParams(analyticsName="emu", cloudProvider="local", frameId=img.frameId,
+                                             cameraID=img.cameraID, createdUnixNs=img.createdUnixNs,
+                                             gatewayInUnixNs=img.gatewayInUnixNs)
+
+        vision = vei_b.PublishToCloud(results())
+        sent = [frame("x", i, size=2000) for i in range(30)]
+        acks = [ack async for ack in reliable_a.PublishImageAcked(frames(sent))]
+        sub.cancel()
+        vision.cancel()
+    assert sorted(a.frameId for a in acks) == sorted(f.frameId for f in sent)
+    assert len(local_sink.read_text().splitlines()) == 30
+
+
+async def test_concurrent_cameras_and_subscribers(gateway: Any) -> None:
+    cameras, subscribers_per_camera, n = 6, 3, 40
+    async with grpc.aio.insecure_channel(gateway.address) as ch:
+        vei, _ = stubs(ch)
+        subs = {(c, s): vei.SubscribeImage(vei_pb2.SubImageParams(cameraID=f"c{c}"))
+                for c in range(cameras) for s in range(subscribers_per_camera)}
+        await asyncio.gather(*(subscribed(call) for call in subs.values()))
+        readers = {key: asyncio.create_task(take(call, n, within_s=30)) for key, call in subs.items()}
+        replies = await asyncio.gather(*(
+            vei.PublishImage(frames([frame(f"c{c}", i, size=4096) for i in range(n)], gap_s=0.001))
+            for c in range(cameras)))
+        assert all(r.errorMsg == "" for r in replies)
+        for (c, _s), task in readers.items():
+            got = await task
+            assert [g.frameId for g in got] == [f"c{c}-{i}" for i in range(n)]
+            assert {g.cameraID for g in got} == {f"c{c}"}
+        for call in subs.values():
+            call.cancel()

@@ -1,0 +1,269 @@
+"""Cloud sinks against real services: the local sink process, a real mosquitto broker, and the
+AWS IoT data plane emulated by moto's server (never live AWS)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import nats
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import ROOT, free_port, stop_process, wait_for_port
+from google.protobuf import empty_pb2
+from vei_helpers import frames, stubs
+
+from workloads.vei import subjects
+from workloads.vei.proto import vei_pb2
+from workloads.vei.sinks import CloudSpecError, parse_cloud_specs
+
+
+def result(i: int, camera: str = "cam", provider: str = "local") -> vei_pb2.PubCloudParams:
+    return vei_pb2.PubCloudParams(analyticsName="emu", analyticalOutput=["person", str(i)], timestamp=str(i),
+                                  cloudProvider=provider, frameId=str(i), cameraID=camera,
+                                  createdUnixNs=1000 + i, gatewayInUnixNs=2000 + i, visionDoneUnixNs=3000 + i)
+
+
+async def collect_acks(nats_url: str, camera: str) -> tuple[Any, list[vei_pb2.FrameAck]]:
+    nc = await nats.connect(nats_url)
+    acks: list[vei_pb2.FrameAck] = []
+
+    async def on_ack(msg: Any) -> None:
+        acks.append(vei_pb2.FrameAck.FromString(msg.data))
+
+    await nc.subscribe(subjects.ack(camera), cb=on_ack)
+    await nc.flush()
+    return nc, acks
+
+
+# ---- local sink process ------------------------------------------------------------------------
+
+async def test_local_sink_process_dedups_replies_and_writes_stats(nats_server: str, tmp_path: Path) -> None:
+    out = tmp_path / "results" / "sink.jsonl"
+    cmd = [sys.executable, "-m", "workloads.vei.sink", "--nats-url", nats_server, "--out", str(out)]
+    nc = await nats.connect(nats_server)
+    for generation in (1, 2):  # the second run appends and remembers what the first wrote
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for _ in range(200):
+                try:
+                    probe = await nc.request(subjects.LOCAL_SINK, b"", timeout=0.2)
+                    assert probe.data == b"ready"
+                    break
+                except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                    await asyncio.sleep(0.05)
+            replies = [(await nc.request(subjects.LOCAL_SINK, result(i).SerializeToString(), timeout=2)).data
+                       for i in (0, 1, 1, 2)]
+            bad = await nc.request(subjects.LOCAL_SINK, b"\x0f", timeout=2)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            stop_process(proc)
+            assert proc.stderr is not None
+            proc.stderr.close()
+        if generation == 1:
+            assert replies == [b"ok", b"ok", b"dup", b"ok"]
+        else:
+            assert replies == [b"dup", b"dup", b"dup", b"dup"]
+        assert bad.data.startswith(b"malformed PubCloudParams")
+        stats = json.loads(out.with_name("sink.jsonl.stats.json").read_text())
+        assert stats == ({"accepted": 3, "duplicates": 1} if generation == 1 else {"accepted": 0, "duplicates": 4})
+    await nc.close()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [rec["frameId"] for rec in lines] == ["0", "1", "2"]
+    rec = lines[2]
+    assert set(rec) >= {"frameId", "cameraID", "createdUnixNs", "gatewayInUnixNs", "visionDoneUnixNs",
+                        "sinkUnixNs", "analyticsName", "analyticalOutput"}
+    assert (rec["createdUnixNs"], rec["gatewayInUnixNs"], rec["visionDoneUnixNs"]) == (1002, 2002, 3002)
+    assert rec["analyticalOutput"] == ["person", "2"] and rec["sinkUnixNs"] > 0
+
+
+async def test_gateway_pipelines_many_results_to_local_sink(gateway: Any, local_sink: Path) -> None:
+    nc, acks = await collect_acks(gateway.settings.nats_urls[0], "bulk")
+    n = 500
+    async with grpc.aio.insecure_channel(gateway.address) as ch:
+        vei, _ = stubs(ch)
+        reply = await vei.PublishToCloud(frames([result(i, camera="bulk") for i in range(n)]))
+    assert reply.errorMsg == ""
+    for _ in range(100):
+        if len(acks) == n:
+            break
+        await asyncio.sleep(0.05)
+    await nc.close()
+    assert sorted(int(a.frameId) for a in acks) == list(range(n))
+    assert all(a.error == "" for a in acks)
+    assert len(local_sink.read_text().splitlines()) == n
+
+
+# ---- MQTT ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mosquitto() -> Iterator[int]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="vei-mosquitto-") as tmp:
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, proc)
+            yield port
+        finally:
+            stop_process(proc)
+
+
+class MqttListener:
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="vei-test-listener")
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "test listener could not subscribe"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def test_mqtt_sink_publishes_qos1_and_acks(gateway_factory: Any, mosquitto: int) -> None:
+    listener = MqttListener(mosquitto, "vei/results")
+    try:
+        gw = await gateway_factory(clouds=[f"broker=mqtt://127.0.0.1:{mosquitto}/vei/results"])
+        nc, acks = await collect_acks(gw.settings.nats_urls[0], "cam")
+        async with grpc.aio.insecure_channel(gw.address) as ch:
+            vei, _ = stubs(ch)
+            reply = await vei.PublishToCloud(frames([result(i, provider="broker") for i in range(50)]))
+        assert reply.errorMsg == ""
+        for _ in range(100):
+            if len(listener.messages) >= 50 and len(acks) >= 50:
+                break
+            await asyncio.sleep(0.05)
+        await nc.close()
+    finally:
+        listener.close()
+    assert sorted(int(a.frameId) for a in acks) == list(range(50))
+    assert {topic for topic, _ in listener.messages} == {"vei/results"}
+    payloads = sorted((json.loads(p) for _, p in listener.messages), key=lambda r: int(r["frameId"]))
+    assert [p["frameId"] for p in payloads] == [str(i) for i in range(50)]
+    assert payloads[7]["analyticalOutput"] == ["person", "7"] and payloads[7]["createdUnixNs"] == 1007
+
+
+async def test_mqtt_broker_down_fails_the_result_not_the_gateway(gateway_factory: Any) -> None:
+    dead = free_port()
+    gw = await gateway_factory(clouds=[f"broker=mqtt://127.0.0.1:{dead}/vei/results"], sink_timeout_s=0.5)
+    nc, acks = await collect_acks(gw.settings.nats_urls[0], "cam")
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        vei, _ = stubs(ch)
+        reply = await vei.PublishToCloud(frames([result(1, provider="broker")]))
+        assert list((await vei.ListClouds(empty_pb2.Empty())).availClouds) == ["broker"]
+    await asyncio.sleep(0.2)
+    await nc.close()
+    assert "did not acknowledge (PUBACK) within 0.5 s" in reply.errorMsg
+    assert [(a.frameId, "PUBACK" in a.error) for a in acks] == [("1", True)]
+
+
+# ---- AWS IoT (moto) ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def moto_iot(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    # Dummy credentials, only inside this test's environment; never real ones.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+async def test_aws_iot_sink_publishes_to_emulator(gateway_factory: Any, moto_iot: str) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iotdata.models import iotdata_backends
+
+    spec = f"aws=iot-data?region=eu-north-1&topic=vei/results&endpoint={moto_iot}"
+    gw = await gateway_factory(clouds=[spec])
+    nc, acks = await collect_acks(gw.settings.nats_urls[0], "cam")
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        vei, _ = stubs(ch)
+        reply = await vei.PublishToCloud(frames([result(i, provider="aws") for i in range(20)]))
+    await asyncio.sleep(0.2)
+    await nc.close()
+    assert reply.errorMsg == ""
+    published = iotdata_backends[DEFAULT_ACCOUNT_ID]["eu-north-1"].published_payloads
+    ours = sorted((json.loads(p) for t, p in published if t == "vei/results"), key=lambda r: int(r["frameId"]))
+    assert [r["frameId"] for r in ours] == [str(i) for i in range(20)]
+    assert ours[3]["cameraID"] == "cam" and ours[3]["visionDoneUnixNs"] == 3003
+    assert sorted(int(a.frameId) for a in acks) == list(range(20))
+
+
+async def test_aws_sink_without_credentials_says_how_to_fix(
+        gateway_factory: Any, moto_iot: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    gw = await gateway_factory(clouds=[f"aws=iot-data?region=eu-north-1&topic=t&endpoint={moto_iot}"])
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        vei, _ = stubs(ch)
+        reply = await vei.PublishToCloud(frames([result(1, provider="aws")]))
+    assert "no AWS credentials found; set AWS_ACCESS_KEY_ID" in reply.errorMsg
+
+
+# ---- cloud specs -------------------------------------------------------------------------------------
+
+def test_cloud_specs_parse() -> None:
+    specs = parse_cloud_specs(["local", "b=mqtt://h:1884/a/b?qos=0",
+                               "aws=iot-data?region=eu-north-1&topic=x&endpoint=http://h:5000"])
+    assert [(s.name, s.kind) for s in specs] == [("local", "local"), ("b", "mqtt"), ("aws", "aws")]
+    assert specs[2].params == {"region": "eu-north-1", "topic": "x", "endpoint": "http://h:5000"}
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("mqtt", "needs a target"),
+    ("bad name=local", "provider name 'bad name'"),
+    ("m=mqtt://h:1883", "needs a host and a topic"),
+    ("m=mqtt://user:pw@h:1883/t", "do not put credentials in the spec"),
+    ("m=mqtt://h:1883/t?qos=2", "qos must be 0 or 1"),
+    ("a=iot-data?topic=t", "iot-data needs region"),
+    ("a=iot-data?region=r&topic=t&secret=x", "unknown option(s) secret"),
+    ("x=kafka://h", "unknown target 'kafka://h'"),
+    ("l=local?timeout=-1", "timeout must be a positive number"),
+])
+def test_bad_cloud_specs_are_explained(spec: str, needle: str) -> None:
+    with pytest.raises(CloudSpecError) as err:
+        parse_cloud_specs([spec])
+    assert needle in str(err.value)
+
+
+def test_duplicate_provider_names_rejected() -> None:
+    with pytest.raises(CloudSpecError, match="configured twice: local"):
+        parse_cloud_specs(["local", "local=local"])
+
+
+def test_gateway_cli_rejects_bad_cloud_spec_before_starting() -> None:
+    proc = subprocess.run([sys.executable, "-m", "workloads.vei.gateway", "--cloud", "a=iot-data?topic=t",
+                           "--nats-url", "nats://127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ})
+    assert proc.returncode == 2
+    assert "iot-data needs region" in proc.stderr
