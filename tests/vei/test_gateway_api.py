@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from vei_helpers import frame, frames, metric, stubs, subscribed, take, wait_until
+from vei_helpers import frame, frames, metric, read_jsonl, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2
 
@@ -108,7 +107,7 @@ async def test_acked_publish_end_to_end_through_local_sink(gateway: Any, local_s
         vision_task.cancel()
     assert sorted(a.frameId for a in acks) == sorted(f.frameId for f in sent)
     assert all(a.error == "" and a.cameraID == "cam7" for a in acks)
-    lines = [json.loads(line) for line in local_sink.read_text().splitlines()]
+    lines = read_jsonl(local_sink)
     assert sorted(rec["frameId"] for rec in lines) == sorted(f.frameId for f in sent)
     for rec in lines:
         assert rec["cameraID"] == "cam7" and rec["analyticsName"] == "emu"

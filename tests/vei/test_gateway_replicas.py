@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from vei_helpers import frame, frames, stubs, subscribed, take, wait_until
+from vei_helpers import frame, frames, read_jsonl, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2
 
@@ -105,7 +105,7 @@ async def test_acks_return_through_the_cameras_replica(gateway_factory: Any, loc
         sub.cancel()
         vision.cancel()
     assert sorted(a.frameId for a in acks) == sorted(f.frameId for f in sent)
-    assert len(local_sink.read_text().splitlines()) == 30
+    assert len(read_jsonl(local_sink)) == 30
 
 
 async def test_concurrent_cameras_and_subscribers(gateway: Any) -> None:

@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import ROOT, free_port, stop_process, wait_for_port
 from google.protobuf import empty_pb2
-from vei_helpers import frames, stubs
+from vei_helpers import frames, read_jsonl, spawn, stubs
 
 from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
@@ -53,7 +53,7 @@ async def test_local_sink_process_dedups_replies_and_writes_stats(nats_server: s
     cmd = [sys.executable, "-m", "workloads.vei.sink", "--nats-url", nats_server, "--out", str(out)]
     nc = await nats.connect(nats_server)
     for generation in (1, 2):  # the second run appends and remembers what the first wrote
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = spawn(cmd, ROOT)
         try:
             for _ in range(200):
                 try:
@@ -77,9 +77,10 @@ async def test_local_sink_process_dedups_replies_and_writes_stats(nats_server: s
             assert replies == [b"dup", b"dup", b"dup", b"dup"]
         assert bad.data.startswith(b"malformed PubCloudParams")
         stats = json.loads(out.with_name("sink.jsonl.stats.json").read_text())
-        assert stats == ({"accepted": 3, "duplicates": 1} if generation == 1 else {"accepted": 0, "duplicates": 4})
+        expected = {"accepted": 3, "duplicates": 1} if generation == 1 else {"accepted": 0, "duplicates": 4}
+        assert stats == expected
     await nc.close()
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = read_jsonl(out)
     assert [rec["frameId"] for rec in lines] == ["0", "1", "2"]
     rec = lines[2]
     assert set(rec) >= {"frameId", "cameraID", "createdUnixNs", "gatewayInUnixNs", "visionDoneUnixNs",
@@ -102,7 +103,7 @@ async def test_gateway_pipelines_many_results_to_local_sink(gateway: Any, local_
     await nc.close()
     assert sorted(int(a.frameId) for a in acks) == list(range(n))
     assert all(a.error == "" for a in acks)
-    assert len(local_sink.read_text().splitlines()) == n
+    assert len(read_jsonl(local_sink)) == n
 
 
 # ---- MQTT ------------------------------------------------------------------------------------------
@@ -210,7 +211,8 @@ async def test_aws_iot_sink_publishes_to_emulator(gateway_factory: Any, moto_iot
     await nc.close()
     assert reply.errorMsg == ""
     published = iotdata_backends[DEFAULT_ACCOUNT_ID]["eu-north-1"].published_payloads
-    ours = sorted((json.loads(p) for t, p in published if t == "vei/results"), key=lambda r: int(r["frameId"]))
+    ours = sorted((json.loads(p) for t, p in published if t == "vei/results"),
+                  key=lambda r: int(r["frameId"]))
     assert [r["frameId"] for r in ours] == [str(i) for i in range(20)]
     assert ours[3]["cameraID"] == "cam" and ours[3]["visionDoneUnixNs"] == 3003
     assert sorted(int(a.frameId) for a in acks) == list(range(20))

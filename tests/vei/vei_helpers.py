@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -65,3 +68,11 @@ def stubs(channel: grpc.aio.Channel) -> tuple[vei_pb2_grpc.VEIv1_0Stub, vei_pb2_
 def metric(gateway: Any, name: str, labels: dict[str, str] | None = None) -> float:
     value = gateway.metrics.registry.get_sample_value(name, labels or {})
     return float(value or 0.0)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def spawn(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
