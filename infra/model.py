@@ -307,6 +307,7 @@ class CloudSink(_Model):
     mqtt_username: str | None = None
     aws_region: str | None = None
     aws_endpoint: str | None = None
+    aws_topic: str = "vei/results"
 
     @model_validator(mode="after")
     def _kind_fields(self) -> CloudSink:
@@ -455,6 +456,11 @@ class Testbed(_Model):
                 )
         if self.kubeedge.enabled:
             self._check_kubeedge()
+        if self.vei.enabled and not self.platform.nats.jetstream:
+            raise ValueError(
+                "edgerig:vei.enabled needs JetStream: the gateway keeps its camera/app/cloud registries "
+                "in NATS KV. Set edgerig:platform.nats.jetstream true (or vei.enabled false)"
+            )
         if self.platform.metrics_server.enabled and "metrics-server" not in self.k3s.disable:
             raise ValueError(
                 "edgerig:platform.metricsServer.enabled deploys metrics-server, but K3s also bundles one: "

@@ -34,11 +34,11 @@ KUBEEDGE_KUBERNETES_COMPAT: Final[dict[str, tuple[str, ...]]] = {
 # --- Helm charts (repository URL, chart name, version) --------------------------------------------
 NATS_CHART_REPO: Final = "https://nats-io.github.io/k8s/helm/charts/"
 NATS_CHART: Final = "nats"
-NATS_CHART_VERSION: Final = "1.2.6"
+NATS_CHART_VERSION: Final = "1.2.8"
 
 OPENFAAS_CHART_REPO: Final = "https://openfaas.github.io/faas-netes/"
 OPENFAAS_CHART: Final = "openfaas"
-OPENFAAS_CHART_VERSION: Final = "14.2.34"
+OPENFAAS_CHART_VERSION: Final = "14.1.9"
 
 KUBE_PROMETHEUS_STACK_CHART_REPO: Final = "https://prometheus-community.github.io/helm-charts"
 KUBE_PROMETHEUS_STACK_CHART: Final = "kube-prometheus-stack"

@@ -32,6 +32,7 @@ OPENSTACK = {"externalNetwork": "public", "publicKey": "ssh-ed25519 AAAAC3Nza te
 def base() -> dict[str, Any]:
     return {
         "edgerig:k3sToken": TOKEN,
+        "edgerig:platform": {"nats": {"jetstream": True}},
         "edgerig:adminCidrs": ["203.0.113.0/24"],
         "edgerig:nodes": [
             _static("master0", "server", "10.0.0.1"),
@@ -228,7 +229,7 @@ def test_fast_failover_ratio() -> None:
 
 def test_even_nats_replicas() -> None:
     cfg = base()
-    cfg["edgerig:platform"] = {"nats": {"replicas": 2}}
+    cfg["edgerig:platform"] = {"nats": {"replicas": 2, "jetstream": True}}
     fails(cfg, "edgerig:platform.nats.replicas", "must be odd")
 
 
@@ -305,7 +306,7 @@ def test_metrics_server_twice() -> None:
     cfg = base()
     cfg["edgerig:k3s"] = {"disable": ["traefik"]}
     fails(cfg, "K3s also bundles one", "edgerig:k3s.disable")
-    cfg["edgerig:platform"] = {"metricsServer": {"enabled": False}}
+    cfg["edgerig:platform"] = {"nats": {"jetstream": True}, "metricsServer": {"enabled": False}}
     assert load_testbed(cfg, name="t").k3s.disable == ["traefik"]
 
 
@@ -313,3 +314,9 @@ def test_agent_label_tells_edgecore_from_k3s() -> None:
     tb = load_testbed(kubeedge_base(), name="t")
     assert tb.node_labels(tb.node("pi0"))["edgerig.io/agent"] == "edgecore"
     assert tb.node_labels(tb.node("cloud1"))["edgerig.io/agent"] == "k3s"
+
+
+def test_vei_needs_jetstream() -> None:
+    cfg = base()
+    cfg["edgerig:platform"] = {"nats": {"jetstream": False}}
+    fails(cfg, "needs JetStream", "edgerig:platform.nats.jetstream true")
