@@ -7,6 +7,7 @@ is started fresh for the run and stopped at its end, on an error, or on Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -100,9 +101,9 @@ def run_latency(cfg: LatencyConfig, console: Console | None = None) -> dict[str,
         argv = camera_argv(base.gateway_address, cfg.camera_id, cfg.frames, cfg.fps, cfg.frame_bytes,
                            out / "camera.csv", status)
         progress = make_progress(console, cfg.progress)
-        with progress if progress is not None else _null():
-            _, cam = stream_camera(sup, "camera", argv, status, cfg.frames, cfg.frames / cfg.fps + 60, progress,
-                                   f"{cfg.frames} frames at {cfg.fps:g} fps")
+        with progress if progress is not None else contextlib.nullcontext():
+            _, cam = stream_camera(sup, "camera", argv, status, cfg.frames, cfg.frames / cfg.fps + 60,
+                                   progress, f"{cfg.frames} frames at {cfg.fps:g} fps")
         cpu1, window_s = cpu_seconds(procs), time.monotonic() - t0
         console.print(f"measuring the floor: {cfg.floor_samples()} bare NATS hops at {cfg.fps:g}/s")
         floor = asyncio.run(measure_floor(base.nats.url, cfg.floor_samples(), cfg.fps, cfg.frame_bytes))
@@ -158,11 +159,3 @@ def check_targets(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
         value = summary.get(key)
         result[key] = {"value": value, "limit": limit, "ok": value is not None and value <= limit}
     return result
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
