@@ -1,0 +1,1 @@
+"""The VEI application on Kubernetes: gateway, vision app, cameras, local sink."""

@@ -1,0 +1,301 @@
+"""VEI Kubernetes objects rendered from the model (pure dicts, validated against the K8s schema).
+
+Commands are the real CLIs in workloads/vei. Cameras and vision apps reach the gateway through the
+headless Service with gRPC's DNS resolver, so each client balances over (and fails over between)
+every gateway pod itself instead of pinning one connection through a ClusterIP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.model import CloudSink, Testbed
+from infra.platform.components import nats_urls
+from infra.platform.placement import edge_tolerations, prefer_edge_affinity
+
+CREDENTIALS_SECRET = "vei-cloud-credentials"
+GATEWAY = "vei-gateway"
+MANAGED = {"app.kubernetes.io/managed-by": "edgerig", "app.kubernetes.io/part-of": "vei"}
+
+
+def cloud_spec(sink: CloudSink) -> str:
+    """The gateway's --cloud syntax (workloads/vei/sinks/spec.py)."""
+    if sink.kind == "local":
+        return f"{sink.name}=local"
+    if sink.kind == "mqtt":
+        return f"{sink.name}={sink.mqtt_url}"
+    query = f"region={sink.aws_region}&topic={sink.aws_topic}"
+    if sink.aws_endpoint:
+        query += f"&endpoint={sink.aws_endpoint}"
+    return f"{sink.name}=iot-data?{query}"
+
+
+def gateway_target(testbed: Testbed) -> str:
+    ns = testbed.vei.namespace
+    return f"dns:///{GATEWAY}-headless.{ns}.svc.cluster.local:{testbed.vei.grpc_port}"
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {**MANAGED, "app.kubernetes.io/name": component}
+
+
+def _placement(testbed: Testbed, component: str, spread: bool) -> dict[str, Any]:
+    vei = testbed.vei
+    seconds = vei.toleration_seconds
+    # Pods on a dead node are evicted after `seconds` instead of the apiserver default (300 s).
+    tolerations = [
+        {
+            "key": "node.kubernetes.io/not-ready",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": seconds,
+        },
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": seconds,
+        },
+        *edge_tolerations(),  # VEI is an edge workload: it is meant to run next to the cameras
+    ]
+    spec: dict[str, Any] = {"tolerations": tolerations}
+    if affinity := prefer_edge_affinity(vei.edge_weight):
+        spec["affinity"] = affinity
+    if spread:
+        spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": component}},
+            }
+        ]
+    return spec
+
+
+def _deployment(
+    testbed: Testbed, name: str, replicas: int, container: dict[str, Any], spread: bool
+) -> dict[str, Any]:
+    labels = _labels(name)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": testbed.vei.namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 15,
+                    "containers": [
+                        {"image": testbed.vei.image, "imagePullPolicy": "IfNotPresent", **container}
+                    ],
+                    **_placement(testbed, name, spread),
+                },
+            },
+        },
+    }
+
+
+def _secret_env(name: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
+
+
+def _gateway_env(testbed: Testbed) -> list[dict[str, Any]]:
+    vei = testbed.vei
+    env: list[dict[str, Any]] = [
+        {"name": "VEI_KV_REPLICAS", "value": str(min(testbed.platform.nats.replicas, 3))}
+    ]
+    kinds = {c.kind for c in vei.clouds}
+    if "aws" in kinds:
+        env += [
+            _secret_env("AWS_ACCESS_KEY_ID", "aws-access-key-id"),
+            _secret_env("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key"),
+        ]
+    if "mqtt" in kinds:
+        user = next((c.mqtt_username for c in vei.clouds if c.mqtt_username), None)
+        if user:
+            env.append({"name": "VEI_MQTT_USERNAME", "value": user})
+        if vei.mqtt_password is not None:
+            env.append(_secret_env("VEI_MQTT_PASSWORD", "mqtt-password"))
+    return env
+
+
+def gateway_deployment(testbed: Testbed) -> dict[str, Any]:
+    vei = testbed.vei
+    args = [
+        "-m",
+        "workloads.vei.gateway",
+        "--listen",
+        f"0.0.0.0:{vei.grpc_port}",
+        "--nats-url",
+        ",".join(nats_urls(testbed)),
+        "--metrics-listen",
+        f"0.0.0.0:{vei.metrics_port}",
+    ]
+    for sink in vei.clouds:
+        args += ["--cloud", cloud_spec(sink)]
+    container = {
+        "name": "gateway",
+        "command": ["python"],
+        "args": args,
+        "env": _gateway_env(testbed),
+        "ports": [
+            {"name": "grpc", "containerPort": vei.grpc_port},
+            {"name": "metrics", "containerPort": vei.metrics_port},
+        ],
+        # Native gRPC probes (Kubernetes >= 1.24): the standard health service, no probe binary.
+        "readinessProbe": {
+            "grpc": {"port": vei.grpc_port, "service": "VEIv1_0.VEIv1_0"},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "grpc": {"port": vei.grpc_port, "service": ""},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "96Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
+        },
+    }
+    return _deployment(testbed, GATEWAY, vei.gateway_replicas, container, spread=True)
+
+
+def gateway_services(testbed: Testbed) -> list[dict[str, Any]]:
+    vei = testbed.vei
+    ports = [{"name": "grpc", "port": vei.grpc_port, "targetPort": "grpc"}]
+    base = {"apiVersion": "v1", "kind": "Service"}
+    selector = {"app.kubernetes.io/name": GATEWAY}
+    return [
+        {
+            **base,
+            "metadata": {
+                "name": f"{GATEWAY}-headless",
+                "namespace": vei.namespace,
+                "labels": _labels(GATEWAY),
+            },
+            # Only ready pods are published, so clients stop resolving a gateway that failed readiness.
+            "spec": {
+                "clusterIP": "None",
+                "selector": selector,
+                "ports": ports,
+                "publishNotReadyAddresses": False,
+            },
+        },
+        {
+            **base,
+            "metadata": {"name": GATEWAY, "namespace": vei.namespace, "labels": _labels(GATEWAY)},
+            "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
+        },
+    ]
+
+
+def vision_deployment(testbed: Testbed) -> dict[str, Any]:
+    vei = testbed.vei
+    cloud = vei.clouds[0].name if vei.clouds else "local"
+    container = {
+        "name": "vision",
+        "command": ["python"],
+        "args": [
+            "-m",
+            "workloads.vei.vision",
+            "--gateway",
+            gateway_target(testbed),
+            "--camera-id",
+            "cam-0",
+            "--app-name",
+            "vision",
+            "--processing-ms",
+            str(vei.vision_processing_ms),
+            "--cloud",
+            cloud,
+        ],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
+        },
+    }
+    return _deployment(testbed, "vei-vision", 1, container, spread=False)
+
+
+def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:
+    vei = testbed.vei
+    out = []
+    for i in range(vei.cameras):
+        container = {
+            "name": "camera",
+            "command": ["python"],
+            "args": [
+                "-m",
+                "workloads.vei.camera",
+                "--gateway",
+                gateway_target(testbed),
+                "--camera-id",
+                f"cam-{i}",
+                "--fps",
+                str(vei.fps),
+                "--frame-bytes",
+                str(vei.frame_bytes),
+            ],
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"},
+            },
+        }
+        out.append(_deployment(testbed, f"vei-camera-{i}", 1, container, spread=False))
+    return out
+
+
+def sink_deployment(testbed: Testbed) -> dict[str, Any] | None:
+    """The local sink records every result (experiments read it); only when a local sink is configured."""
+    if not any(c.kind == "local" for c in testbed.vei.clouds):
+        return None
+    container = {
+        "name": "sink",
+        "command": ["python"],
+        "args": [
+            "-m",
+            "workloads.vei.sink",
+            "--nats-url",
+            ",".join(nats_urls(testbed)),
+            "--out",
+            "/data/vei-sink.jsonl",
+        ],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    }
+    dep = _deployment(testbed, "vei-sink", 1, container, spread=False)
+    dep["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    return dep
+
+
+def credentials_secret(testbed: Testbed, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Cloud credentials; values are Pulumi secrets at deploy time, never literals in a manifest."""
+    if not values:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": CREDENTIALS_SECRET, "namespace": testbed.vei.namespace, "labels": dict(MANAGED)},
+        "stringData": values,
+    }
+
+
+def pod_monitors(testbed: Testbed) -> list[dict[str, Any]]:
+    """Prometheus Operator PodMonitors for the gateway metrics port (NATS gets one from its chart)."""
+    return [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": {"name": GATEWAY, "namespace": testbed.vei.namespace, "labels": _labels(GATEWAY)},
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY}},
+                "podMetricsEndpoints": [{"port": "metrics", "interval": "5s"}],
+            },
+        }
+    ]

@@ -1,0 +1,1 @@
+"""OpenStack side of a testbed: network, security group generated from the model, keypair, VMs."""

@@ -1,0 +1,1 @@
+"""Cluster bootstrap: host configuration (infra/hosts) run as Pulumi resources during `pulumi up`."""

@@ -1,0 +1,1 @@
+"""Kubernetes platform: NATS, metrics-server, Prometheus/Grafana and OpenFaaS (pulumi-kubernetes)."""

@@ -1,0 +1,153 @@
+"""Helm values rendered from the model (pure). Keys are the charts' own, for the pinned versions in
+infra/versions.py: nats-io/k8s `nats` 1.x, kubernetes-sigs `metrics-server` 3.12,
+prometheus-community `kube-prometheus-stack` 65, openfaas/faas-netes `openfaas` 14.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra import versions
+from infra.model import Testbed
+from infra.platform.placement import daemonset_placement, management_affinity
+
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+OPENFAAS_BASIC_AUTH_SECRET = "basic-auth"  # the name the OpenFaaS chart expects with generateBasicAuth off
+DASHBOARD_LABEL = "grafana_dashboard"  # kube-prometheus-stack's Grafana sidecar label (value "1")
+
+
+def _resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
+def nats_values(testbed: Testbed) -> dict[str, Any]:
+    nats = testbed.platform.nats
+    monitoring = testbed.platform.monitoring.enabled
+    pod_spec: dict[str, Any] = {}
+    if affinity := management_affinity(testbed):
+        pod_spec["affinity"] = affinity
+    return {
+        "config": {
+            "cluster": {"enabled": nats.replicas > 1, "replicas": nats.replicas},
+            "jetstream": {"enabled": nats.jetstream, "fileStore": {"pvc": {"size": "2Gi"}}},
+        },
+        "container": {
+            "image": {"tag": versions.NATS_SERVER_IMAGE_TAG},
+            "merge": {"resources": _resources("100m", "64Mi", "256Mi")},
+        },
+        # One server per node: losing a node loses one route, never the quorum (K3s thesis 3.4).
+        "podTemplate": {
+            "topologySpreadConstraints": {
+                "kubernetes.io/hostname": {"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}
+            },
+            "merge": {"spec": pod_spec},
+        },
+        "promExporter": {"enabled": monitoring, "podMonitor": {"enabled": monitoring}},
+        "natsBox": {"enabled": False},
+    }
+
+
+def metrics_server_values(testbed: Testbed) -> dict[str, Any]:
+    values: dict[str, Any] = {"resources": _resources("50m", "64Mi", "200Mi")}
+    cloudcore = testbed.cloudcore_node
+    if cloudcore is None:
+        return values
+    # OpenFaaS thesis 4.10 (Code Snippet 4.10): prefer the external address to reach edge "kubelets"
+    # and skip kubelet TLS verification, because edge certificates only name the internal address.
+    # hostNetwork on the CloudCore node: there, iptables DNATs the edge kubelet port 10350 to
+    # CloudStream 10003; containerPort moves off 10250, which the host's own kubelet holds.
+    values.update(
+        {
+            "defaultArgs": [
+                "--cert-dir=/tmp",
+                "--kubelet-preferred-address-types=ExternalIP,InternalIP,Hostname",
+                "--kubelet-use-node-status-port",
+                "--metric-resolution=15s",
+            ],
+            "args": ["--kubelet-insecure-tls"],
+            "hostNetwork": {"enabled": True},
+            "containerPort": 4443,
+            "nodeSelector": {"kubernetes.io/hostname": cloudcore.name},
+        }
+    )
+    return values
+
+
+def monitoring_values(testbed: Testbed) -> dict[str, Any]:
+    """kube-prometheus-stack trimmed for Pis: no Alertmanager, no scrapes of components K3s embeds."""
+    mon = testbed.platform.monitoring
+    affinity = management_affinity(testbed)
+    return {
+        "alertmanager": {"enabled": False},
+        # etcd, scheduler, controller-manager and kube-proxy run inside k3s and bind localhost.
+        "kubeEtcd": {"enabled": False},
+        "kubeControllerManager": {"enabled": False},
+        "kubeScheduler": {"enabled": False},
+        "kubeProxy": {"enabled": False},
+        "defaultRules": {"create": False},
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": mon.retention,
+                "scrapeInterval": "15s",
+                "resources": _resources("200m", "400Mi", "1Gi"),
+                "affinity": affinity,
+                # Pick up the PodMonitors edgerig creates for the VEI gateway and vision app.
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+            }
+        },
+        "prometheusOperator": {"resources": _resources("50m", "64Mi", "200Mi"), "affinity": affinity},
+        "kube-state-metrics": {"resources": _resources("20m", "64Mi", "200Mi"), "affinity": affinity},
+        "prometheus-node-exporter": {
+            "resources": _resources("20m", "32Mi", "100Mi"),
+            **daemonset_placement(testbed),
+        },
+        "grafana": {
+            "admin": {
+                "existingSecret": GRAFANA_ADMIN_SECRET,
+                "userKey": "admin-user",
+                "passwordKey": "admin-password",
+            },
+            "service": {"type": "NodePort", "nodePort": mon.grafana_node_port},
+            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
+            "resources": _resources("50m", "128Mi", "300Mi"),
+            "affinity": affinity,
+        },
+    }
+
+
+def openfaas_values(testbed: Testbed) -> dict[str, Any]:
+    faas = testbed.platform.openfaas
+    return {
+        "functionNamespace": faas.functions_namespace,
+        "basic_auth": True,
+        "generateBasicAuth": False,  # edgerig creates the basic-auth Secret from a Pulumi RandomPassword
+        "exposeServices": True,
+        "serviceType": "NodePort",
+        "gateway": {"replicas": 1, "nodePort": faas.gateway_node_port},
+        "openfaasPro": False,
+        "operator": {"create": False},
+        "createCRDs": True,
+        # Thesis 4.1: management components (gateway, provider, queue) run in the cloud realm.
+        "affinity": management_affinity(testbed),
+    }
+
+
+def edge_function_patch(testbed: Testbed) -> dict[str, Any]:
+    """Strategic-merge patch for function Deployments that may run at the edge (thesis 4.4 / E1).
+
+    OpenFaaS CE has no Profiles (those are OpenFaaS Standard), so, as in the thesis, the tolerations
+    and the preferred affinity are patched onto the function Deployments after `faas-cli deploy`.
+    """
+    from infra.platform.placement import edge_tolerations, prefer_edge_affinity
+
+    return {
+        "spec": {
+            "template": {
+                "spec": {
+                    "tolerations": edge_tolerations(),
+                    "affinity": prefer_edge_affinity(testbed.platform.openfaas.edge_weight),
+                }
+            }
+        }
+    }

@@ -1,0 +1,99 @@
+"""The Pulumi program as a function of the typed model, so tests can run it under mocks per stack."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.apps.vei import VeiApp
+from infra.cloud.openstack_nodes import OpenStackNodes
+from infra.cluster.bootstrap import Bootstrap
+from infra.edge.inventory import inventory_entry
+from infra.edge.pi_nodes import PiNodes
+from infra.model import Testbed
+from infra.platform.components import MetricsServer, Monitoring, Nats, OpenFaaS
+from infra.platform.values import edge_function_patch
+
+
+@dataclass
+class Program:
+    """What build() created, for tests and for exports."""
+
+    testbed: Testbed
+    cloud: OpenStackNodes | None = None
+    edge: PiNodes | None = None
+    bootstrap: Bootstrap | None = None
+    components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def build(testbed: Testbed) -> Program:
+    prog = Program(testbed)
+    addresses: dict[str, pulumi.Input[str]] = {}
+    internal: dict[str, pulumi.Input[str]] = {}
+    if testbed.openstack_nodes:
+        prog.cloud = OpenStackNodes("cloud", testbed)
+        addresses.update(prog.cloud.addresses)
+        internal.update(prog.cloud.internal_addresses)
+    if testbed.static_nodes:
+        prog.edge = PiNodes("edge", testbed)
+        addresses.update(prog.edge.addresses)
+
+    prog.bootstrap = Bootstrap("cluster", testbed, addresses, internal)
+    provider = k8s.Provider(
+        "k8s",
+        kubeconfig=prog.bootstrap.kubeconfig,
+        enable_server_side_apply=True,
+        opts=pulumi.ResourceOptions(depends_on=[prog.bootstrap]),
+    )
+    platform = testbed.platform
+    nats = Nats("nats", testbed, provider)
+    prog.components["nats"] = nats
+    if platform.metrics_server.enabled:
+        prog.components["metrics-server"] = MetricsServer("metrics-server", testbed, provider)
+    if platform.monitoring.enabled:
+        prog.components["monitoring"] = Monitoring("monitoring", testbed, provider)
+    if platform.openfaas.enabled:
+        prog.components["openfaas"] = OpenFaaS("openfaas", testbed, provider)
+    if testbed.vei.enabled:
+        after = [nats, *([prog.components["monitoring"]] if "monitoring" in prog.components else [])]
+        prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=after)
+
+    _export(prog, addresses)
+    return prog
+
+
+def _export(prog: Program, addresses: dict[str, pulumi.Input[str]]) -> None:
+    testbed = prog.testbed
+    assert prog.bootstrap is not None
+
+    def inventory(resolved: list[str]) -> dict[str, Any]:
+        by_name = dict(zip(addresses, resolved, strict=True))
+        return {n.name: inventory_entry(testbed, n, by_name.get(n.name)) for n in testbed.nodes}
+
+    outputs: dict[str, Any] = {
+        "inventory": pulumi.Output.all(*addresses.values()).apply(inventory),
+        "kubeconfig": prog.bootstrap.kubeconfig,  # secret: `pulumi stack output kubeconfig --show-secrets`
+        "apiEndpoint": pulumi.Output.from_input(addresses[testbed.first_server.name]).apply(
+            lambda ip: f"https://{ip}:6443"
+        ),
+    }
+    if isinstance(openfaas := prog.components.get("openfaas"), OpenFaaS):
+        outputs["openfaasAdminPassword"] = openfaas.admin_password
+        outputs["openfaasGateway"] = pulumi.Output.from_input(addresses[testbed.first_server.name]).apply(
+            lambda ip: f"http://{ip}:{testbed.platform.openfaas.gateway_node_port}"
+        )
+        outputs["openfaasEdgePlacementPatch"] = json.dumps(edge_function_patch(testbed))
+    if isinstance(monitoring := prog.components.get("monitoring"), Monitoring):
+        outputs["grafanaPassword"] = monitoring.grafana_password
+    if isinstance(vei := prog.components.get("vei"), VeiApp):
+        outputs["veiGatewayTarget"] = vei.gateway_target
+    if testbed.cloudcore_node is not None:
+        outputs["cloudcoreNode"] = testbed.cloudcore_node.name
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    prog.outputs = outputs

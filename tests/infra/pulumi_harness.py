@@ -1,0 +1,102 @@
+"""Run the Pulumi program under pulumi.runtime.set_mocks and record every resource it registers.
+
+Only the Pulumi engine, OpenStack and Kubernetes are mocked: the program, the model and the
+rendering code run for real.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.model import Testbed
+from infra.program import Program, build
+
+FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n# fake kubeconfig from the mocks\n"
+
+
+@dataclass
+class Registered:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str | None
+
+
+@dataclass
+class RecordingMocks(pulumi.runtime.Mocks):
+    resources: list[Registered] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    _ip: int = 10
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), None))
+        outs = dict(args.inputs)
+        if args.typ == "pulumi-python:dynamic:Resource":
+            outs["kubeconfig"] = FAKE_KUBECONFIG if args.inputs.get("wants_kubeconfig") else ""
+        elif args.typ == "openstack:networking/floatingIp:FloatingIp":
+            self._ip += 1
+            outs["address"] = f"203.0.113.{self._ip}"
+        elif args.typ == "openstack:networking/port:Port":
+            self._ip += 1
+            outs["allFixedIps"] = [f"192.168.50.{self._ip}"]
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            outs["result"] = "mock-password-" + args.name
+        return f"{args.name}-id", outs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self.calls.append(args.token)
+        return {"id": f"{args.token}-id", "name": args.args.get("name")}, []
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> Registered:
+        (found,) = [r for r in self.resources if r.name == name]
+        return found
+
+
+@dataclass
+class Run:
+    mocks: RecordingMocks
+    program: Program
+    outputs: dict[str, Any]  # resolved values
+    secret: dict[str, bool]  # output name -> is it a secret
+
+    def count(self, typ: str) -> int:
+        return len(self.mocks.of_type(typ))
+
+
+def run_program(testbed: Testbed) -> Run:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="edgerig", stack=testbed.name, preview=False)
+    holder: dict[str, Program] = {}
+
+    @pulumi.runtime.test
+    def _run() -> pulumi.Output[Any]:
+        holder["program"] = build(testbed)
+        outs = holder["program"].outputs
+        return pulumi.Output.all(*[pulumi.Output.from_input(v) for v in outs.values()])
+
+    _run()
+    program = holder["program"]
+    resolved: dict[str, Any] = {}
+    secret: dict[str, bool] = {}
+    for key, value in program.outputs.items():
+        out = pulumi.Output.from_input(value)
+        resolved[key] = _sync_await(out.future())
+        secret[key] = _sync_await(out.is_secret())
+    return Run(mocks, program, resolved, secret)
+
+
+def dynamic_inputs(reg: Registered) -> dict[str, Any]:
+    """A HostInstall's inputs as the dynamic provider would receive them."""
+    return {k: v for k, v in reg.inputs.items() if k != "__provider"}
+
+
+def decoded_secrets(reg: Registered) -> dict[str, str]:
+    return dict(json.loads(reg.inputs["secrets"]))
