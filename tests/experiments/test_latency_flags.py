@@ -1,0 +1,52 @@
+"""Bad options of `edgerig run latency|throughput` fail with a clear message before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from experiments.cli import app
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "0"], "--fps must be > 0"),
+    (["--fps", "-5"], "--fps must be > 0"),
+    (["--frames", "0"], "--frames must be > 0"),
+    (["--frame-bytes", "0"], "--frame-bytes must be in 1..4194304"),
+    (["--frame-bytes", str(4 * 1024 * 1024 + 1)], "the gateway's maximum image size"),
+    (["--floor-frames", "0"], "--floor-frames must be > 0"),
+    (["--processing-ms", "-1"], "--processing-ms must be >= 0"),
+    (["--target", "lab-openstack"], "not implemented yet: deploy the stack with `pulumi up"),
+])
+def test_bad_latency_flags(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["run", "latency", "--out", str(out), "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not out.exists()  # nothing was started or created
+
+
+def test_existing_results_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_text("{}")
+    result = CliRunner().invoke(app, ["run", "latency", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2
+    assert "already exists and is not an empty directory" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rates", "100,50"], "--rates must increase"),
+    (["--rates", "100,-1"], "--rates must be positive"),
+    (["--rates", "fast"], "--rates must be numbers"),
+    (["--step-seconds", "0"], "--step-seconds must be > 0"),
+    (["--p95-limit-ms", "0"], "--p95-limit-ms must be > 0"),
+    (["--frame-bytes", "99999999"], "--frame-bytes must be in"),
+    (["--target", "prod"], "not implemented yet"),
+])
+def test_bad_throughput_flags(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "tp"
+    result = CliRunner().invoke(app, ["run", "throughput", "--out", str(out), "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not out.exists()

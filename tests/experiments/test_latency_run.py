@@ -1,0 +1,123 @@
+"""`edgerig run latency` / `throughput` on the local target: real processes, real results, no leftovers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EDGERIG = [sys.executable, "-m", "experiments"]
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Processes started by one run: every child inherits the run's marker environment variable."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("EDGERIG_TEST_RUN") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def run_env(tmp_path: Path) -> tuple[dict[str, str], str, Path]:
+    marker = uuid.uuid4().hex
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return {**os.environ, "EDGERIG_TEST_RUN": marker, "TMPDIR": str(tmp)}, marker, tmp
+
+
+def assert_nothing_left(marker: str, tmp: Path) -> None:
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [(p.pid, p.name()) for p in marked_processes(marker)]
+    assert not left, f"processes left behind: {left}"
+    assert not list(tmp.iterdir()), f"temp dirs left behind: {list(tmp.iterdir())}"
+
+
+@pytest.mark.slow
+def test_short_run_writes_results_and_leaves_nothing(tmp_path: Path) -> None:
+    env, marker, tmp = run_env(tmp_path)
+    out = tmp_path / "results"
+    proc = subprocess.run([*EDGERIG, "run", "latency", "--frames", "50", "--fps", "20", "--out", str(out),
+                           "--floor-frames", "40", "--no-progress"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert printed["p50_ms"] == summary["p50_ms"]
+    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "floor_p50_ms", "floor_p95_ms", "cpu_ms_per_frame",
+                "floor_ratio_p50"):
+        assert isinstance(summary[key], float) and summary[key] > 0, key
+    assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    assert (summary["frames_sent"], summary["frames_received"], summary["lost"]) == (50, 50, 0)
+    assert summary["floor_samples"] == 40
+    assert set(summary["cpu_ms_total"]) == {"gateway", "vision", "nats-server"}
+    with (out / "records.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 50 and {r["frame_id"] for r in rows} == {f"cam-0-{i}" for i in range(50)}
+    for row in rows:
+        created, gw, vis, cloud = (int(row[k]) for k in ("created_unix_ns", "gateway_in_unix_ns",
+                                                         "vision_done_unix_ns", "cloud_arrival_unix_ns"))
+        assert created < gw < vis < cloud
+        assert abs(float(row["latency_ms"]) - (cloud - created) / 1e6) < 0.01
+    # Not trimmed: the reported max is the slowest frame of the records.
+    assert summary["max_ms"] == pytest.approx(max(float(r["latency_ms"]) for r in rows), abs=0.002)
+    png = (out / "latency_cdf.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert_nothing_left(marker, tmp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_mid_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    env, marker, tmp = run_env(tmp_path)
+    out = tmp_path / "results"
+    proc = subprocess.Popen([*EDGERIG, "run", "latency", "--frames", "2000", "--fps", "20", "--out", str(out),
+                             "--no-progress"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "camera.csv").exists():  # streaming has started: every process is up
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the run never started streaming"
+            time.sleep(0.1)
+        assert len(marked_processes(marker)) >= 5  # nats, sink, gateway, vision, camera
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "stopped every process" in err
+    assert_nothing_left(marker, tmp)
+
+
+@pytest.mark.slow
+def test_throughput_ramp_reports_steps(tmp_path: Path) -> None:
+    env, marker, tmp = run_env(tmp_path)
+    out = tmp_path / "tp"
+    proc = subprocess.run([*EDGERIG, "run", "throughput", "--rates", "20,50", "--step-seconds", "1",
+                           "--out", str(out), "--no-progress"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["rate_fps"] for s in summary["steps"]] == [20, 50]
+    for step in summary["steps"]:
+        assert step["frames_sent"] == step["rate_fps"] and step["lost"] == 0 and step["sustained"]
+    assert summary["max_sustained_fps"] == 50
+    assert (out / "throughput.png").read_bytes().startswith(b"\x89PNG")
+    assert_nothing_left(marker, tmp)
