@@ -62,36 +62,45 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 @pytest.fixture
 def nats_server_factory() -> Iterator[Callable[..., str]]:
-    """start_nats(extra_args=(), config=None) -> URL. `config` is nats-server config text
-    (e.g. 'max_payload: 8MB'). Servers and their store dirs are removed at teardown."""
-    started: list[tuple[subprocess.Popen[bytes], str]] = []
+    """start_nats(extra_args=(), config=None, jetstream=True, port=None) -> URL. `config` is
+    nats-server config text (e.g. 'max_payload: 8MB'). Servers and their store dirs are removed at
+    teardown; `stop_nats(url)` kills one earlier (SIGKILL), e.g. to test failover."""
+    started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
 
-    def start_nats(extra_args: tuple[str, ...] = (), config: str | None = None) -> str:
+    def start_nats(extra_args: tuple[str, ...] = (), config: str | None = None, jetstream: bool = True,
+                   port: int | None = None) -> str:
         store = tempfile.mkdtemp(prefix="vei-nats-")
-        args = [str(NATS_SERVER), "-a", "127.0.0.1", "-js", "-sd", store]
+        args = [str(NATS_SERVER), "-a", "127.0.0.1", *(("-js", "-sd", store) if jetstream else ())]
         if config is not None:
             conf = Path(store) / "nats.conf"
             conf.write_text(config)
             args += ["-c", str(conf)]
         for _attempt in range(3):  # a free port can be taken between probing and binding
-            port = free_port()
-            proc = subprocess.Popen([*args, "-p", str(port), *extra_args],
+            chosen = port or free_port()
+            proc = subprocess.Popen([*args, "-p", str(chosen), *extra_args],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                wait_for_port(port, proc)
+                wait_for_port(chosen, proc)
             except RuntimeError:
                 continue
             except BaseException:
                 stop_process(proc)
                 shutil.rmtree(store, ignore_errors=True)
                 raise
-            started.append((proc, store))
-            return f"nats://127.0.0.1:{port}"
+            url = f"nats://127.0.0.1:{chosen}"
+            started[url] = (proc, store)
+            return url
         shutil.rmtree(store, ignore_errors=True)
         raise RuntimeError("nats-server did not start (3 attempts)")
 
+    def stop_nats(url: str) -> None:
+        proc, _store = started[url]
+        proc.kill()
+        proc.wait()
+
+    start_nats.stop = stop_nats  # type: ignore[attr-defined]
     yield start_nats
-    for proc, store in started:
+    for proc, store in started.values():
         stop_process(proc)
         shutil.rmtree(store, ignore_errors=True)
 

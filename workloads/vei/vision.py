@@ -100,6 +100,9 @@ class VisionApp:
         self.s = settings
         self.stats = VisionStats()
         self._stop = asyncio.Event()
+        # Set once a gateway confirmed the NATS subscription (initial metadata): frames published from
+        # then on reach this app. Readiness for tests and experiments.
+        self.subscribed = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,7 +131,11 @@ class VisionApp:
         while True:
             opened = time.monotonic()
             try:
-                async for image in stub.SubscribeImage(request, wait_for_ready=True):
+                call = stub.SubscribeImage(request, wait_for_ready=True)
+                await call.initial_metadata()
+                self.subscribed.set()
+                log.info("subscribed to camera %s (queue group %r)", self.s.camera_id, group)
+                async for image in call:
                     if image.error:
                         log.warning("gateway: %s", image.error)
                         self.stats.errors += 1
