@@ -1,0 +1,153 @@
+"""K3s HA on a 5-host test fleet over real SSH: master0-2 are VMs (ansible-runner), worker0-1 are
+Pi-like hosts (pyinfra). The tests run in file order on one fleet: install, inspect, re-run, reset,
+a failed install (wrong sha256), rejoin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, needs_root, snapshot
+
+from experiments.fleet import fleet as fleet_mod
+from infra.hosts import api
+from infra.hosts.artefacts import ArtefactError
+
+pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+
+ROLES = {"master0": ("cloud", "server"), "master1": ("cloud", "server"), "master2": ("cloud", "server"),
+         "worker0": ("edge", "agent"), "worker1": ("edge", "agent")}
+TOUCHED = ("etc/rancher", "var/lib/rancher", "usr/local/bin", "etc/systemd/system", "etc/kubeedge")
+
+
+class Env:
+    def __init__(self, fleet: Any, mirror: Mirror, cache: Path) -> None:
+        self.fleet, self.mirror, self.cache = fleet, mirror, cache
+        self.testbed = fleet_testbed(fleet, mirror, ROLES)
+        self.before = {h.name: snapshot(self.root(h.name), TOUCHED) for h in fleet.hosts}
+        self.first: api.InstallResult | None = None
+        self.progress: list[tuple[str, str]] = []
+
+    def root(self, name: str) -> Path:
+        return self.fleet.state_dir / "hosts" / name / "root"
+
+    def install(self, **kw: Any) -> api.InstallResult:
+        return api.install(self.testbed, known_hosts=str(self.fleet.known_hosts), artefact_sums=self.mirror.sums,
+                           artefact_cache=self.cache, boot_delay=5,
+                           progress=lambda h, s: self.progress.append((h, s)), **kw)
+
+    def config(self, name: str) -> dict[str, Any]:
+        return yaml.safe_load((self.root(name) / "etc/rancher/k3s/config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def env(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    state = tmp_path_factory.mktemp("fleet") / "state"
+    fleet = fleet_mod.up(list(ROLES), {"worker0", "worker1"}, state_dir=state)
+    try:
+        e = Env(fleet, mirror, tmp_path_factory.mktemp("cache"))
+        e.first = e.install()
+        yield e
+    finally:
+        fleet_mod.down(state)
+
+
+def test_config_per_role(env: Env) -> None:
+    first, second, agent = env.config("master0"), env.config("master1"), env.config("worker0")
+    assert first["cluster-init"] is True and "server" not in first
+    for name in ("master1", "master2"):
+        cfg = env.config(name)
+        assert "cluster-init" not in cfg
+        assert cfg["server"] == "https://10.232.0.10:6443"
+    assert set(first["tls-san"]) == {"10.232.0.10", "10.232.0.11", "10.232.0.12"}
+    assert "node-monitor-grace-period=16s" in first["kube-controller-manager-arg"]
+    assert "default-unreachable-toleration-seconds=10" in second["kube-apiserver-arg"]
+    assert agent["server"] == "https://10.232.0.10:6443" and "tls-san" not in agent
+    assert "node-role.kubernetes.io/edge:NoSchedule" in agent["node-taint"]
+    assert "edgerig.io/realm=edge" in agent["node-label"]
+    assert agent["kubelet-arg"] == ["node-status-update-frequency=4s"]
+    for name in ROLES:
+        token = env.root(name) / "etc/rancher/k3s/edgerig-token"
+        assert token.read_text().strip() == TOKEN
+        assert stat.S_IMODE(token.stat().st_mode) == 0o600
+        assert TOKEN not in (env.root(name) / "etc/rancher/k3s/config.yaml").read_text()
+
+
+def test_pi_boot_files_changed_vms_untouched(env: Env) -> None:
+    for name in ("worker0", "worker1"):
+        line = (env.root(name) / "boot/firmware/cmdline.txt").read_text()
+        assert line.count("\n") == 1 and line.startswith("console=serial0")
+        for flag in ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset"):
+            assert line.split().count(flag) == 1
+        assert "boot_delay=5" in (env.root(name) / "boot/firmware/config.txt").read_text().splitlines()
+        assert "CONF_SWAPSIZE=0" in (env.root(name) / "etc/dphys-swapfile").read_text()
+        assert (env.root(name) / "etc/hostname").read_text().strip() == name
+    assert not (env.root("master0") / "boot/firmware").exists()
+    assert (env.root("master0") / "etc/hostname").read_text().strip() == "master0"
+
+
+def test_binaries_units_and_env(env: Env) -> None:
+    for name, (_, role) in ROLES.items():
+        binary = env.root(name) / "usr/local/bin/k3s"
+        assert hashlib.sha256(binary.read_bytes()).hexdigest() == env.mirror.sums[K3S_KEY]
+        assert os.access(binary, os.X_OK)
+        assert not list((env.root(name) / "usr/local/bin").glob("*.edgerig-new"))
+        svc = "k3s" if role == "server" else "k3s-agent"
+        unit = (env.root(name) / f"etc/systemd/system/{svc}.service").read_text()
+        assert f"ExecStart=/usr/local/bin/k3s {'server' if role == 'server' else 'agent'}" in unit
+        envfile = env.root(name) / f"etc/systemd/system/{svc}.service.env"
+        assert "K3S_CONFIG_FILE=/etc/rancher/k3s/config.yaml" in envfile.read_text()
+        assert (env.root(name) / f"usr/local/bin/{svc}-uninstall.sh").exists()
+
+
+def test_fleet_skips_are_reported(env: Env) -> None:
+    assert env.first is not None and env.first.kubeconfig is None
+    assert "no running systemd" in env.first.reason
+    assert any("skipped 'start k3s'" in n for n in env.first.summary.notes["master0"])
+    assert any("skipped 'start k3s-agent'" in n for n in env.first.summary.notes["worker0"])
+    assert any("reboot needed" in n for n in env.first.summary.notes["worker0"])
+    tools = {h: s.split(":")[0] for h, s in env.progress if ":" in s}
+    assert tools["master0"] == "ansible" and tools["worker0"] == "pyinfra"
+    order = [h for h, s in env.progress if s.startswith("install as")]
+    assert order == ["master0", "master1", "master2", "worker0", "worker1"]
+
+
+def test_second_run_changes_nothing(env: Env) -> None:
+    assert env.first is not None and all(n > 0 for n in env.first.summary.changed.values())
+    again = env.install()
+    assert again.summary.changed == dict.fromkeys(ROLES, 0)
+
+
+def test_reset_restores_pre_install_state(env: Env) -> None:
+    (env.root("worker1") / "etc/rancher/node").mkdir(parents=True, exist_ok=True)
+    (env.root("worker1") / "etc/rancher/node/password").write_text("stale\n")  # the stale-password trap
+    summary = api.reset(env.testbed, list(ROLES), known_hosts=str(env.fleet.known_hosts))
+    for name in ROLES:
+        assert snapshot(env.root(name), TOUCHED) == env.before[name], name
+        assert not (env.root(name) / "etc/rancher").exists()
+        assert any("Node object not deleted" in n for n in summary.notes[name])
+
+
+def test_wrong_sha256_fails_before_any_host_is_touched(env: Env, tmp_path: Path) -> None:
+    wrong = dict(env.mirror.sums, **{K3S_KEY: "0" * 64})
+    with pytest.raises(ArtefactError, match="sha256 mismatch .* Nothing was installed"):
+        api.install(env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_sums=wrong,
+                    artefact_cache=tmp_path)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    for name in ROLES:
+        assert not (env.root(name) / "usr/local/bin/k3s").exists()
+
+
+def test_rejoin_after_reset(env: Env) -> None:
+    result = env.install()
+    assert all(n > 0 for n in result.summary.changed.values())
+    assert env.config("master0")["cluster-init"] is True
+    assert env.config("worker1")["server"] == "https://10.232.0.10:6443"
+    assert not (env.root("worker1") / "etc/rancher/node/password").exists()
