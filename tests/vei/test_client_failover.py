@@ -88,3 +88,21 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
     assert len(ids) == len(set(ids))  # the sink de-duplicated resends
     assert set(ids) == {f"cam-f-{i}" for i in range(frames)}
     assert time.monotonic() - killed_at < 60
+
+
+async def test_overflow_without_sink_is_counted_against_real_gateway(gateway_process: Spawn) -> None:
+    # No sink is running: the gateway acks every frame with an error, nothing is delivered, the
+    # frames stay buffered for resending, and a 10-frame buffer must drop (and count) the rest.
+    _, address = gateway_process("--cloud", "local")
+    await wait_serving(address)
+    vision = VisionApp(VisionSettings(gateway=address, camera_id="cam-o"))
+    vision_task = asyncio.create_task(vision.run())
+    try:
+        await asyncio.wait_for(vision.subscribed.wait(), 15)
+        stats = await Camera(CameraSettings(gateway=address, camera_id="cam-o", frames=40, fps=100.0,
+                                            frame_bytes=1024, buffer_frames=10, drain_timeout_s=0.5)).run()
+    finally:
+        vision.stop()
+        await asyncio.wait_for(vision_task, 10)
+    assert stats.acked == 0 and stats.error_acks > 0
+    assert (stats.sent, stats.dropped_overflow, stats.unacked) == (40, 30, 10)
