@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -31,7 +32,7 @@ class VeiApp(pulumi.ComponentResource):
         name: str,
         testbed: Testbed,
         provider: pulumi.ProviderResource,
-        depends_on: list[pulumi.Resource],
+        depends_on: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("edgerig:apps:VeiApp", name, None, opts)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.model import Testbed
@@ -98,5 +99,16 @@ def dynamic_inputs(reg: Registered) -> dict[str, Any]:
     return {k: v for k, v in reg.inputs.items() if k != "__provider"}
 
 
+SECRET_SIG = rpc._special_secret_sig  # how the engine marks a secret value on the wire
+
+
+def is_secret_value(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == SECRET_SIG
+
+
+def unwrap(value: Any) -> Any:
+    return value["value"] if is_secret_value(value) else value
+
+
 def decoded_secrets(reg: Registered) -> dict[str, str]:
-    return dict(json.loads(reg.inputs["secrets"]))
+    return dict(json.loads(unwrap(reg.inputs["secrets"])))

@@ -1,0 +1,301 @@
+"""The whole Pulumi program per stack file, under pulumi.runtime.set_mocks."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from pulumi_harness import FAKE_KUBECONFIG, Run, decoded_secrets, is_secret_value, run_program, unwrap
+from stack_fixtures import AWS_SECRET, MQTT_PASSWORD, STACK_NAMES, TOKEN, stack, variant, with_cloud_sinks
+
+from infra.model import AGENT_LABEL, EDGE_ROLE_LABEL
+from infra.rendering import all_objects
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SG_RULE = "openstack:networking/secGroupRule:SecGroupRule"
+INSTANCE = "openstack:compute/instance:Instance"
+
+EXPECTED: dict[str, dict[str, int]] = {
+    "pi-k3s": {
+        DYNAMIC: 5,
+        INSTANCE: 0,
+        RELEASE: 3,
+        "edgerig:platform:OpenFaaS": 0,
+        "edgerig:edge:PiNodes": 1,
+    },
+    "openstack-kubeedge": {
+        DYNAMIC: 3,
+        INSTANCE: 3,
+        RELEASE: 4,
+        "openstack:networking/floatingIp:FloatingIp": 3,
+        "openstack:networking/secGroup:SecGroup": 1,
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 4,
+        "edgerig:edge:PiNodes": 0,
+    },
+    "hybrid": {
+        DYNAMIC: 5,
+        INSTANCE: 3,
+        RELEASE: 4,
+        "edgerig:edge:PiNodes": 1,
+        "edgerig:cloud:OpenStackNodes": 1,
+    },
+}
+_RUNS: dict[str, Run] = {}
+
+
+def run(name: str) -> Run:
+    if name not in _RUNS:  # one program run per stack serves all tests below (keeps the suite fast)
+        _RUNS[name] = run_program(stack(name))
+    return _RUNS[name]
+
+
+def test_expected_table_covers_every_stack_file() -> None:
+    assert sorted(EXPECTED) == STACK_NAMES
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_resource_counts(name: str) -> None:
+    r = run(name)
+    counts = Counter(x.typ for x in r.mocks.resources)
+    for typ, expected in EXPECTED[name].items():
+        assert counts[typ] == expected, f"{name}: {typ}"
+    for component in ("edgerig:cluster:Bootstrap", "edgerig:platform:Nats", "edgerig:apps:VeiApp"):
+        assert counts[component] == 1
+    assert counts["pulumi:providers:kubernetes"] == 1
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_kubernetes_resources_are_exactly_the_rendered_objects(name: str) -> None:
+    """What the schema test validates (infra.rendering) is what the program creates."""
+    r = run(name)
+    rendered = Counter(f"{o['apiVersion']}/{o['kind']}" for o in all_objects(r.program.testbed))
+    created = Counter()
+    for res in r.mocks.resources:
+        if res.typ.startswith("kubernetes:") and res.typ != RELEASE:
+            created[f"{res.inputs['apiVersion']}/{res.inputs['kind']}"] += 1
+    assert created == rendered
+    by_name = {o["metadata"]["name"]: o for o in all_objects(r.program.testbed) if o["kind"] == "Deployment"}
+    for res in r.mocks.of_type("kubernetes:apps/v1:Deployment"):
+        assert res.inputs["spec"] == by_name[res.inputs["metadata"]["name"]]["spec"]
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_secrets_stay_secret_in_outputs(name: str) -> None:
+    r = run(name)
+    assert r.secret["kubeconfig"] and r.outputs["kubeconfig"] == FAKE_KUBECONFIG
+    for key in ("openfaasAdminPassword", "grafanaPassword"):
+        if key in r.outputs:
+            assert r.secret[key], key
+    assert not r.secret["inventory"]  # the inventory holds no secret and stays readable
+    assert TOKEN not in json.dumps(r.outputs, default=str)
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_k3s_token_only_reaches_the_host_installs(name: str) -> None:
+    r = run(name)
+    for res in r.mocks.resources:
+        text = json.dumps(res.inputs, default=str)
+        if res.typ == DYNAMIC:
+            assert TOKEN not in json.dumps(res.inputs["testbed"])  # the model dump is masked
+            assert is_secret_value(res.inputs["secrets"])  # the engine keeps it encrypted in state
+            assert decoded_secrets(res)["k3sToken"] == TOKEN
+        else:
+            assert TOKEN not in text, f"{res.typ} {res.name} carries the K3s token"
+
+
+def test_cloud_credentials_only_in_the_kubernetes_secret() -> None:
+    r = run_program(with_cloud_sinks("hybrid"))
+    holders = [res for res in r.mocks.resources if AWS_SECRET in json.dumps(res.inputs, default=str)]
+    kinds = sorted(f"{h.typ}:{h.inputs.get('metadata', {}).get('name')}" for h in holders if h.typ != DYNAMIC)
+    assert kinds == ["kubernetes:core/v1:Secret:vei-cloud-credentials"]
+    (gateway,) = [
+        d
+        for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
+        if d.inputs["metadata"]["name"] == "vei-gateway"
+    ]
+    env = {e["name"]: e for e in gateway.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "VEI_MQTT_PASSWORD"):
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "vei-cloud-credentials"
+        assert "value" not in env[key]
+    assert MQTT_PASSWORD not in json.dumps(gateway.inputs)
+    (secret,) = [
+        s
+        for s in r.mocks.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "vei-cloud-credentials"
+    ]
+    data = secret.inputs["stringData"]
+    assert is_secret_value(data) or all(is_secret_value(v) for v in data.values())
+    assert sorted(unwrap(data)) == ["aws-access-key-id", "aws-secret-access-key", "mqtt-password"]
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_generated_passwords_are_secret_inputs(name: str) -> None:
+    r = run(name)
+    for res in r.mocks.of_type("kubernetes:core/v1:Secret"):
+        data = res.inputs["stringData"]
+        if is_secret_value(data):
+            continue  # the whole map is secret
+        for key, value in data.items():
+            if "password" in key:
+                assert is_secret_value(value), (res.inputs["metadata"]["name"], key)
+
+
+def _rules(r: Run) -> list[dict[str, Any]]:
+    return [x.inputs for x in r.mocks.of_type(SG_RULE)]
+
+
+@pytest.mark.parametrize("name", ["openstack-kubeedge", "hybrid"])
+def test_security_group_rules(name: str) -> None:
+    r = run(name)
+    tb = r.program.testbed
+    rules = _rules(r)
+    admin = {str(c) for c in tb.admin_cidrs}
+    assert all(x.get("remoteIpPrefix") not in ("0.0.0.0/0", "::/0") for x in rules)
+    public_ports = {
+        22,
+        6443,
+        tb.platform.openfaas.gateway_node_port,
+        tb.platform.monitoring.grafana_node_port,
+    }
+    static_hosts = {f"{n.address}/32" for n in tb.static_nodes}
+    for x in rules:
+        prefix = x.get("remoteIpPrefix")
+        if prefix is None:
+            assert x["remoteGroupId"], x  # intra-cluster: only from the group itself
+        elif prefix in admin:
+            assert x["portRangeMin"] in public_ports and x["portRangeMin"] == x["portRangeMax"], x
+        else:
+            assert prefix in static_hosts, x  # a Pi, for exactly its role's ports
+    group = {
+        (x["protocol"], x.get("portRangeMin"), x.get("portRangeMax")) for x in rules if "remoteGroupId" in x
+    }
+    assert {
+        ("tcp", 6443, 6443),
+        ("tcp", 10250, 10250),
+        ("udp", 8472, 8472),
+        ("tcp", 53, 53),
+        ("udp", 53, 53),
+        ("tcp", 10000, 10004),
+        ("tcp", 30000, 32767),
+    } <= group
+    assert (("tcp", 2379, 2380) in group) == (len(tb.servers) > 1)
+
+
+def test_kubeedge_ports_follow_the_orchestrator() -> None:
+    k3s_only = run_program(variant("hybrid", kubeedge={"enabled": False}))
+    ports = {(x["protocol"], x.get("portRangeMin")) for x in _rules(k3s_only)}
+    assert ("tcp", 10000) not in ports and ("tcp", 10550) not in ports
+    # the Pis now join as K3s agents: they get 6443 and VXLAN from their own /32
+    pi_rules = {
+        (x["protocol"], x["portRangeMin"])
+        for x in _rules(k3s_only)
+        if x.get("remoteIpPrefix", "").endswith("/32")
+    }
+    assert {("tcp", 6443), ("udp", 8472)} <= pi_rules
+
+
+def _release(r: Run, chart: str) -> dict[str, Any]:
+    (found,) = [x.inputs for x in r.mocks.of_type(RELEASE) if x.inputs["chart"] == chart]
+    return found
+
+
+@pytest.mark.parametrize("name", ["openstack-kubeedge", "hybrid"])
+def test_kubeedge_placement(name: str) -> None:
+    r = run(name)
+    tb = r.program.testbed
+    cloudcore = tb.cloudcore_node
+    assert cloudcore is not None and cloudcore.realm == "cloud" and cloudcore.role == "server"
+    assert r.outputs["cloudcoreNode"] == cloudcore.name
+    metrics = _release(r, "metrics-server")["values"]
+    assert metrics["nodeSelector"] == {"kubernetes.io/hostname": cloudcore.name}
+    assert "--kubelet-insecure-tls" in metrics["args"]
+    exporter = _release(r, "kube-prometheus-stack")["values"]["prometheus-node-exporter"]
+    terms = exporter["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert terms == [
+        {"matchExpressions": [{"key": AGENT_LABEL, "operator": "NotIn", "values": ["edgecore"]}]}
+    ]
+    # EdgeCore nodes get no K3s (so no embedded flannel/kube-proxy): their install role is edge
+    edge_installs = [x.inputs for x in r.mocks.of_type(DYNAMIC) if x.inputs["role"] == "edge"]
+    assert sorted(i["node"] for i in edge_installs) == sorted(n.name for n in tb.edge_nodes) != []
+    for node in tb.edge_nodes:
+        assert tb.node_labels(node)[AGENT_LABEL] == "edgecore"
+
+
+def _edge_tolerating(value: Any, path: str = "") -> list[str]:
+    """Paths of every toleration list that tolerates the edge taint."""
+    found = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "tolerations" and any(t.get("key") == EDGE_ROLE_LABEL for t in v):
+                found.append(f"{path}.{k}")
+            found += _edge_tolerating(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _edge_tolerating(v, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_edge_tolerations_only_where_intended(name: str) -> None:
+    r = run(name)
+    tolerating = set()
+    for res in r.mocks.resources:
+        if res.typ.startswith("kubernetes:"):
+            label = res.inputs.get("chart") or res.inputs.get("metadata", {}).get("name")
+            tolerating |= {f"{label}{p}" for p in _edge_tolerating(res.inputs)}
+    vei = {
+        f"{d}.spec.template.spec.tolerations"
+        for d in ("vei-gateway", "vei-vision", "vei-camera-0", "vei-sink")
+    }
+    exporter = {"kube-prometheus-stack.values.prometheus-node-exporter.tolerations"}
+    assert tolerating == vei | exporter
+    if "openfaasEdgePlacementPatch" in r.outputs:  # functions opt in via the documented patch
+        patch = json.loads(r.outputs["openfaasEdgePlacementPatch"])
+        weight = patch["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ][0]["weight"]
+        assert weight == r.program.testbed.platform.openfaas.edge_weight == 80
+
+
+def test_management_stays_in_the_cloud_when_there_is_one() -> None:
+    r = run("hybrid")
+    faas = _release(r, "openfaas")["values"]["affinity"]
+    assert faas["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"
+    ] == [{"key": EDGE_ROLE_LABEL, "operator": "DoesNotExist"}]
+    nats = _release(r, "nats")["values"]
+    assert nats["podTemplate"]["merge"]["spec"]["affinity"] == faas
+    assert nats["config"]["cluster"] == {"enabled": True, "replicas": 3}
+    # on the all-Pi testbed there is no cloud: NATS may run on any Pi
+    assert _release(run("pi-k3s"), "nats")["values"]["podTemplate"]["merge"]["spec"] == {}
+
+
+@pytest.mark.parametrize("name", STACK_NAMES)
+def test_charts_are_pinned_and_gateway_uses_every_nats_server(name: str) -> None:
+    r = run(name)
+    for rel in r.mocks.of_type(RELEASE):
+        assert rel.inputs["version"] and rel.inputs["repositoryOpts"]["repo"].startswith("https://")
+        assert rel.inputs["name"] == rel.name  # fixed Helm release names (Service DNS depends on them)
+    (gw,) = [
+        d
+        for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
+        if d.inputs["metadata"]["name"] == "vei-gateway"
+    ]
+    spec = gw.inputs["spec"]
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    urls = args[args.index("--nats-url") + 1].split(",")
+    assert len(urls) == r.program.testbed.platform.nats.replicas == 3
+    assert spec["replicas"] == r.program.testbed.vei.gateway_replicas
+
+
+def test_first_server_install_yields_the_kubeconfig() -> None:
+    r = run("hybrid")
+    wants = {x.inputs["node"]: x.inputs["wants_kubeconfig"] for x in r.mocks.of_type(DYNAMIC)}
+    assert wants == {"cloud0": True, "cloud1": False, "cloud2": False, "pi-edge0": False, "pi-edge1": False}
+    addresses = {x.inputs["node"]: x.inputs["address"] for x in r.mocks.of_type(DYNAMIC)}
+    assert addresses["pi-edge0"] == "198.51.100.20" and addresses["cloud0"].startswith("203.0.113.")
