@@ -20,7 +20,7 @@ REPLACE_KEYS = ("node", "role", "provider", "address")
 UPDATE_KEYS = ("config_hash", "secrets", "extra_tls_san")
 
 
-def testbed_from_props(props: dict[str, Any]) -> Testbed:
+def restore_testbed(props: dict[str, Any]) -> Testbed:
     secrets = json.loads(props["secrets"])
     base = Testbed.restore(props["testbed"], secrets)
     return base.with_deploy_addresses(props.get("addresses") or {}, props.get("internal_addresses") or {})
@@ -29,7 +29,7 @@ def testbed_from_props(props: dict[str, Any]) -> Testbed:
 def _install(props: dict[str, Any]) -> dict[str, Any]:
     from infra.hosts import api  # owned by host configuration; imported only when a host is touched
 
-    testbed = testbed_from_props(props)
+    testbed = restore_testbed(props)
     result = api.install(
         testbed,
         nodes=[props["node"]],
@@ -63,4 +63,4 @@ class HostInstallProvider(dynamic.ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         from infra.hosts import api
 
-        api.reset(testbed_from_props(props), [props["node"]], addresses=props.get("addresses") or {})
+        api.reset(restore_testbed(props), [props["node"]], addresses=props.get("addresses") or {})
