@@ -112,7 +112,7 @@ def test_first_server_without_kubeconfig_fails_clearly(monkeypatch: pytest.Monke
     monkeypatch.setattr(
         api, "install", lambda *a, **k: api.InstallResult(kubeconfig=None, reason="no systemd")
     )
-    with pytest.raises(RuntimeError, match="cloud0: K3s is installed but no kubeconfig.*no systemd"):
+    with pytest.raises(RuntimeError, match=r"cloud0: K3s is installed but no kubeconfig.*no systemd"):
         HostInstallProvider().create(props_for("hybrid", "cloud0"))
     # other nodes do not need one
     assert HostInstallProvider().create(props_for("hybrid", "cloud1")).outs["kubeconfig"] == ""
