@@ -5,6 +5,7 @@ Returns pyinfra's own per-host change count, so idempotency is judged by the too
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -41,6 +42,7 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.deploy import add_deploy
+    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
 
     deploys = _deploys()
@@ -65,7 +67,8 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
     state.print_output = False  # type: ignore[attr-defined]
     summary = RunSummary()
     try:
-        connect_all(state)
+        with contextlib.suppress(PyinfraError):  # "No hosts remaining!": reported per host below
+            connect_all(state)
         for host in state.failed_hosts:
             detail = "; ".join(line for line in capture.lines if host.name in line) or "connection failed"
             raise HostStepError(host.name, "connect (pyinfra)", detail)
@@ -76,7 +79,8 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
                 if progress:
                     progress(plan.node.name, f"pyinfra: {step.__name__}")
             add_deploy(state, step)
-        run_ops(state)
+        with contextlib.suppress(PyinfraError):
+            run_ops(state)
         for host in state.inventory:
             changed, failed = 0, None
             for op_hash in state.get_op_order():

@@ -88,5 +88,5 @@ def fleet_testbed(fleet: Any, mirror: Mirror, roles: dict[str, tuple[str, str]],
         })
     return Testbed.model_validate({
         "name": "fleet", "nodes": nodes, "k3s": {"token": TOKEN},
-        "kubeedge": {"enabled": kubeedge}, "artefacts": {"base_url": mirror.url},
+        "kubeedge": {"enabled": kubeedge}, "artefacts": {"base_url": mirror.url}, "vei": {"enabled": False},
     })
