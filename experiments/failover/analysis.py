@@ -107,12 +107,36 @@ def rolling_p95(delivered: Sequence[Delivered], window_s: float) -> list[tuple[i
 
 
 def recovery_s(delivered: Sequence[Delivered], fault_ns: int, threshold_ms: float,
-               window_s: float = 1.0) -> float | None:
-    """Seconds from the fault until the rolling p95 is back within threshold_ms for good.
+               window_s: float = 1.0, hold_s: float = 2.0) -> float | None:
+    """Seconds from the fault until the rolling p95 is back within threshold_ms (and stays so hold_s).
 
-    "For good" = the last frame whose window is over the threshold marks the end of the disturbance,
-    so a late spike (the node rejoining) counts. 0.0 if the fault never pushed p95 over the threshold;
-    None if no frame created after the fault reached the sink (never recovered).
+    0.0 if the fault never pushed p95 over the threshold; None if it never came back (or no frame
+    created after the fault reached the sink). A later disturbance, e.g. when the failed node
+    rejoins, does not count here: `settled_s` covers that.
+    """
+    series = [(t, p) for t, p in rolling_p95(delivered, window_s) if t >= fault_ns]
+    if not series:
+        return None
+    first_over = next((i for i, (_, p) in enumerate(series) if p > threshold_ms), None)
+    if first_over is None:
+        return 0.0
+    hold_ns = int(hold_s * NS)
+    last_t = series[-1][0]
+    for i in range(first_over + 1, len(series)):
+        t = series[i][0]
+        if t + hold_ns > last_t:
+            return None  # not enough run left to see it hold
+        if all(p <= threshold_ms for u, p in series[i:] if u <= t + hold_ns):
+            return (t - fault_ns) / NS
+    return None
+
+
+def settled_s(delivered: Sequence[Delivered], fault_ns: int, threshold_ms: float,
+              window_s: float = 1.0) -> float | None:
+    """Seconds from the fault until the rolling p95 is within threshold_ms for good (until the end).
+
+    Unlike recovery_s this includes every later disturbance (the node rejoining). 0.0 if the fault
+    never pushed p95 over the threshold; None if it is still over at the end or nothing arrived.
     """
     series = rolling_p95(delivered, window_s)
     after = [(t, p) for t, p in series if t >= fault_ns]

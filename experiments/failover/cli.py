@@ -46,8 +46,8 @@ def failover(
     """Fail one node of an emulated N-node cluster (3 NATS, 3 gateways, 3 vision apps) while a camera
     streams, and measure outage, loss, duplicates and recovery (thesis section 4.3). Needs root."""
     try:
-        cleanup.require_root()
         if cleanup_only:
+            cleanup.require_root()
             with cleanup.run_lock():
                 removed = cleanup.sweep_all()
             typer.echo("removed: " + (", ".join(removed) if removed else "nothing (already clean)"))
@@ -62,6 +62,7 @@ def failover(
 
         for name in scenarios:  # every placement must work before the first run starts
             place(name, make_nodes(nodes))
+        cleanup.require_root()
     except (ValueError, PlacementError, PermissionError, cleanup.BusyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -92,7 +92,7 @@ def _check_alive(watched: list[Child]) -> None:
 
 def _recovered_for(tail: SinkTail, fault_ns: int, threshold_ms: float, cfg: RunConfig) -> float:
     """Seconds the live rolling p95 has been within the threshold since the fault (0 if not)."""
-    rec = analysis.recovery_s(tail.records, fault_ns, threshold_ms, cfg.window_s)
+    rec = analysis.settled_s(tail.records, fault_ns, threshold_ms, cfg.window_s)
     if rec is None:
         return 0.0
     return max(0.0, (time.time_ns() - fault_ns) / NS - rec)

@@ -45,6 +45,7 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
     # baseline window on.
     gap = analysis.longest_gap([d for d in unique if d.sink_ns >= baseline_start_ns], 1.0 / cfg.fps)
     recovery = analysis.recovery_s(unique, fault.injected_unix_ns, threshold_ms, cfg.window_s)
+    settled = analysis.settled_s(unique, fault.injected_unix_ns, threshold_ms, cfg.window_s)
 
     def rel(ns: int | None) -> float | None:
         return None if ns is None else round((ns - stream_start_ns) / NS, 3)
@@ -79,6 +80,7 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
         "camera_reconnects": camera.get("reconnects"),
         "camera_unacked_at_end": camera.get("unacked"),
         "recovery_s": None if recovery is None else round(recovery, 3),
+        "settled_s": None if settled is None else round(settled, 3),
         "recovery_threshold_ms": round(threshold_ms, 3),
         "baseline_frames": base.frames,
         "baseline_p50_ms": round(base.p50_ms, 3),
