@@ -43,7 +43,10 @@ def build(testbed: Testbed) -> Program:
         prog.edge = PiNodes("edge", testbed)
         addresses.update(prog.edge.addresses)
 
-    prog.bootstrap = Bootstrap("cluster", testbed, addresses, internal)
+    # Hosts are configured once their VMs, ports and floating IPs exist.
+    prog.bootstrap = Bootstrap(
+        "cluster", testbed, addresses, internal, after=[prog.cloud] if prog.cloud else []
+    )
     provider = k8s.Provider(
         "k8s",
         kubeconfig=prog.bootstrap.kubeconfig,
@@ -51,17 +54,20 @@ def build(testbed: Testbed) -> Program:
         opts=pulumi.ResourceOptions(depends_on=[prog.bootstrap]),
     )
     platform = testbed.platform
-    nats = Nats("nats", testbed, provider)
+    crds: list[pulumi.Resource] = []
+    if platform.monitoring.enabled:
+        # First: its Prometheus Operator CRDs back the PodMonitors of NATS and the gateway.
+        monitoring = Monitoring("monitoring", testbed, provider)
+        prog.components["monitoring"] = monitoring
+        crds.append(monitoring)
+    nats = Nats("nats", testbed, provider, after=crds)
     prog.components["nats"] = nats
     if platform.metrics_server.enabled:
         prog.components["metrics-server"] = MetricsServer("metrics-server", testbed, provider)
-    if platform.monitoring.enabled:
-        prog.components["monitoring"] = Monitoring("monitoring", testbed, provider)
     if platform.openfaas.enabled:
         prog.components["openfaas"] = OpenFaaS("openfaas", testbed, provider)
     if testbed.vei.enabled:
-        after = [nats, *([prog.components["monitoring"]] if "monitoring" in prog.components else [])]
-        prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=after)
+        prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=[nats, *crds])
 
     _export(prog, addresses)
     return prog

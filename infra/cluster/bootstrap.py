@@ -7,7 +7,7 @@ Pulumi deletes in reverse, so `pulumi destroy` resets edges and agents before th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pulumi
 from pulumi import dynamic
@@ -66,6 +66,7 @@ class Bootstrap(pulumi.ComponentResource):
         testbed: Testbed,
         addresses: Mapping[str, pulumi.Input[str]],
         internal_addresses: Mapping[str, pulumi.Input[str]],
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("edgerig:cluster:Bootstrap", name, None, opts)
@@ -77,7 +78,7 @@ class Bootstrap(pulumi.ComponentResource):
             lambda ips: sorted({str(ip) for ip in ips})
         )
         self.installs = {}
-        done: list[pulumi.Resource] = []
+        done: list[pulumi.Resource] = list(after)
         for stage in install_order(testbed):
             created = [
                 HostInstall(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_random as random
 
@@ -28,11 +30,13 @@ class Nats(pulumi.ComponentResource):
         name: str,
         testbed: Testbed,
         provider: pulumi.ProviderResource,
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("edgerig:platform:Nats", name, None, opts)
         settings = testbed.platform.nats
-        ns = apply_object(f"{name}-ns", objects.namespace(settings.namespace), _opts(self, provider))
+        # `after`: the chart's PodMonitor needs the Prometheus Operator CRDs from Monitoring first.
+        ns = apply_object(f"{name}-ns", objects.namespace(settings.namespace), _opts(self, provider, *after))
         helm_release(
             "nats",
             chart=versions.NATS_CHART,
