@@ -12,6 +12,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.model import Testbed
@@ -28,11 +29,35 @@ class Registered:
     parent: str | None
 
 
+class RecordingMonitor(MockMonitor):
+    """Also records each registration's parent and explicit dependencies (MockResourceArgs has neither)."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method name, hence CamelCase
+        self.recording.parents[request.name] = request.parent or None
+        self.recording.dependencies[request.name] = list(request.dependencies)
+        return super().RegisterResource(request)
+
+
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Registered] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    parents: dict[str, str | None] = field(default_factory=dict)  # resource name -> parent URN
+    dependencies: dict[str, list[str]] = field(default_factory=dict)  # resource name -> URNs
     _ip: int = 10
+
+    def depends_on(self, name: str, other: str) -> bool:
+        """`other` is a resource name or a component (the SDK expands a component to its children)."""
+        names = [urn.rsplit("::", 1)[-1] for urn in self.dependencies.get(name, [])]
+        return any(n == other or (n.startswith(f"{other}-") and self.parent_name(n) == other) for n in names)
+
+    def parent_name(self, name: str) -> str | None:
+        parent = self.parents.get(name)
+        return parent.rsplit("::", 1)[-1] if parent else None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.resources.append(Registered(args.typ, args.name, dict(args.inputs), None))
@@ -74,7 +99,9 @@ class Run:
 
 def run_program(testbed: Testbed) -> Run:
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="edgerig", stack=testbed.name, preview=False)
+    pulumi.runtime.set_mocks(
+        mocks, project="edgerig", stack=testbed.name, preview=False, monitor=RecordingMonitor(mocks)
+    )
     holder: dict[str, Program] = {}
 
     @pulumi.runtime.test

@@ -299,3 +299,36 @@ def test_first_server_install_yields_the_kubeconfig() -> None:
     assert wants == {"cloud0": True, "cloud1": False, "cloud2": False, "pi-edge0": False, "pi-edge1": False}
     addresses = {x.inputs["node"]: x.inputs["address"] for x in r.mocks.of_type(DYNAMIC)}
     assert addresses["pi-edge0"] == "198.51.100.20" and addresses["cloud0"].startswith("203.0.113.")
+
+
+COMPONENT_CHILDREN = {
+    "cluster": ("pulumi-python:dynamic:Resource",),
+    "cloud": ("openstack:",),
+    "vei": ("kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service"),
+}
+
+
+@pytest.mark.parametrize("name", ["hybrid", "openstack-kubeedge"])
+def test_children_are_parented_to_their_component(name: str) -> None:
+    r = run(name)
+    for res in r.mocks.resources:
+        if res.typ.startswith("edgerig:") or res.typ.startswith("pulumi:providers:"):
+            continue
+        parent = r.mocks.parent_name(res.name)
+        assert parent is not None and parent != name, f"{res.typ} {res.name} has no component parent"
+        for component, prefixes in COMPONENT_CHILDREN.items():
+            if res.typ.startswith(prefixes) and not res.name.startswith("openstack-provider"):
+                assert parent == component or r.mocks.parent_name(parent) == component, (res.name, parent)
+
+
+def test_dependencies_order_the_cluster_and_the_platform() -> None:
+    r = run("hybrid")
+    m = r.mocks
+    assert m.depends_on("cluster-cloud1", "cluster-cloud0")
+    assert m.depends_on("cluster-cloud2", "cluster-cloud1")
+    assert m.depends_on("cluster-pi-edge0", "cluster-cloud2") and not m.depends_on(
+        "cluster-pi-edge0", "cluster-pi-edge1"
+    )
+    assert m.depends_on("cluster-cloud0", "cloud")  # hosts are configured after their VMs exist
+    assert m.depends_on("k8s", "cluster")  # the platform waits for the whole cluster
+    assert m.depends_on("nats-ns", "monitoring")  # the NATS PodMonitor needs the operator's CRDs
