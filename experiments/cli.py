@@ -25,6 +25,8 @@ app.add_typer(vei_app, name="vei")
 # (keep this list sorted; one line per area)
 from experiments.failover.cli import register as _register_failover; _register_failover(run_app)  # noqa: E402, E702, I001
 from experiments.latency.commands import register as _register_latency; _register_latency(run_app)  # noqa: E402, E702, I001
+from infra.commands import register as _register_stack; _register_stack(app)  # noqa: E402, E702, I001
+from infra.hosts.commands import register as _register_hosts; _register_hosts(app)  # noqa: E402, E702, I001
 from workloads.vei.client_commands import register as _register_vei_clients; _register_vei_clients(vei_app)  # noqa: E402, E702, I001
 from workloads.vei.commands import register as _register_vei_gateway; _register_vei_gateway(vei_app)  # noqa: E402, E702, I001
 
