@@ -15,7 +15,7 @@ from infra.cluster.bootstrap import Bootstrap
 from infra.edge.inventory import inventory_entry
 from infra.edge.pi_nodes import PiNodes
 from infra.model import Testbed
-from infra.platform.components import MetricsServer, Monitoring, Nats, OpenFaaS
+from infra.platform.components import MetricsServer, Monitoring, Nats, NodeLabels, OpenFaaS
 from infra.platform.values import edge_function_patch
 
 
@@ -54,20 +54,22 @@ def build(testbed: Testbed) -> Program:
         opts=pulumi.ResourceOptions(depends_on=[prog.bootstrap]),
     )
     platform = testbed.platform
-    crds: list[pulumi.Resource] = []
+    # Edge role labels first: the placement of everything below selects on them.
+    labels = NodeLabels("node-labels", testbed, provider)
+    ready: list[pulumi.Resource] = [labels]
     if platform.monitoring.enabled:
         # First: its Prometheus Operator CRDs back the PodMonitors of NATS and the gateway.
         monitoring = Monitoring("monitoring", testbed, provider)
         prog.components["monitoring"] = monitoring
-        crds.append(monitoring)
-    nats = Nats("nats", testbed, provider, after=crds)
+        ready.append(monitoring)
+    nats = Nats("nats", testbed, provider, after=ready)
     prog.components["nats"] = nats
     if platform.metrics_server.enabled:
         prog.components["metrics-server"] = MetricsServer("metrics-server", testbed, provider)
     if platform.openfaas.enabled:
         prog.components["openfaas"] = OpenFaaS("openfaas", testbed, provider)
     if testbed.vei.enabled:
-        prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=[nats, *crds])
+        prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=[nats, *ready])
 
     _export(prog, addresses)
     return prog

@@ -25,7 +25,7 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 
 def platform_objects(testbed: Testbed) -> list[dict[str, Any]]:
     p = testbed.platform
-    out = [objects.namespace(p.nats.namespace)]
+    out = [*objects.node_label_patches(testbed), objects.namespace(p.nats.namespace)]
     if p.monitoring.enabled:
         out += [
             objects.namespace(p.monitoring.namespace),

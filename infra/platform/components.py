@@ -165,3 +165,19 @@ class OpenFaaS(pulumi.ComponentResource):
             apply_object(f"{name}-hpa-{hpa['metadata']['name']}", hpa, _opts(self, provider, fn_ns))
         self.admin_password = pulumi.Output.secret(password.result)
         self.register_outputs({"adminPassword": self.admin_password})
+
+
+class NodeLabels(pulumi.ComponentResource):
+    """Applies the labels K3s cannot set at registration (see objects.node_label_patches)."""
+
+    def __init__(
+        self,
+        name: str,
+        testbed: Testbed,
+        provider: pulumi.ProviderResource,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("edgerig:platform:NodeLabels", name, None, opts)
+        for patch in objects.node_label_patches(testbed):
+            apply_object(f"{name}-{patch['metadata']['name']}", patch, _opts(self, provider))
+        self.register_outputs({})

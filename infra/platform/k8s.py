@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 _TYPED: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "Node"): k8s.core.v1.NodePatch,  # Nodes are registered by their kubelet; we only patch labels
     ("v1", "Secret"): k8s.core.v1.Secret,
     ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
     ("v1", "Service"): k8s.core.v1.Service,

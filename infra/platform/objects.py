@@ -99,3 +99,17 @@ def function_hpas(testbed: Testbed) -> list[dict[str, Any]]:
         }
         for fn in faas.hpa_functions
     ]
+
+
+def node_label_patches(testbed: Testbed) -> list[dict[str, Any]]:
+    """Node labels a kubelet may not set on itself (NodeRestriction), e.g. node-role.kubernetes.io/edge
+    on a K3s agent at the edge: applied through the API (server-side apply patch) once the node joined.
+    Placement (edge tolerations/affinity) relies on them."""
+    out = []
+    for node in testbed.nodes:
+        labels = testbed.api_labels(node)
+        if labels:
+            out.append(
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name, "labels": labels}}
+            )
+    return out
