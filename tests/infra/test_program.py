@@ -332,3 +332,14 @@ def test_dependencies_order_the_cluster_and_the_platform() -> None:
     assert m.depends_on("cluster-cloud0", "cloud")  # hosts are configured after their VMs exist
     assert m.depends_on("k8s", "cluster")  # the platform waits for the whole cluster
     assert m.depends_on("nats-ns", "monitoring")  # the NATS PodMonitor needs the operator's CRDs
+
+
+def test_edge_role_labels_are_patched_through_the_api() -> None:
+    r = run_program(variant("hybrid", kubeedge={"enabled": False}))
+    patched = {
+        p.inputs["metadata"]["name"]: p.inputs["metadata"]["labels"]
+        for p in r.mocks.of_type("kubernetes:core/v1:NodePatch")
+    }
+    assert set(patched) == {"pi-edge0", "pi-edge1"}  # the cloud servers need no restricted label
+    assert patched["pi-edge0"] == {EDGE_ROLE_LABEL: ""}
+    assert r.mocks.depends_on("nats-ns", "node-labels")
