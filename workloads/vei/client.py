@@ -48,6 +48,9 @@ def channel_options(health_service: str = HEALTH_SERVICE) -> list[tuple[str, str
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
         # Distinct channels (camera and vision in one process) must not share subchannels.
         ("grpc.use_local_subchannel_pool", 1),
+        # Resending is the camera's job (it knows what was acked); the channel's retry buffer would only
+        # keep an extra copy of every streamed message.
+        ("grpc.enable_retries", 0),
     ]
 
 
