@@ -59,7 +59,7 @@ def app_objects(testbed: Testbed) -> list[dict[str, Any]]:
         manifests.gateway_deployment(testbed),
         *manifests.gateway_services(testbed),
         *([sink] if sink else []),
-        manifests.vision_deployment(testbed),
+        *manifests.vision_deployments(testbed),
         *manifests.camera_deployments(testbed),
     ]
     if testbed.platform.monitoring.enabled:

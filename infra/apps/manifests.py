@@ -194,32 +194,36 @@ def gateway_services(testbed: Testbed) -> list[dict[str, Any]]:
     ]
 
 
-def vision_deployment(testbed: Testbed) -> dict[str, Any]:
+def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
+    """One emulated vision app per camera, as in the thesis (one camera, one application)."""
     vei = testbed.vei
     cloud = vei.clouds[0].name if vei.clouds else "local"
-    container = {
-        "name": "vision",
-        "command": ["python"],
-        "args": [
-            "-m",
-            "workloads.vei.vision",
-            "--gateway",
-            gateway_target(testbed),
-            "--camera-id",
-            "cam-0",
-            "--app-name",
-            "vision",
-            "--processing-ms",
-            str(vei.vision_processing_ms),
-            "--cloud",
-            cloud,
-        ],
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "64Mi"},
-            "limits": {"cpu": "1", "memory": "256Mi"},
-        },
-    }
-    return _deployment(testbed, "vei-vision", 1, container, spread=False)
+    out = []
+    for i in range(vei.cameras):
+        container = {
+            "name": "vision",
+            "command": ["python"],
+            "args": [
+                "-m",
+                "workloads.vei.vision",
+                "--gateway",
+                gateway_target(testbed),
+                "--camera-id",
+                f"cam-{i}",
+                "--app-name",
+                f"vision-{i}",
+                "--processing-ms",
+                str(vei.vision_processing_ms),
+                "--cloud",
+                cloud,
+            ],
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "64Mi"},
+                "limits": {"cpu": "1", "memory": "256Mi"},
+            },
+        }
+        out.append(_deployment(testbed, f"vei-vision-{i}", 1, container, spread=False))
+    return out
 
 
 def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:

@@ -50,7 +50,8 @@ class VeiApp(pulumi.ComponentResource):
         if sink is not None:
             apply_object(f"{name}-sink", sink, child(ns))
         # Clients start after the gateway exists; they retry until it is ready anyway.
-        apply_object(f"{name}-vision", manifests.vision_deployment(testbed), child(ns, gateway))
+        for vision in manifests.vision_deployments(testbed):
+            apply_object(f"{name}-{vision['metadata']['name']}", vision, child(ns, gateway))
         for cam in manifests.camera_deployments(testbed):
             apply_object(f"{name}-{cam['metadata']['name']}", cam, child(ns, gateway))
         if testbed.platform.monitoring.enabled:

@@ -250,7 +250,7 @@ def test_edge_tolerations_only_where_intended(name: str) -> None:
             tolerating |= {f"{label}{p}" for p in _edge_tolerating(res.inputs)}
     vei = {
         f"{d}.spec.template.spec.tolerations"
-        for d in ("vei-gateway", "vei-vision", "vei-camera-0", "vei-sink")
+        for d in ("vei-gateway", "vei-vision-0", "vei-camera-0", "vei-sink")
     }
     exporter = {"kube-prometheus-stack.values.prometheus-node-exporter.tolerations"}
     assert tolerating == vei | exporter
