@@ -91,9 +91,23 @@ def _start_sshd(host: FleetHost, root: Path, log: Path) -> int:
     script = f"hostname {host.name} && exec /usr/sbin/sshd -D -e"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, "unshare", "--uts", "chroot", str(root),
-             "/bin/sh", "-c", script],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.netns,
+                "unshare",
+                "--uts",
+                "chroot",
+                str(root),
+                "/bin/sh",
+                "-c",
+                script,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     return proc.pid
 
@@ -112,12 +126,17 @@ def _wait_for_ssh(hosts: list[FleetHost], timeout: float = 15.0) -> None:
                 pass
             if time.monotonic() > deadline:
                 raise FleetError(
-                    f"sshd on {host.name} ({host.address}) did not come up within {timeout:.0f}s")
+                    f"sshd on {host.name} ({host.address}) did not come up within {timeout:.0f}s"
+                )
             time.sleep(0.1)
 
 
-def up(names: list[str], pi_names: set[str] | None = None, state_dir: Path = DEFAULT_STATE_DIR,
-       cache_dir: Path = rootfs.DEFAULT_CACHE_DIR) -> Fleet:
+def up(
+    names: list[str],
+    pi_names: set[str] | None = None,
+    state_dir: Path = DEFAULT_STATE_DIR,
+    cache_dir: Path = rootfs.DEFAULT_CACHE_DIR,
+) -> Fleet:
     """Create the fleet; return it with the inventory and stack file already written."""
     if os.geteuid() != 0:
         raise FleetError("the test fleet needs root (network namespaces, mounts, chroot): run with sudo")
@@ -127,17 +146,29 @@ def up(names: list[str], pi_names: set[str] | None = None, state_dir: Path = DEF
     if unknown:
         raise FleetError(f"--pi-names {sorted(unknown)} are not fleet hosts {names}")
     if (state_dir / "fleet.json").exists() or _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
-        raise FleetError(f"a fleet is already up (bridge {BRIDGE} or {state_dir} exists): "
-                         "run `edgerig fleet down` first")
+        raise FleetError(
+            f"a fleet is already up (bridge {BRIDGE} or {state_dir} exists): run `edgerig fleet down` first"
+        )
     base = rootfs.ensure_rootfs(cache_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
-    fleet = Fleet(state_dir=state_dir, key_path=state_dir / "id_ed25519",
-                  known_hosts=state_dir / "known_hosts", inventory_path=state_dir / "inventory.yaml",
-                  stack_path=state_dir / "Pulumi.fleet.yaml")
+    fleet = Fleet(
+        state_dir=state_dir,
+        key_path=state_dir / "id_ed25519",
+        known_hosts=state_dir / "known_hosts",
+        inventory_path=state_dir / "inventory.yaml",
+        stack_path=state_dir / "Pulumi.fleet.yaml",
+    )
     for i, name in enumerate(names):
-        fleet.hosts.append(FleetHost(name=name, address=f"{SUBNET_PREFIX}.{FIRST_HOST_OCTET + i}",
-                                     pi=name in pi_names, netns=f"{NETNS_PREFIX}{name}", veth=f"erhv{i}"))
+        fleet.hosts.append(
+            FleetHost(
+                name=name,
+                address=f"{SUBNET_PREFIX}.{FIRST_HOST_OCTET + i}",
+                pi=name in pi_names,
+                netns=f"{NETNS_PREFIX}{name}",
+                veth=f"erhv{i}",
+            )
+        )
     fleet.save()
     try:
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgerig-fleet", "-f", str(fleet.key_path))

@@ -13,11 +13,17 @@ from pathlib import Path
 
 # Device nodes sshd, Python and the shells of Ansible/pyinfra open (char major, minor).
 _DEVICES = {
-    "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0),
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
 }
 
-PI_CMDLINE = ("console=serial0,115200 console=tty1 root=PARTUUID=5e3da3da-02 rootfstype=ext4 "
-              "fsck.repair=yes rootwait\n")
+PI_CMDLINE = (
+    "console=serial0,115200 console=tty1 root=PARTUUID=5e3da3da-02 rootfstype=ext4 fsck.repair=yes rootwait\n"
+)
 PI_CONFIG = "# Raspberry Pi config.txt as shipped by Raspberry Pi OS (fleet copy)\n[all]\narm_64bit=1\n"
 PI_DPHYS = "CONF_SWAPSIZE=100\n"
 
@@ -43,8 +49,15 @@ def mount_host_root(rootfs: Path, host_dir: Path) -> Path:
     upper, work, root = host_dir / "upper", host_dir / "work", host_dir / "root"
     for d in (upper, work, root):
         d.mkdir(parents=True, exist_ok=True)
-    _run("mount", "-t", "overlay", "overlay", "-o",
-         f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(root))
+    _run(
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        f"lowerdir={rootfs},upperdir={upper},workdir={work}",
+        str(root),
+    )
     dev = root / "dev"
     _run("mount", "-t", "tmpfs", "-o", "mode=0755,nosuid,size=1m", "tmpfs", str(dev))
     for name, (major, minor) in _DEVICES.items():

@@ -13,9 +13,7 @@ if TYPE_CHECKING:
 
 
 def inventory_data(fleet: Fleet) -> dict[str, Any]:
-    hosts = {
-        h.name: {"ansible_host": h.address, "ansible_port": 22, "edgerig_pi": h.pi} for h in fleet.hosts
-    }
+    hosts = {h.name: {"ansible_host": h.address, "ansible_port": 22, "edgerig_pi": h.pi} for h in fleet.hosts}
     return {
         "all": {
             "vars": {

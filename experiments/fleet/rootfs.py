@@ -20,11 +20,20 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("EDGERIG_FLEET_CACHE", "/var/cache/edger
 SUITE = "bookworm"
 # python3-apt: Ansible's apt module needs it and would otherwise try to install it (no network here).
 PACKAGES = (
-    "openssh-server", "python3", "python3-apt", "sudo", "iproute2", "iptables", "chrony",
-    "ca-certificates", "procps", "kmod",
+    "openssh-server",
+    "python3",
+    "python3-apt",
+    "sudo",
+    "iproute2",
+    "iptables",
+    "chrony",
+    "ca-certificates",
+    "procps",
+    "kmod",
     # EdgeCore's prerequisites (container runtime + CNI plugins): present so the KubeEdge deploy's
     # package step is checked against facts on the fleet instead of needing a network.
-    "containerd", "containernetworking-plugins",
+    "containerd",
+    "containernetworking-plugins",
 )
 STAMP = ".edgerig-rootfs-stamp"
 
@@ -77,10 +86,17 @@ def ensure_rootfs(cache_dir: Path = DEFAULT_CACHE_DIR, log: IO[str] | None = Non
     building = target.with_name(target.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     mirror = os.environ.get("EDGERIG_DEBIAN_MIRROR") or debian_mirror()
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-           SUITE, str(building), mirror]
-    result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT if log else subprocess.PIPE,
-                            text=True, check=False)
+    cmd = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(building),
+        mirror,
+    ]
+    result = subprocess.run(
+        cmd, stdout=log, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True, check=False
+    )
     if result.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
         tail = (result.stderr or "")[-2000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -26,8 +27,9 @@ PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks" / "ansible"
 NOTE_PREFIX = "edgerig-note: "
 
 
-def _host_vars(plan: HostPlan, target: SshTarget, staging: Path,
-               commands: list[GuardedCommand]) -> dict[str, Any]:
+def _host_vars(
+    plan: HostPlan, target: SshTarget, staging: Path, commands: list[GuardedCommand]
+) -> dict[str, Any]:
     host_dir = staging / plan.node.name
     host_dir.mkdir(mode=0o700, parents=True)
     files = []
@@ -42,13 +44,25 @@ def _host_vars(plan: HostPlan, target: SshTarget, staging: Path,
     else:
         ssh_args += " -o StrictHostKeyChecking=accept-new"
     return {
-        "ansible_host": target.address, "ansible_port": target.port, "ansible_user": target.user,
-        "ansible_ssh_private_key_file": target.key_path, "ansible_ssh_common_args": ssh_args,
+        "ansible_host": target.address,
+        "ansible_port": target.port,
+        "ansible_user": target.user,
+        "ansible_ssh_private_key_file": target.key_path,
+        "ansible_ssh_common_args": ssh_args,
         "ansible_python_interpreter": "/usr/bin/python3",
         "edgerig_files": files,
-        "edgerig_binaries": [{"src": str(b.path), "dest": dest, "sha256": b.sha256} for b, dest in plan.binaries],
-        "edgerig_commands": [{"name": c.name, "command": c.command, "needs_systemd": c.needs_systemd,
-                              "done_check": c.done_check or ""} for c in commands],
+        "edgerig_binaries": [
+            {"src": str(b.path), "dest": dest, "sha256": b.sha256} for b, dest in plan.binaries
+        ],
+        "edgerig_commands": [
+            {
+                "name": c.name,
+                "command": c.command,
+                "needs_systemd": c.needs_systemd,
+                "done_check": c.done_check or "",
+            }
+            for c in commands
+        ],
     }
 
 
@@ -65,6 +79,16 @@ def _env_path(path: str) -> Iterator[None]:
             os.environ["PATH"] = old
 
 
+def _close_control_masters(control_dir: Path) -> None:
+    for sock in control_dir.iterdir():
+        subprocess.run(
+            ["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "edgerig-control-master"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+
+
 def _message(res: dict[str, Any]) -> str:
     parts = [str(res.get(k) or "") for k in ("msg", "stderr", "stdout")]
     if "results" in res:  # a loop: report the failed item
@@ -72,9 +96,14 @@ def _message(res: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p).strip()
 
 
-def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
-        commands: dict[str, list[GuardedCommand]] | None = None,
-        progress: Callable[[str, str], None] | None = None) -> RunSummary:
+def run(
+    plans: Sequence[HostPlan],
+    targets: dict[str, SshTarget],
+    *,
+    stage: str,
+    commands: dict[str, list[GuardedCommand]] | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> RunSummary:
     import ansible_runner
 
     playbook = "install.yml" if stage == "install" else "reset.yml"
@@ -85,8 +114,12 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
         shutil.copytree(PLAYBOOKS, pdd)
         staging = Path(tmp) / "staging"
         staging.mkdir(mode=0o700)
-        hosts = {p.node.name: _host_vars(p, targets[p.node.name], staging,
-                                         (commands or {}).get(p.node.name, p.commands)) for p in plans}
+        hosts = {
+            p.node.name: _host_vars(
+                p, targets[p.node.name], staging, (commands or {}).get(p.node.name, p.commands)
+            )
+            for p in plans
+        }
         (pdd / "inventory").mkdir(exist_ok=True)
         (pdd / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
 
@@ -108,15 +141,29 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
 
         # The venv's ansible-playbook, whether or not the venv is on PATH.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        with _env_path(path):
-            result = ansible_runner.run(private_data_dir=str(pdd), playbook=playbook, quiet=True,
-                                        roles_path=[str(pdd / "roles")],
-                                        event_handler=on_event)
+        control_dir = Path(tmp) / "cp"
+        control_dir.mkdir()
+        try:
+            with _env_path(path):
+                result = ansible_runner.run(
+                    private_data_dir=str(pdd),
+                    playbook=playbook,
+                    quiet=True,
+                    roles_path=[str(pdd / "roles")],
+                    event_handler=on_event,
+                    # SSH control masters live in this run's temp dir and are closed after it.
+                    envvars={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)},
+                )
+        finally:
+            _close_control_masters(control_dir)
         if failures:
             raise failures[0]
         if result.rc != 0:
-            raise HostStepError(",".join(hosts), f"ansible-runner {playbook}",
-                                f"exit {result.rc}: {result.stdout.read()[-2000:]}")
+            raise HostStepError(
+                ",".join(hosts),
+                f"ansible-runner {playbook}",
+                f"exit {result.rc}: {result.stdout.read()[-2000:]}",
+            )
         stats = result.stats or {}
         for name in hosts:
             summary.changed[name] = int((stats.get("changed") or {}).get(name, 0))

@@ -35,7 +35,9 @@ def install_stages(testbed: Testbed, selected: Sequence[Node]) -> list[list[Node
     servers = [n for n in testbed.servers if n.name in names]
     rest = [n for n in selected if n.role != "server"]
     stages = [[s] for s in servers]
-    stages += [g for g in ([n for n in rest if n.realm == "cloud"], [n for n in rest if n.realm == "edge"]) if g]
+    stages += [
+        g for g in ([n for n in rest if n.realm == "cloud"], [n for n in rest if n.realm == "edge"]) if g
+    ]
     return stages
 
 
@@ -43,16 +45,26 @@ def _ssh(target: SshTarget, command: str) -> subprocess.CompletedProcess[str]:
     opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(target.port), "-i", target.key_path]
     if target.known_hosts:
         opts += ["-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
-    return subprocess.run(["ssh", *opts, f"{target.user}@{target.address}", command],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["ssh", *opts, f"{target.user}@{target.address}", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _systemd(target: SshTarget) -> bool:
     return _ssh(target, "test -d /run/systemd/system").returncode == 0
 
 
-def _run_stage(plans: list[HostPlan], targets: dict[str, SshTarget], stage: str, progress: Progress | None,
-               commands: dict[str, list[GuardedCommand]] | None = None) -> RunSummary:
+def _run_stage(
+    plans: list[HostPlan],
+    targets: dict[str, SshTarget],
+    stage: str,
+    progress: Progress | None,
+    commands: dict[str, list[GuardedCommand]] | None = None,
+) -> RunSummary:
     summary = RunSummary()
     for tool, runner in (("pyinfra", pyinfra_runner.run), ("ansible", ansible.run)):
         group = [p for p in plans if p.tool == tool]
@@ -61,24 +73,34 @@ def _run_stage(plans: list[HostPlan], targets: dict[str, SshTarget], stage: str,
     return summary
 
 
-def _binaries(testbed: Testbed, nodes: Sequence[Node], sums: Mapping[str, str | None] | None,
-              cache_dir: Path | None) -> dict[str, dict[str, artefacts.VerifiedBinary]]:
+def _binaries(
+    testbed: Testbed, nodes: Sequence[Node], sums: Mapping[str, str | None] | None, cache_dir: Path | None
+) -> dict[str, dict[str, artefacts.VerifiedBinary]]:
     """Download and verify everything first: a bad sum stops the run before any host is touched."""
     out: dict[str, dict[str, artefacts.VerifiedBinary]] = {}
     for arch in sorted({n.arch for n in nodes}):
         wanted = [artefacts.k3s_artefact(testbed, arch)]
         if testbed.kubeedge.enabled:
             wanted.append(artefacts.keadm_artefact(testbed, arch))
-        out[arch] = {a.name: artefacts.fetch(testbed, a, sums=sums, cache_dir=cache_dir or artefacts.DEFAULT_CACHE)
-                     for a in wanted}
+        out[arch] = {
+            a.name: artefacts.fetch(testbed, a, sums=sums, cache_dir=cache_dir or artefacts.DEFAULT_CACHE)
+            for a in wanted
+        }
     return out
 
 
-def install(testbed: Testbed, *, nodes: Sequence[str] | None = None, progress: Progress | None = None,
-            addresses: Mapping[str, str] | None = None, extra_tls_san: Sequence[str] | None = None,
-            known_hosts: str | None = None, boot_delay: int | None = None,
-            artefact_sums: Mapping[str, str | None] | None = None,
-            artefact_cache: Path | None = None) -> InstallResult:
+def install(
+    testbed: Testbed,
+    *,
+    nodes: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    addresses: Mapping[str, str] | None = None,
+    extra_tls_san: Sequence[str] | None = None,
+    known_hosts: str | None = None,
+    boot_delay: int | None = None,
+    artefact_sums: Mapping[str, str | None] | None = None,
+    artefact_cache: Path | None = None,
+) -> InstallResult:
     """Install K3s (and KubeEdge) on `nodes` (default: all), in the documented order.
 
     `addresses`: node name -> reachable address (OpenStack VMs learn theirs at deploy time);
@@ -93,21 +115,37 @@ def install(testbed: Testbed, *, nodes: Sequence[str] | None = None, progress: P
     for stage in install_stages(testbed, selected):
         if any(n.role == "edge" for n in stage) and kubeedge_token is None:
             kubeedge_token = _kubeedge_token(testbed, targets, result.summary)
-        plans = [install_plan(testbed, n, binaries[n.arch], addresses=addr, extra_tls_san=list(extra_tls_san or []),
-                              kubeedge_token=kubeedge_token, boot_delay=boot_delay) for n in stage]
+        plans = [
+            install_plan(
+                testbed,
+                n,
+                binaries[n.arch],
+                addresses=addr,
+                extra_tls_san=list(extra_tls_san or []),
+                kubeedge_token=kubeedge_token,
+                boot_delay=boot_delay,
+            )
+            for n in stage
+        ]
         for n in stage:
             if progress:
-                progress(n.name, f"install as {n.role} ({'pyinfra' if plans[0].tool == 'pyinfra' else 'ansible'})")
+                progress(
+                    n.name, f"install as {n.role} ({'pyinfra' if plans[0].tool == 'pyinfra' else 'ansible'})"
+                )
         result.summary.merge(_run_stage(plans, targets, "install", progress))
     first = targets[testbed.first_server.name]
     if not _systemd(first):
-        result.reason = (f"K3s was not started on {first.name}: no running systemd there (test fleet), "
-                         "so there is no kubeconfig to fetch")
+        result.reason = (
+            f"K3s was not started on {first.name}: no running systemd there (test fleet), "
+            "so there is no kubeconfig to fetch"
+        )
         return result
     fetched = _ssh(first, "cat /etc/rancher/k3s/k3s.yaml")
     if fetched.returncode != 0:
         raise HostStepError(first.name, "fetch kubeconfig", fetched.stderr)
-    result.kubeconfig = fetched.stdout.replace(f"https://127.0.0.1:{API_PORT}", f"https://{first.address}:{API_PORT}")
+    result.kubeconfig = fetched.stdout.replace(
+        f"https://127.0.0.1:{API_PORT}", f"https://{first.address}:{API_PORT}"
+    )
     return result
 
 
@@ -118,7 +156,8 @@ def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: Ru
     target = targets[cloudcore.name]
     if not _systemd(target):
         summary.notes.setdefault(cloudcore.name, []).append(
-            "keadm gettoken skipped: CloudCore cannot run without systemd (test fleet); edges get no token")
+            "keadm gettoken skipped: CloudCore cannot run without systemd (test fleet); edges get no token"
+        )
         return None
     got = _ssh(target, "keadm gettoken --kube-config=/etc/rancher/k3s/k3s.yaml")
     if got.returncode != 0 or not got.stdout.strip():
@@ -126,9 +165,15 @@ def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: Ru
     return got.stdout.strip().splitlines()[-1]
 
 
-def reset(testbed: Testbed, nodes: Sequence[str], *, progress: Progress | None = None,
-          addresses: Mapping[str, str] | None = None, known_hosts: str | None = None) -> RunSummary:
-    """Uninstall from `nodes` (edges and agents first, then servers in reverse) and delete their Node objects."""
+def reset(
+    testbed: Testbed,
+    nodes: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    addresses: Mapping[str, str] | None = None,
+    known_hosts: str | None = None,
+) -> RunSummary:
+    """Uninstall `nodes` (edges and agents first, servers last, in reverse) and delete their Node objects."""
     selected = nodes_named(testbed, nodes)
     targets = targets_from_nodes(list(testbed.nodes), dict(addresses or {}), known_hosts)
     summary = RunSummary()
@@ -144,20 +189,24 @@ def reset(testbed: Testbed, nodes: Sequence[str], *, progress: Progress | None =
     return summary
 
 
-def _delete_node_objects(testbed: Testbed, selected: Sequence[Node], targets: dict[str, SshTarget],
-                         summary: RunSummary) -> None:
+def _delete_node_objects(
+    testbed: Testbed, selected: Sequence[Node], targets: dict[str, SshTarget], summary: RunSummary
+) -> None:
     """Delete Node objects and K3s node-password secrets (the stale-password trap on rejoin)."""
     names = {n.name for n in selected}
     survivors = [s for s in testbed.servers if s.name not in names]
     if not survivors or not _systemd(targets[survivors[0].name]):
         for n in selected:
             summary.notes.setdefault(n.name, []).append(
-                "Node object not deleted: no running cluster left to delete it from")
+                "Node object not deleted: no running cluster left to delete it from"
+            )
         return
     api = targets[survivors[0].name]
     for n in selected:
-        cmd = (f"{K3S_BIN} kubectl delete node {n.name} --ignore-not-found && {K3S_BIN} kubectl -n kube-system "
-               f"delete secret {n.name}.node-password.k3s --ignore-not-found")
+        cmd = (
+            f"{K3S_BIN} kubectl delete node {n.name} --ignore-not-found && {K3S_BIN} kubectl -n kube-system "
+            f"delete secret {n.name}.node-password.k3s --ignore-not-found"
+        )
         done = _ssh(api, cmd)
         if done.returncode != 0:
             raise HostStepError(n.name, "delete Node object", done.stderr)

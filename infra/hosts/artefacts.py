@@ -61,8 +61,9 @@ def keadm_artefact(testbed: Testbed, arch: str) -> Artefact:
 
 
 def url_for(testbed: Testbed, artefact: Artefact) -> str:
-    return testbed.artefacts.release_url(artefact.repo, urllib.parse.quote(artefact.tag, safe=""),
-                                         artefact.filename)
+    return testbed.artefacts.release_url(
+        artefact.repo, urllib.parse.quote(artefact.tag, safe=""), artefact.filename
+    )
 
 
 def _pinned(artefact: Artefact, sums: Mapping[str, str | None]) -> str:
@@ -88,18 +89,25 @@ def _download(url: str, dest_dir: Path) -> tuple[Path, str]:
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
     except (urllib.error.URLError, OSError) as exc:
         tmp.unlink(missing_ok=True)
-        raise ArtefactError(f"download of {url} failed: {exc}; check artefacts.baseUrl or the mirror") from None
+        raise ArtefactError(
+            f"download of {url} failed: {exc}; check artefacts.baseUrl or the mirror"
+        ) from None
     return tmp, digest.hexdigest()
 
 
-def fetch(testbed: Testbed, artefact: Artefact, *, cache_dir: Path = DEFAULT_CACHE,
-          sums: Mapping[str, str | None] | None = None) -> VerifiedBinary:
+def fetch(
+    testbed: Testbed,
+    artefact: Artefact,
+    *,
+    cache_dir: Path = DEFAULT_CACHE,
+    sums: Mapping[str, str | None] | None = None,
+) -> VerifiedBinary:
     """Return the verified binary for `artefact`, downloading it only when the cache lacks it."""
     expected = _pinned(artefact, versions.ARTEFACT_SHA256 if sums is None else sums)
     release_dir = cache_dir / artefact.repo / artefact.tag

@@ -27,16 +27,25 @@ class SshTarget:
     known_hosts: str | None = None  # None: the user's ~/.ssh/known_hosts, new keys accepted once
 
 
-def targets_from_nodes(nodes: list[Node], addresses: Mapping[str, str] | None = None,
-                       known_hosts: str | None = None) -> dict[str, SshTarget]:
+def targets_from_nodes(
+    nodes: list[Node], addresses: Mapping[str, str] | None = None, known_hosts: str | None = None
+) -> dict[str, SshTarget]:
     known_hosts = known_hosts or os.environ.get("EDGERIG_SSH_KNOWN_HOSTS")
     out = {}
     for node in nodes:
         address = (addresses or {}).get(node.name) or (str(node.address) if node.address else None)
         if address is None:
-            raise ValueError(f"node {node.name} has no address: OpenStack VMs need theirs passed in `addresses`")
-        out[node.name] = SshTarget(node.name, address, node.ssh_port, node.ssh_user,
-                                   os.path.expanduser(node.ssh_key_path), known_hosts)
+            raise ValueError(
+                f"node {node.name} has no address: OpenStack VMs need theirs passed in `addresses`"
+            )
+        out[node.name] = SshTarget(
+            node.name,
+            address,
+            node.ssh_port,
+            node.ssh_user,
+            os.path.expanduser(node.ssh_key_path),
+            known_hosts,
+        )
     return out
 
 
@@ -47,6 +56,12 @@ def targets_from_inventory(path: Path) -> dict[str, SshTarget]:
     out = {}
     for name, hv in (group.get("hosts") or {}).items():
         v = {**common, **(hv or {})}
-        out[name] = SshTarget(name, v["ansible_host"], int(v.get("ansible_port", 22)), v.get("ansible_user", "root"),
-                              v["ansible_ssh_private_key_file"], v.get("edgerig_known_hosts"))
+        out[name] = SshTarget(
+            name,
+            v["ansible_host"],
+            int(v.get("ansible_port", 22)),
+            v.get("ansible_user", "root"),
+            v["ansible_ssh_private_key_file"],
+            v.get("edgerig_known_hosts"),
+        )
     return out

@@ -35,9 +35,14 @@ class _Capture(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
-        commands: dict[str, list[GuardedCommand]] | None = None,
-        progress: Callable[[str, str], None] | None = None) -> RunSummary:
+def run(
+    plans: Sequence[HostPlan],
+    targets: dict[str, SshTarget],
+    *,
+    stage: str,
+    commands: dict[str, list[GuardedCommand]] | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> RunSummary:
     """Run `stage` ("install" or "reset") on the plans' hosts in parallel (pyinfra's own pool)."""
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
@@ -51,7 +56,10 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
     for plan in plans:
         t = targets[plan.node.name]
         data = {
-            "ssh_hostname": t.address, "ssh_port": t.port, "ssh_user": t.user, "ssh_key": t.key_path,
+            "ssh_hostname": t.address,
+            "ssh_port": t.port,
+            "ssh_user": t.user,
+            "ssh_key": t.key_path,
             "ssh_strict_host_key_checking": "yes" if t.known_hosts else "accept-new",
             "edgerig_plan": plan,
             "edgerig_commands": (commands or {}).get(plan.node.name, plan.commands),
@@ -64,7 +72,7 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
     capture = _Capture()
     logging.getLogger("pyinfra").addHandler(capture)
     state = State(Inventory((names, {})), Config(CONNECT_TIMEOUT=10))
-    state.print_output = False  # type: ignore[attr-defined]
+    state.print_output = False
     summary = RunSummary()
     try:
         with contextlib.suppress(PyinfraError):  # "No hosts remaining!": reported per host below
@@ -72,8 +80,11 @@ def run(plans: Sequence[HostPlan], targets: dict[str, SshTarget], *, stage: str,
         for host in state.failed_hosts:
             detail = "; ".join(line for line in capture.lines if host.name in line) or "connection failed"
             raise HostStepError(host.name, "connect (pyinfra)", detail)
-        steps = ([deploys.prepare_pi, deploys.deliver, deploys.run_commands] if stage == "install"
-                 else [deploys.run_commands])
+        steps = (
+            [deploys.prepare_pi, deploys.deliver, deploys.run_commands]
+            if stage == "install"
+            else [deploys.run_commands]
+        )
         for step in steps:
             for plan in plans:
                 if progress:

@@ -142,7 +142,10 @@ ExecStart={K3S_BIN} {kind}
 
 
 def k3s_env(node: Node) -> str:
-    return f"# rendered by edgerig for {node.name}; the token lives in {K3S_TOKEN_FILE}\nK3S_CONFIG_FILE={K3S_CONFIG}\n"
+    return (
+        f"# rendered by edgerig for {node.name}; the token lives in {K3S_TOKEN_FILE}\n"
+        f"K3S_CONFIG_FILE={K3S_CONFIG}\n"
+    )
 
 
 def k3s_uninstall_script(node: Node) -> str:

@@ -48,13 +48,16 @@ def cloudcore_address(testbed: Testbed, addresses: dict[str, str] | None = None)
 
 def keadm_init_argv(testbed: Testbed, addresses: dict[str, str] | None = None) -> list[str]:
     return [
-        KEADM_BIN, "init",
+        KEADM_BIN,
+        "init",
         f"--advertise-address={cloudcore_address(testbed, addresses)}",
         f"--kubeedge-version={testbed.kubeedge.version}",
         "--kube-config=/etc/rancher/k3s/k3s.yaml",
-        "--set", "cloudCore.modules.cloudStream.enable=true",
+        "--set",
+        "cloudCore.modules.cloudStream.enable=true",
         # dynamicController serves EdgeMesh's and metaServer's list/watch from the edge.
-        "--set", "cloudCore.modules.dynamicController.enable=true",
+        "--set",
+        "cloudCore.modules.dynamicController.enable=true",
     ]
 
 
@@ -62,14 +65,17 @@ def keadm_join_argv(testbed: Testbed, node: Node, addresses: dict[str, str] | No
     cloud = cloudcore_address(testbed, addresses)
     labels = ",".join(f"{k}={v}" for k, v in sorted(testbed.kubelet_labels(node).items()))
     argv = [
-        KEADM_BIN, "join",
+        KEADM_BIN,
+        "join",
         f"--cloudcore-ipport={cloud}:{CLOUDHUB_PORT}",
         f"--kubeedge-version={testbed.kubeedge.version}",
         f"--edgenode-name={node.name}",
         "--remote-runtime-endpoint=unix:///run/containerd/containerd.sock",
         "--cgroupdriver=systemd",
-        "--set", f"modules.edgeStream.enable=true,modules.edgeStream.server={cloud}:{TUNNEL_PORT}",
-        "--set", "modules.metaManager.metaServer.enable=true",
+        "--set",
+        f"modules.edgeStream.enable=true,modules.edgeStream.server={cloud}:{TUNNEL_PORT}",
+        "--set",
+        "modules.metaManager.metaServer.enable=true",
     ]
     if labels:
         argv.append(f"--labels={labels}")
@@ -81,14 +87,17 @@ def _script(body: str) -> str:
 
 
 def stream_dnat_script(testbed: Testbed, addresses: dict[str, str] | None = None) -> str:
-    rule = (f"OUTPUT -p tcp --dport {EDGE_KUBELET_PORT} -j DNAT "
-            f"--to-destination {cloudcore_address(testbed, addresses)}:{CLOUDSTREAM_PORT}")
+    rule = (
+        f"OUTPUT -p tcp --dport {EDGE_KUBELET_PORT} -j DNAT "
+        f"--to-destination {cloudcore_address(testbed, addresses)}:{CLOUDSTREAM_PORT}"
+    )
     return _script(
-        '# usage: stream-dnat.sh add|delete|check   (idempotent: checks with -C first)\n'
-        f'if iptables -t nat -C {rule} 2>/dev/null; then present=1; else present=0; fi\n'
+        "# usage: stream-dnat.sh add|delete|check   (idempotent: checks with -C first)\n"
+        f"if iptables -t nat -C {rule} 2>/dev/null; then present=1; else present=0; fi\n"
         f'case "${{1:-add}}" in\n'
         f'  add) [ "$present" = 1 ] && echo unchanged || {{ iptables -t nat -A {rule}; echo changed; }} ;;\n'
-        f'  delete) [ "$present" = 0 ] && echo unchanged || {{ iptables -t nat -D {rule}; echo changed; }} ;;\n'
+        f'  delete) [ "$present" = 0 ] && echo unchanged '
+        f"|| {{ iptables -t nat -D {rule}; echo changed; }} ;;\n"
         '  check) [ "$present" = 1 ] ;;\n'
         '  *) echo "usage: $0 add|delete|check" >&2; exit 2 ;;\n'
         "esac\n"
@@ -116,22 +125,38 @@ def cni_conflist(testbed: Testbed, node: Node) -> str:
     import json
 
     subnet = edge_pod_subnet(testbed, node)
-    return json.dumps({
-        "cniVersion": "1.0.0",
-        "name": "edgerig-edge",
-        "plugins": [
-            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": str(subnet)}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "edgerig-edge",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": "cni0",
+                        "isGateway": True,
+                        "ipMasq": True,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": str(subnet)}]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                        },
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def edge_reset_script() -> str:
     # /etc/kubeedge left behind makes the next `keadm join` fail: the known trap, removed here.
     return _script(
-        'if [ -x /usr/local/bin/keadm ] && [ -d /run/systemd/system ]; then keadm reset edge --force || true; fi\n'
+        "if [ -x /usr/local/bin/keadm ] && [ -d /run/systemd/system ]; then\n"
+        "  keadm reset edge --force || true\n"
+        "fi\n"
         "rm -rf /etc/kubeedge /var/lib/kubeedge /var/log/kubeedge /etc/edgerig\n"
         f"rm -f {KEADM_BIN} /etc/cni/net.d/10-edgerig.conflist {KEADM_JOIN_SCRIPT}\n"
         f"rmdir {LIB_DIR} 2>/dev/null || true\n"
@@ -140,8 +165,11 @@ def edge_reset_script() -> str:
 
 
 def cloudcore_files(testbed: Testbed, addresses: dict[str, str] | None = None) -> list[RenderedFile]:
-    return [RenderedFile(KEADM_INIT_SCRIPT, _script(shlex.join(keadm_init_argv(testbed, addresses)) + "\n"),
-                         "0755")]
+    return [
+        RenderedFile(
+            KEADM_INIT_SCRIPT, _script(shlex.join(keadm_init_argv(testbed, addresses)) + "\n"), "0755"
+        )
+    ]
 
 
 def apiserver_files(testbed: Testbed, addresses: dict[str, str] | None = None) -> list[RenderedFile]:
@@ -156,7 +184,8 @@ def edge_files(testbed: Testbed, node: Node, addresses: dict[str, str] | None = 
         # The token is read at run time so it never appears in a rendered file or a process list log.
         RenderedFile(KEADM_JOIN_SCRIPT, _script(f'{join} --token="$(cat {KUBEEDGE_TOKEN_FILE})"\n'), "0755"),
         RenderedFile(uninstall_script_path(node), edge_reset_script(), "0755"),
-        RenderedFile(f"{KEADM_DIR}/join-settings.yaml",
-                     "# what keadm-join.sh passes to keadm (for review; the script is the source)\n"
-                     f"command: {join}\n"),
+        RenderedFile(
+            f"{KEADM_DIR}/join-settings.yaml",
+            f"# what keadm-join.sh passes to keadm (for review; the script is the source)\ncommand: {join}\n",
+        ),
     ]

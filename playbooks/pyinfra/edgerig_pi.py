@@ -63,7 +63,9 @@ def prepare_pi() -> None:
     boot_changed = False
     cmdline = _boot_file("cmdline.txt")
     if cmdline is None:
-        _note("no cmdline.txt in /boot/firmware or /boot: not a Raspberry Pi boot partition, cgroup flags skipped")
+        _note(
+            "no cmdline.txt in /boot/firmware or /boot: not a Pi boot partition, cgroup flags skipped"
+        )
     else:
         current = "\n".join(host.get_fact(FileContents, path=cmdline) or [])
         wanted = merged_cmdline(current)
@@ -73,24 +75,38 @@ def prepare_pi() -> None:
     if plan.boot_delay is not None:
         config = _boot_file("config.txt")
         if config is not None:
-            op = files.line(name=f"boot_delay in {config}", path=config, line=r"^boot_delay=.*",
-                            replace=f"boot_delay={plan.boot_delay}")
+            op = files.line(
+                name=f"boot_delay in {config}",
+                path=config,
+                line=r"^boot_delay=.*",
+                replace=f"boot_delay={plan.boot_delay}",
+            )
             boot_changed = boot_changed or op.will_change
     if host.get_fact(ShellTest, test="test -f /etc/dphys-swapfile"):
-        files.line(name="dphys-swapfile size 0", path="/etc/dphys-swapfile", line=r"^CONF_SWAPSIZE=.*",
-                   replace="CONF_SWAPSIZE=0")
+        files.line(
+            name="dphys-swapfile size 0",
+            path="/etc/dphys-swapfile",
+            line=r"^CONF_SWAPSIZE=.*",
+            replace="CONF_SWAPSIZE=0",
+        )
         if systemd_running():
-            server.shell(name="Swap off", commands=[
-                "dphys-swapfile swapoff || true", "systemctl disable --now dphys-swapfile || true"])
+            server.shell(
+                name="Swap off",
+                commands=["dphys-swapfile swapoff || true", "systemctl disable --now dphys-swapfile || true"],
+            )
         else:
             _note("swap off skipped: no running systemd (test fleet); CONF_SWAPSIZE=0 written")
     # K3s' bundled iptables copes with nftables; only old Raspberry Pi OS releases (< 11) with the
     # nft backend selected need the legacy switch (K3s docs, "Raspberry Pi OS").
-    old_nft = ". /etc/os-release && [ \"${VERSION_ID:-99}\" -lt 11 ] && iptables --version | grep -q nf_tables"
+    old_nft = '. /etc/os-release && [ "${VERSION_ID:-99}" -lt 11 ] && iptables --version | grep -q nf_tables'
     if host.get_fact(ShellTest, test=f"sh -c {shlex.quote(old_nft)}"):
-        server.shell(name="iptables-legacy", commands=[
-            "update-alternatives --set iptables /usr/sbin/iptables-legacy",
-            "update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy"])
+        server.shell(
+            name="iptables-legacy",
+            commands=[
+                "update-alternatives --set iptables /usr/sbin/iptables-legacy",
+                "update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy",
+            ],
+        )
     if boot_changed:
         if systemd_running():
             server.reboot(name="Reboot for the new boot settings", delay=10, reboot_timeout=600)
@@ -107,12 +123,22 @@ def deliver() -> None:
         tmp = f"{dest}.edgerig-new"
         files.put(name=f"Upload {binary.artefact.name}", src=str(binary.path), dest=tmp, mode="0700")
         # Checked on the host before the atomic rename: a broken transfer never becomes the binary.
-        server.shell(name=f"Verify and install {dest}", commands=[
-            f"if echo '{binary.sha256}  {tmp}' | sha256sum -c --quiet; then chmod 0755 {tmp} && mv -f {tmp} {dest}; "
-            f"else rm -f {tmp}; echo 'sha256 mismatch for {dest} after upload' >&2; exit 1; fi"])
+        server.shell(
+            name=f"Verify and install {dest}",
+            commands=[
+                f"if echo '{binary.sha256}  {tmp}' | sha256sum -c --quiet; "
+                f"then chmod 0755 {tmp} && mv -f {tmp} {dest}; "
+                f"else rm -f {tmp}; echo 'sha256 mismatch for {dest} after upload' >&2; exit 1; fi"
+            ],
+        )
     for item in plan.files:
-        files.put(name=f"File {item.path}", src=StringIO(item.content), dest=item.path, mode=item.mode,
-                  create_remote_dir=True)
+        files.put(
+            name=f"File {item.path}",
+            src=StringIO(item.content),
+            dest=item.path,
+            mode=item.mode,
+            create_remote_dir=True,
+        )
 
 
 @deploy("Run guarded commands", data_defaults=DEFAULTS)

@@ -59,7 +59,7 @@ class Mirror:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -74,19 +74,35 @@ def snapshot(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def fleet_testbed(fleet: Any, mirror: Mirror, roles: dict[str, tuple[str, str]], kubeedge: bool = False) -> Any:
+def fleet_testbed(
+    fleet: Any, mirror: Mirror, roles: dict[str, tuple[str, str]], kubeedge: bool = False
+) -> Any:
     """A Testbed over fleet hosts: roles maps host name -> (realm, role)."""
     from infra.model import Testbed
 
     nodes = []
     for h in fleet.hosts:
         realm, role = roles[h.name]
-        nodes.append({
-            "name": h.name, "realm": realm, "role": role, "provider": "static", "address": h.address,
-            "ssh_user": "root", "ssh_key_path": str(fleet.key_path),
-            "model": "raspberry-pi-4-8gb" if h.pi else "fleet-vm", "os": "raspios" if h.pi else "debian",
-        })
-    return Testbed.model_validate({
-        "name": "fleet", "nodes": nodes, "k3s": {"token": TOKEN},
-        "kubeedge": {"enabled": kubeedge}, "artefacts": {"base_url": mirror.url}, "vei": {"enabled": False},
-    })
+        nodes.append(
+            {
+                "name": h.name,
+                "realm": realm,
+                "role": role,
+                "provider": "static",
+                "address": h.address,
+                "ssh_user": "root",
+                "ssh_key_path": str(fleet.key_path),
+                "model": "raspberry-pi-4-8gb" if h.pi else "fleet-vm",
+                "os": "raspios" if h.pi else "debian",
+            }
+        )
+    return Testbed.model_validate(
+        {
+            "name": "fleet",
+            "nodes": nodes,
+            "k3s": {"token": TOKEN},
+            "kubeedge": {"enabled": kubeedge},
+            "artefacts": {"base_url": mirror.url},
+            "vei": {"enabled": False},
+        }
+    )

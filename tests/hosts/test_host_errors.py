@@ -25,13 +25,19 @@ def small(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     state = tmp_path_factory.mktemp("errfleet") / "state"
     fleet = fleet_mod.up(list(ROLES), {"pi0"}, state_dir=state)
     try:
-        yield {"fleet": fleet, "testbed": fleet_testbed(fleet, mirror, ROLES), "root": lambda n: state / "hosts" / n / "root"}
+        yield {
+            "fleet": fleet,
+            "testbed": fleet_testbed(fleet, mirror, ROLES),
+            "root": lambda n: state / "hosts" / n / "root",
+        }
     finally:
         fleet_mod.down(state)
 
 
 @pytest.mark.parametrize("victim", ["vm0", "pi0"])  # ansible-runner and pyinfra
-def test_unreachable_host_is_named(small: dict[str, Any], mirror: Mirror, tmp_path: Path, victim: str) -> None:
+def test_unreachable_host_is_named(
+    small: dict[str, Any], mirror: Mirror, tmp_path: Path, victim: str
+) -> None:
     data = small["testbed"].model_dump()
     for node in data["nodes"]:
         if node["name"] == victim:
@@ -39,20 +45,31 @@ def test_unreachable_host_is_named(small: dict[str, Any], mirror: Mirror, tmp_pa
     testbed = type(small["testbed"]).model_validate(data)
     nodes = [victim] if victim == "vm0" else ["vm0", "pi0"]
     with pytest.raises(HostStepError) as err:
-        api.install(testbed, nodes=nodes, known_hosts=str(small["fleet"].known_hosts), artefact_sums=mirror.sums,
-                    artefact_cache=tmp_path)
+        api.install(
+            testbed,
+            nodes=nodes,
+            known_hosts=str(small["fleet"].known_hosts),
+            artefact_sums=mirror.sums,
+            artefact_cache=tmp_path,
+        )
     assert err.value.host == victim and "connect" in err.value.step
     assert victim in str(err.value)
 
 
-def test_corrupted_upload_is_rejected_on_the_host(small: dict[str, Any], mirror: Mirror, tmp_path: Path) -> None:
+def test_corrupted_upload_is_rejected_on_the_host(
+    small: dict[str, Any], mirror: Mirror, tmp_path: Path
+) -> None:
     testbed = small["testbed"]
     good = fetch(testbed, k3s_artefact(testbed, "amd64"), sums=mirror.sums, cache_dir=tmp_path)
-    bad = VerifiedBinary(good.artefact, good.path, "f" * 64)  # what the host expects differs from what arrives
+    bad = VerifiedBinary(
+        good.artefact, good.path, "f" * 64
+    )  # what the host expects differs from what arrives
     node = testbed.node("pi0")
     plan = HostPlan(node=node, tool="pyinfra", binaries=[(bad, "/usr/local/bin/k3s")])
     targets = targets_from_nodes([node], known_hosts=str(small["fleet"].known_hosts))
-    with pytest.raises(HostStepError, match="(?s)pi0.*Verify and install /usr/local/bin/k3s.*sha256 mismatch"):
+    with pytest.raises(
+        HostStepError, match=r"(?s)pi0.*Verify and install /usr/local/bin/k3s.*sha256 mismatch"
+    ):
         pyinfra_runner.run([plan], targets, stage="install")
     bindir = small["root"]("pi0") / "usr/local/bin"
     assert not (bindir / "k3s").exists() and not list(bindir.glob("*.edgerig-new"))

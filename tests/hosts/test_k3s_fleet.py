@@ -22,8 +22,13 @@ from infra.hosts.artefacts import ArtefactError
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
 
-ROLES = {"master0": ("cloud", "server"), "master1": ("cloud", "server"), "master2": ("cloud", "server"),
-         "worker0": ("edge", "agent"), "worker1": ("edge", "agent")}
+ROLES = {
+    "master0": ("cloud", "server"),
+    "master1": ("cloud", "server"),
+    "master2": ("cloud", "server"),
+    "worker0": ("edge", "agent"),
+    "worker1": ("edge", "agent"),
+}
 TOUCHED = ("etc/rancher", "var/lib/rancher", "usr/local/bin", "etc/systemd/system", "etc/kubeedge")
 
 
@@ -39,9 +44,15 @@ class Env:
         return self.fleet.state_dir / "hosts" / name / "root"
 
     def install(self, **kw: Any) -> api.InstallResult:
-        return api.install(self.testbed, known_hosts=str(self.fleet.known_hosts), artefact_sums=self.mirror.sums,
-                           artefact_cache=self.cache, boot_delay=5,
-                           progress=lambda h, s: self.progress.append((h, s)), **kw)
+        return api.install(
+            self.testbed,
+            known_hosts=str(self.fleet.known_hosts),
+            artefact_sums=self.mirror.sums,
+            artefact_cache=self.cache,
+            boot_delay=5,
+            progress=lambda h, s: self.progress.append((h, s)),
+            **kw,
+        )
 
     def config(self, name: str) -> dict[str, Any]:
         return yaml.safe_load((self.root(name) / "etc/rancher/k3s/config.yaml").read_text())
@@ -137,9 +148,10 @@ def test_reset_restores_pre_install_state(env: Env) -> None:
 
 def test_wrong_sha256_fails_before_any_host_is_touched(env: Env, tmp_path: Path) -> None:
     wrong = dict(env.mirror.sums, **{K3S_KEY: "0" * 64})
-    with pytest.raises(ArtefactError, match="sha256 mismatch .* Nothing was installed"):
-        api.install(env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_sums=wrong,
-                    artefact_cache=tmp_path)
+    with pytest.raises(ArtefactError, match=r"sha256 mismatch .* Nothing was installed"):
+        api.install(
+            env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_sums=wrong, artefact_cache=tmp_path
+        )
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     for name in ROLES:
         assert not (env.root(name) / "usr/local/bin/k3s").exists()

@@ -28,18 +28,30 @@ def ke(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     fleet = fleet_mod.up(list(ROLES), {"edge0"}, state_dir=state)
     try:
         testbed = fleet_testbed(fleet, mirror, ROLES, kubeedge=True)
-        kw = {"known_hosts": str(fleet.known_hosts), "artefact_sums": mirror.sums,
-              "artefact_cache": tmp_path_factory.mktemp("kecache")}
+        kw = {
+            "known_hosts": str(fleet.known_hosts),
+            "artefact_sums": mirror.sums,
+            "artefact_cache": tmp_path_factory.mktemp("kecache"),
+        }
         first = api.install(testbed, **kw)
-        yield {"fleet": fleet, "testbed": testbed, "kw": kw, "first": first,
-               "root": lambda n: state / "hosts" / n / "root"}
+        yield {
+            "fleet": fleet,
+            "testbed": testbed,
+            "kw": kw,
+            "first": first,
+            "root": lambda n: state / "hosts" / n / "root",
+        }
     finally:
         fleet_mod.down(state)
 
 
 def _nat_rules(netns: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, "iptables", "-t", "nat", "-S", "OUTPUT"],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables", "-t", "nat", "-S", "OUTPUT"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def test_cloudcore_prerequisites(ke: dict[str, Any]) -> None:
@@ -55,9 +67,14 @@ def test_cloudcore_prerequisites(ke: dict[str, Any]) -> None:
 def test_edgecore_prerequisites_and_join_settings(ke: dict[str, Any]) -> None:
     root: Path = ke["root"]("edge0")
     join = (root / "usr/local/lib/edgerig/keadm-join.sh").read_text()
-    for part in ("--cloudcore-ipport=10.232.0.10:10000", "--kubeedge-version=v1.20.0", "--edgenode-name=edge0",
-                 "modules.edgeStream.enable=true,modules.edgeStream.server=10.232.0.10:10004",
-                 "edgerig.io/realm=edge", '--token="$(cat /etc/edgerig/kubeedge/token)"'):
+    for part in (
+        "--cloudcore-ipport=10.232.0.10:10000",
+        "--kubeedge-version=v1.20.0",
+        "--edgenode-name=edge0",
+        "modules.edgeStream.enable=true,modules.edgeStream.server=10.232.0.10:10004",
+        "edgerig.io/realm=edge",
+        '--token="$(cat /etc/edgerig/kubeedge/token)"',
+    ):
         assert part in join
     assert "SystemdCgroup = true" in (root / "etc/containerd/config.toml").read_text()
     cni = json.loads((root / "etc/cni/net.d/10-edgerig.conflist").read_text())
