@@ -106,15 +106,19 @@ def run_latency(cfg: LatencyConfig, console: Console | None = None) -> dict[str,
                                    progress, f"{cfg.frames} frames at {cfg.fps:g} fps")
         cpu1, window_s = cpu_seconds(procs), time.monotonic() - t0
         console.print(f"measuring the floor: {cfg.floor_samples()} bare NATS hops at {cfg.fps:g}/s")
+        nats_cpu0 = cpu_seconds({"nats": procs["nats-server"]})["nats"]
         floor = asyncio.run(measure_floor(base.nats.url, cfg.floor_samples(), cfg.fps, cfg.frame_bytes))
+        # What one bare hop costs the NATS server: context for the pipeline's CPU per frame.
+        floor_nats_ms = (cpu_seconds({"nats": procs["nats-server"]})["nats"] - nats_cpu0) * 1000
         sup.stop(base.sink)  # writes sink.jsonl.stats.json (accepted, duplicates)
         load_after = os.getloadavg()
-        summary = summarize(cfg, base, cam, cpu0, cpu1, window_s, floor, (load_before, load_after))
+        summary = summarize(cfg, base, cam, cpu0, cpu1, window_s, floor, floor_nats_ms,
+                            (load_before, load_after))
     return summary
 
 
 def summarize(cfg: LatencyConfig, base: Baseline, cam: dict[str, Any], cpu0: dict[str, float],
-              cpu1: dict[str, float], window_s: float, floor: list[float],
+              cpu1: dict[str, float], window_s: float, floor: list[float], floor_nats_ms: float,
               load: tuple[tuple[float, ...], tuple[float, ...]]) -> dict[str, Any]:
     out = cfg.out
     records = join_records(out / "camera.csv", read_sink(base.sink_out))
@@ -124,6 +128,7 @@ def summarize(cfg: LatencyConfig, base: Baseline, cam: dict[str, Any], cpu0: dic
     sent = len(records)
     received = len(latencies)
     cpu = {name: round((cpu1[name] - cpu0[name]) * 1000, 1) for name in cpu0}
+    floor_nats_cpu = round(floor_nats_ms / len(floor), 3) if floor else None
     fl = percentiles(floor)
     summary: dict[str, Any] = {
         **percentiles(latencies),
@@ -135,6 +140,7 @@ def summarize(cfg: LatencyConfig, base: Baseline, cam: dict[str, Any], cpu0: dic
         "cpu_ms_total": cpu, "stream_window_s": round(window_s, 2),
         "floor_p50_ms": fl["p50_ms"], "floor_p95_ms": fl["p95_ms"], "floor_samples": len(floor),
         "floor_lost": cfg.floor_samples() - len(floor),
+        "floor_nats_cpu_ms_per_msg": floor_nats_cpu,
         **stage_medians(records),
         "config": {"frames": cfg.frames, "fps": cfg.fps, "frame_bytes": cfg.frame_bytes,
                    "processing_ms": cfg.processing_ms, "target": cfg.target},
