@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.apps import manifests
+from infra.apps import clients, manifests
 from infra.model import Testbed
 from infra.platform import objects
 from infra.platform.values import (
@@ -52,15 +52,15 @@ def app_objects(testbed: Testbed) -> list[dict[str, Any]]:
         "mqtt-password": vei.mqtt_password,
     }
     secret = manifests.credentials_secret(testbed, {k: SECRET_PLACEHOLDER for k, v in keys.items() if v})
-    sink = manifests.sink_deployment(testbed)
+    sink = clients.sink_deployment(testbed)
     out = [
         objects.namespace(vei.namespace),
         *([secret] if secret else []),
         manifests.gateway_deployment(testbed),
         *manifests.gateway_services(testbed),
         *([sink] if sink else []),
-        *manifests.vision_deployments(testbed),
-        *manifests.camera_deployments(testbed),
+        *clients.vision_deployments(testbed),
+        *clients.camera_deployments(testbed),
     ]
     if testbed.platform.monitoring.enabled:
         out += manifests.pod_monitors(testbed)

@@ -73,7 +73,7 @@ def _placement(testbed: Testbed, component: str, spread: bool) -> dict[str, Any]
     return spec
 
 
-def _deployment(
+def deployment(
     testbed: Testbed, name: str, replicas: int, container: dict[str, Any], spread: bool
 ) -> dict[str, Any]:
     labels = _labels(name)
@@ -162,7 +162,7 @@ def gateway_deployment(testbed: Testbed) -> dict[str, Any]:
             "limits": {"cpu": "1", "memory": "256Mi"},
         },
     }
-    return _deployment(testbed, GATEWAY, vei.gateway_replicas, container, spread=True)
+    return deployment(testbed, GATEWAY, vei.gateway_replicas, container, spread=True)
 
 
 def gateway_services(testbed: Testbed) -> list[dict[str, Any]]:
@@ -192,89 +192,6 @@ def gateway_services(testbed: Testbed) -> list[dict[str, Any]]:
             "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
         },
     ]
-
-
-def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
-    """One emulated vision app per camera, as in the thesis (one camera, one application)."""
-    vei = testbed.vei
-    cloud = vei.clouds[0].name if vei.clouds else "local"
-    out = []
-    for i in range(vei.cameras):
-        container = {
-            "name": "vision",
-            "command": ["python"],
-            "args": [
-                "-m",
-                "workloads.vei.vision",
-                "--gateway",
-                gateway_target(testbed),
-                "--camera-id",
-                f"cam-{i}",
-                "--app-name",
-                f"vision-{i}",
-                "--processing-ms",
-                str(vei.vision_processing_ms),
-                "--cloud",
-                cloud,
-            ],
-            "resources": {
-                "requests": {"cpu": "100m", "memory": "64Mi"},
-                "limits": {"cpu": "1", "memory": "256Mi"},
-            },
-        }
-        out.append(_deployment(testbed, f"vei-vision-{i}", 1, container, spread=False))
-    return out
-
-
-def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:
-    vei = testbed.vei
-    out = []
-    for i in range(vei.cameras):
-        container = {
-            "name": "camera",
-            "command": ["python"],
-            "args": [
-                "-m",
-                "workloads.vei.camera",
-                "--gateway",
-                gateway_target(testbed),
-                "--camera-id",
-                f"cam-{i}",
-                "--fps",
-                str(vei.fps),
-                "--frame-bytes",
-                str(vei.frame_bytes),
-            ],
-            "resources": {
-                "requests": {"cpu": "50m", "memory": "64Mi"},
-                "limits": {"cpu": "500m", "memory": "256Mi"},
-            },
-        }
-        out.append(_deployment(testbed, f"vei-camera-{i}", 1, container, spread=False))
-    return out
-
-
-def sink_deployment(testbed: Testbed) -> dict[str, Any] | None:
-    """The local sink records every result (experiments read it); only when a local sink is configured."""
-    if not any(c.kind == "local" for c in testbed.vei.clouds):
-        return None
-    container = {
-        "name": "sink",
-        "command": ["python"],
-        "args": [
-            "-m",
-            "workloads.vei.sink",
-            "--nats-url",
-            ",".join(nats_urls(testbed)),
-            "--out",
-            "/data/vei-sink.jsonl",
-        ],
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-    }
-    dep = _deployment(testbed, "vei-sink", 1, container, spread=False)
-    dep["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
-    return dep
 
 
 def credentials_secret(testbed: Testbed, values: dict[str, Any]) -> dict[str, Any] | None:

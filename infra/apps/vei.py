@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 
-from infra.apps import manifests
+from infra.apps import clients, manifests
 from infra.model import Testbed
 from infra.platform.k8s import apply_object
 from infra.platform.objects import namespace
@@ -46,13 +46,13 @@ class VeiApp(pulumi.ComponentResource):
         gateway = apply_object(f"{name}-gateway", manifests.gateway_deployment(testbed), child(ns, *creds))
         for svc in manifests.gateway_services(testbed):
             apply_object(f"{name}-svc-{svc['metadata']['name']}", svc, child(ns))
-        sink = manifests.sink_deployment(testbed)
+        sink = clients.sink_deployment(testbed)
         if sink is not None:
             apply_object(f"{name}-sink", sink, child(ns))
         # Clients start after the gateway exists; they retry until it is ready anyway.
-        for vision in manifests.vision_deployments(testbed):
+        for vision in clients.vision_deployments(testbed):
             apply_object(f"{name}-{vision['metadata']['name']}", vision, child(ns, gateway))
-        for cam in manifests.camera_deployments(testbed):
+        for cam in clients.camera_deployments(testbed):
             apply_object(f"{name}-{cam['metadata']['name']}", cam, child(ns, gateway))
         if testbed.platform.monitoring.enabled:
             for monitor in manifests.pod_monitors(testbed):
