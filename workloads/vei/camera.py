@@ -68,6 +68,7 @@ class Camera:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._plain_queue: asyncio.Queue[vei_pb2.PubImageParams] = asyncio.Queue()
         self._paced_done = asyncio.Event()
+        self._connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._finish = asyncio.Event()
         self._records: IO[str] | None = None
@@ -114,6 +115,11 @@ class Camera:
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
         interval = 1.0 / self.s.fps
+        # Connect first, then start the clock: a camera streams once it is connected, and frames queued
+        # behind the connection set-up would only measure start-up. If no gateway answers in time, the
+        # clock starts anyway (open loop), and the buffer keeps the frames for when one does.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), self.s.connect_timeout_s)
         t0 = loop.time()
         seq = 0
         cam = self.s.camera_id
@@ -197,6 +203,8 @@ class Camera:
 
     async def _acked_stream(self, stub: vei_pb2_grpc.VEIReliableStub) -> None:
         call = stub.PublishImageAcked(wait_for_ready=True)
+        await call.wait_for_connection()
+        self._connected.set()
         # Everything still unacked goes first, in order; then the frames the pacer adds.
         outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._outbox = outbox
@@ -248,6 +256,8 @@ class Camera:
 
     async def _plain_stream(self, stub: vei_pb2_grpc.VEIv1_0Stub) -> None:
         call = stub.PublishImage(wait_for_ready=True)
+        await call.wait_for_connection()
+        self._connected.set()
         try:
             while True:
                 msg = await self._plain_queue.get()

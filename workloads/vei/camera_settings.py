@@ -24,6 +24,7 @@ class CameraSettings:
     buffer_frames: int = 1000
     resend_after_s: float = 1.0
     drain_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
     acks: bool = True
     records: Path | None = None
     status_file: Path | None = None
@@ -43,6 +44,8 @@ class CameraSettings:
                             f"got {self.frame_bytes}")
         if self.buffer_frames < 1:
             problems.append(f"--buffer-frames must be >= 1 (got {self.buffer_frames})")
+        if self.connect_timeout_s < 0:
+            problems.append(f"--connect-timeout must be >= 0 seconds (got {self.connect_timeout_s})")
         if not self.resend_after_s > 0:
             problems.append(f"--resend-after must be > 0 seconds (got {self.resend_after_s})")
         if self.image_dir is not None and not self.image_dir.is_dir():
@@ -79,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resend a frame unacked for this many seconds")
     p.add_argument("--drain-timeout", type=float, default=10.0, dest="drain_timeout_s",
                    help="after the last frame, wait this long for outstanding acks")
+    p.add_argument("--connect-timeout", type=float, default=10.0, dest="connect_timeout_s",
+                   help="wait this long for a gateway before the frame clock starts anyway")
     p.add_argument("--no-acks", action="store_false", dest="acks",
                    help="use the original PublishImage (no acks, no resends)")
     p.add_argument("--records", type=Path, help="write a per-frame CSV (created, acked, attempts)")
