@@ -13,10 +13,19 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from infra import versions
+
+# Re-exported: the whole model is importable from infra.model.
+from infra.app_settings import CloudSink as CloudSink
+from infra.app_settings import HpaSettings as HpaSettings
+from infra.app_settings import MetricsServerSettings as MetricsServerSettings
+from infra.app_settings import MonitoringSettings as MonitoringSettings
+from infra.app_settings import NatsSettings as NatsSettings
+from infra.app_settings import OpenFaaSSettings as OpenFaaSSettings
+from infra.app_settings import PlatformSettings, VeiSettings
+from infra.model_base import ConfigModel as _Model
 
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -30,10 +39,6 @@ EDGE_TAINT_KEY = EDGE_ROLE_LABEL
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 class Taint(_Model):
@@ -242,117 +247,6 @@ class ArtefactSettings(_Model):
 
     def release_url(self, repo: str, tag: str, filename: str) -> str:
         return f"{self.base_url}/{repo}/releases/download/{tag}/{filename}"
-
-
-class NatsSettings(_Model):
-    replicas: int = Field(default=3, ge=1, le=7)
-    jetstream: bool = False
-    chart_version: str = versions.NATS_CHART_VERSION
-    namespace: str = "nats"
-
-    @field_validator("replicas")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v > 1 and v % 2 == 0:
-            raise ValueError("platform.nats.replicas must be odd (RAFT/JetStream quorum): use 1, 3 or 5")
-        return v
-
-
-class HpaSettings(_Model):
-    min_replicas: int = Field(default=1, ge=1)
-    max_replicas: int = Field(default=25, ge=1)
-    cpu_target_percent: int = Field(default=50, ge=1, le=100)
-
-
-class OpenFaaSSettings(_Model):
-    enabled: bool = True
-    chart_version: str = versions.OPENFAAS_CHART_VERSION
-    namespace: str = "openfaas"
-    functions_namespace: str = "openfaas-fn"
-    # Preferred node-affinity weight towards edge nodes for edge-capable functions (thesis scenario E1: 80).
-    edge_weight: int = Field(default=80, ge=1, le=100)
-    gateway_node_port: int = Field(default=31112, ge=30000, le=32767)
-    hpa: HpaSettings = Field(default_factory=HpaSettings)
-    # Function deployments that get an HPA (CPU target) - the thesis evaluated nodeinfo,
-    # gzip-compression, dd and shasum.
-    hpa_functions: list[str] = Field(default_factory=list)
-
-
-class MonitoringSettings(_Model):
-    enabled: bool = True
-    chart_version: str = versions.KUBE_PROMETHEUS_STACK_CHART_VERSION
-    namespace: str = "monitoring"
-    retention: str = "12h"
-    grafana_node_port: int = Field(default=31300, ge=30000, le=32767)
-
-
-class MetricsServerSettings(_Model):
-    enabled: bool = True
-    chart_version: str = versions.METRICS_SERVER_CHART_VERSION
-
-
-class PlatformSettings(_Model):
-    nats: NatsSettings = Field(default_factory=NatsSettings)
-    openfaas: OpenFaaSSettings = Field(default_factory=OpenFaaSSettings)
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
-    metrics_server: MetricsServerSettings = Field(default_factory=MetricsServerSettings)
-
-
-class CloudSink(_Model):
-    """One VEI cloud sink; `name` is the cloudProvider string clients send."""
-
-    name: str
-    kind: Literal["local", "mqtt", "aws"]
-    mqtt_url: str | None = None
-    mqtt_username: str | None = None
-    aws_region: str | None = None
-    aws_endpoint: str | None = None
-    aws_topic: str = "vei/results"
-
-    @model_validator(mode="after")
-    def _kind_fields(self) -> CloudSink:
-        if self.kind == "mqtt" and not self.mqtt_url:
-            raise ValueError(f"cloud sink {self.name!r} is mqtt but has no mqttUrl (e.g. mqtt://broker:1883)")
-        if self.kind == "aws" and not self.aws_region:
-            raise ValueError(f"cloud sink {self.name!r} is aws but has no awsRegion (e.g. eu-central-1)")
-        return self
-
-
-class VeiSettings(_Model):
-    enabled: bool = True
-    namespace: str = "vei"
-    image: str = versions.VEI_IMAGE
-    gateway_replicas: int = Field(default=3, ge=1)
-    grpc_port: int = Field(default=50051, ge=1, le=65535)
-    metrics_port: int = Field(default=9102, ge=1, le=65535)
-    # Overrides the apiserver's default not-ready/unreachable tolerations for VEI pods only.
-    toleration_seconds: int = Field(default=10, ge=0)
-    # VEI pods tolerate the edge taint and prefer edge nodes with this weight (0 = no preference).
-    edge_weight: int = Field(default=80, ge=0, le=100)
-    cameras: int = Field(default=1, ge=0)
-    fps: float = Field(default=10.0, gt=0)
-    frame_bytes: int = Field(default=24_000, gt=0)
-    vision_processing_ms: float = Field(default=50.0, ge=0)
-    clouds: list[CloudSink] = Field(default_factory=lambda: [CloudSink(name="local", kind="local")])
-    # Secrets: config keys edgerig:awsAccessKeyId / edgerig:awsSecretAccessKey / edgerig:mqttPassword.
-    aws_access_key_id: SecretStr | None = None
-    aws_secret_access_key: SecretStr | None = None
-    mqtt_password: SecretStr | None = None
-
-    @model_validator(mode="after")
-    def _credentials(self) -> VeiSettings:
-        names = [c.name for c in self.clouds]
-        if len(set(names)) != len(names):
-            raise ValueError(f"vei.clouds has duplicate names {names}: give each sink a unique name")
-        if any(c.kind == "aws" for c in self.clouds) and not (
-            self.aws_access_key_id and self.aws_secret_access_key
-        ):
-            raise ValueError(
-                "an aws cloud sink is configured but AWS credentials are missing: run "
-                "`pulumi config set --secret edgerig:awsAccessKeyId ...` and "
-                "`pulumi config set --secret edgerig:awsSecretAccessKey ...`"
-            )
-        return self
 
 
 # Top-level secret config keys and where they live in the model.
