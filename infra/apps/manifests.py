@@ -11,7 +11,7 @@ from typing import Any
 
 from infra.model import CloudSink, Testbed
 from infra.platform.components import nats_urls
-from infra.platform.placement import edge_tolerations, prefer_edge_affinity
+from infra.platform.placement import edge_tolerations, not_on_edgecore_affinity, prefer_edge_affinity
 
 CREDENTIALS_SECRET = "vei-cloud-credentials"
 GATEWAY = "vei-gateway"
@@ -59,8 +59,14 @@ def _placement(testbed: Testbed, component: str, spread: bool) -> dict[str, Any]
         *edge_tolerations(),  # VEI is an edge workload: it is meant to run next to the cameras
     ]
     spec: dict[str, Any] = {"tolerations": tolerations}
-    if affinity := prefer_edge_affinity(vei.edge_weight):
-        spec["affinity"] = affinity
+    node_affinity: dict[str, Any] = dict(prefer_edge_affinity(vei.edge_weight).get("nodeAffinity", {}))
+    if testbed.kubeedge.enabled:
+        # EdgeCore nodes have no Service networking or cluster DNS unless EdgeMesh runs, which edgerig
+        # does not deploy: a gateway there could not reach NATS. VEI stays on K3s nodes (which may be
+        # edge-realm K3s agents) until EdgeMesh is part of the platform.
+        node_affinity.update(not_on_edgecore_affinity()["nodeAffinity"])
+    if node_affinity:
+        spec["affinity"] = {"nodeAffinity": node_affinity}
     if spread:
         spec["topologySpreadConstraints"] = [
             {

@@ -343,3 +343,23 @@ def test_edge_role_labels_are_patched_through_the_api() -> None:
     assert set(patched) == {"pi-edge0", "pi-edge1"}  # the cloud servers need no restricted label
     assert patched["pi-edge0"] == {EDGE_ROLE_LABEL: ""}
     assert r.mocks.depends_on("nats-ns", "node-labels")
+
+
+def test_vei_stays_off_edgecore_nodes_without_edgemesh() -> None:
+    def gateway_affinity(r: Run) -> dict[str, Any]:
+        (gw,) = [
+            d
+            for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
+            if d.inputs["metadata"]["name"] == "vei-gateway"
+        ]
+        return dict(gw.inputs["spec"]["template"]["spec"]["affinity"]["nodeAffinity"])
+
+    kubeedge = gateway_affinity(run("hybrid"))
+    assert kubeedge["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"
+    ] == [{"key": AGENT_LABEL, "operator": "NotIn", "values": ["edgecore"]}]
+    assert kubeedge["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 80
+    k3s_agents = gateway_affinity(run_program(variant("hybrid", kubeedge={"enabled": False})))
+    assert (
+        "requiredDuringSchedulingIgnoredDuringExecution" not in k3s_agents
+    )  # edge Pis are K3s agents: allowed
