@@ -237,6 +237,9 @@ class ArtefactSettings(_Model):
     # Downloads are fetched as {base_url}/<owner>/<repo>/releases/download/<tag>/<file>, i.e. the
     # GitHub layout; an air-gapped lab mirrors that layout on a local HTTP server.
     base_url: str = versions.GITHUB_BASE_URL
+    # Pull-through container registry mirror for docker.io, ghcr.io and registry.k8s.io (K3s
+    # registries.yaml); None pulls from the public registries.
+    registry_mirror: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -244,6 +247,13 @@ class ArtefactSettings(_Model):
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"artefacts.baseUrl {v!r} must be an http(s) URL such as http://mirror.lab:8080")
         return v.rstrip("/")
+
+    @field_validator("registry_mirror")
+    @classmethod
+    def _mirror_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"artefacts.registryMirror {v!r} must be an http(s) URL such as https://registry.lab:5000")
+        return v.rstrip("/") if v else v
 
     def release_url(self, repo: str, tag: str, filename: str) -> str:
         return f"{self.base_url}/{repo}/releases/download/{tag}/{filename}"
@@ -348,6 +358,7 @@ class Testbed(_Model):
                     "OpenStack VMs need edgerig:adminCidrs (who may reach SSH and the API), e.g. "
                     "`pulumi config set --path 'edgerig:adminCidrs[0]' 203.0.113.0/24`"
                 )
+        self._check_cidrs()
         if self.kubeedge.enabled:
             self._check_kubeedge()
         if self.vei.enabled and not self.platform.nats.jetstream:
@@ -361,6 +372,24 @@ class Testbed(_Model):
                 "add metrics-server to edgerig:k3s.disable or set platform.metricsServer.enabled false"
             )
         return self
+
+    def _check_cidrs(self) -> None:
+        """Pod and Service ranges must not hide real hosts: routes to them would go into flannel."""
+        inner = {"k3s.clusterCidr": self.k3s.cluster_cidr, "k3s.serviceCidr": self.k3s.service_cidr}
+        if self.k3s.cluster_cidr.overlaps(self.k3s.service_cidr):
+            raise ValueError("edgerig:k3s.clusterCidr and k3s.serviceCidr overlap: pick disjoint ranges")
+        for key, net in inner.items():
+            if self.openstack is not None and self.openstack.network_cidr.overlaps(net):
+                raise ValueError(
+                    f"edgerig:openstack.networkCidr {self.openstack.network_cidr} overlaps edgerig:{key} "
+                    f"{net}: choose another VM network, e.g. 192.168.50.0/24"
+                )
+            for node in self.nodes:
+                if node.address is not None and node.address in net:
+                    raise ValueError(
+                        f"node {node.name!r} address {node.address} lies inside edgerig:{key} {net}: "
+                        "change that range in edgerig:k3s"
+                    )
 
     def _check_kubeedge(self) -> None:
         ke_minor = versions.kubeedge_minor(self.kubeedge.version)

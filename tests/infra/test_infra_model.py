@@ -320,3 +320,15 @@ def test_vei_needs_jetstream() -> None:
     cfg = base()
     cfg["edgerig:platform"] = {"nats": {"jetstream": False}}
     fails(cfg, "needs JetStream", "edgerig:platform.nats.jetstream true")
+
+
+def test_cidrs_that_hide_hosts() -> None:
+    cfg = kubeedge_base()
+    cfg["edgerig:openstack"] = {**OPENSTACK, "networkCidr": "10.42.8.0/24"}
+    fails(cfg, "edgerig:openstack.networkCidr 10.42.8.0/24 overlaps edgerig:k3s.clusterCidr")
+    cfg = base()
+    cfg["edgerig:nodes"][3]["address"] = "10.43.0.20"
+    fails(cfg, "'worker0' address 10.43.0.20 lies inside edgerig:k3s.serviceCidr")
+    cfg = base()
+    cfg["edgerig:k3s"] = {"serviceCidr": "10.42.128.0/17"}
+    fails(cfg, "overlap")
