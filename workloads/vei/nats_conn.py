@@ -7,6 +7,8 @@ most two outstanding detect a silently dead node in about three seconds; reconne
 from __future__ import annotations
 
 import logging
+import random
+import socket
 from typing import Any
 
 from nats.aio.client import Client
@@ -14,6 +16,21 @@ from nats.aio.client import Client
 from workloads.vei.settings import NatsSettings
 
 log = logging.getLogger(__name__)
+
+# nats-py drops a stale connection with transport.close() + wait_closed(), and close() first flushes
+# unsent data: with a silently dead peer (link cut, no RST) that waits until TCP gives up (~15 min),
+# and the client neither reconnects nor reports anything meanwhile. TCP_USER_TIMEOUT makes the kernel
+# abort a connection whose sent data stays unacknowledged this long, so both the ping-based
+# detection and the reconnect finish within seconds.
+TCP_USER_TIMEOUT_MS = 2000
+
+
+def abort_when_unacked(nc: Client, timeout_ms: int = TCP_USER_TIMEOUT_MS) -> None:
+    """Set TCP_USER_TIMEOUT on the client's current socket (call after every (re)connect)."""
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)  # nats-py has no public hook
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
 
 
 async def connect(settings: NatsSettings, name: str) -> Client:
@@ -26,11 +43,16 @@ async def connect(settings: NatsSettings, name: str) -> Client:
             log.warning("%s: disconnected from NATS, reconnecting", name)
 
     async def on_reconnected() -> None:
+        abort_when_unacked(nc)
         log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc if nc.connected_url else "?")
 
     # nats-py annotates these as int but sleeps on them, so fractional seconds work.
     options: dict[str, Any] = {
-        "servers": settings.nats_urls,
+        # Shuffled here, not by nats-py: with dont_randomize nats-py reconnects by rotating its pool,
+        # so the server just lost is tried last. Its own reshuffle on every reconnect often picked
+        # the dead server first and then waited the whole connect timeout on it.
+        "servers": random.sample(settings.nats_urls, len(settings.nats_urls)),
+        "dont_randomize": True,
         "name": name,
         "ping_interval": settings.nats_ping_interval_s,
         "max_outstanding_pings": settings.nats_max_outstanding_pings,
@@ -45,6 +67,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
     }
     try:
         await nc.connect(**options)
+        abort_when_unacked(nc)
     except Exception as exc:
         urls = ", ".join(settings.nats_urls)
         raise ConnectionError(f"{name}: cannot reach any NATS server ({urls}): {exc}; "
