@@ -39,6 +39,8 @@ def failover(
     margin: Annotated[float, typer.Option(help="seconds the latency must stay at baseline (and the node "
                                                 "back) before the run ends")] = 5.0,
     cap: Annotated[float, typer.Option(help="at most this many seconds after the fault")] = 60.0,
+    recovery_floor_ms: Annotated[float, typer.Option(
+        help="recovery threshold = 2x baseline p95, but at least this (ms); 0 = strictly 2x")] = 20.0,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("results/failover"),
     cleanup_only: Annotated[bool, typer.Option(
         "--cleanup", help="only remove what a crashed run left: erf-* netns, erfbr0, processes")] = False,
@@ -56,7 +58,7 @@ def failover(
         if repeat < 1:
             raise ValueError(f"--repeat must be >= 1 (got {repeat})")
         cfg = RunConfig(nodes=nodes, fps=fps, frame_bytes=frame_bytes, warmup_s=warmup, baseline_s=baseline,
-                        down_for_s=down_for, margin_s=margin, cap_s=cap)
+                        down_for_s=down_for, margin_s=margin, cap_s=cap, recovery_floor_ms=recovery_floor_ms)
         cfg.validate()
         from experiments.failover.netns import make_nodes
 

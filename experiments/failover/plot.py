@@ -33,7 +33,7 @@ def plot_run(summary: dict[str, Any], delivered: Sequence[analysis.Delivered], p
                label=f"{summary['fault']} {summary['node']}")
     if summary.get("restored_at_s") is not None:
         ax.axvline(summary["restored_at_s"], color="green", ls="--", lw=1, label="node back")
-    ax.axhline(summary["recovery_threshold_ms"], color="grey", ls=":", lw=1, label="2x baseline p95")
+    ax.axhline(summary["recovery_threshold_ms"], color="grey", ls=":", lw=1, label="recovery threshold")
     ax.set_yscale("log")
     ax.set_xlabel("time since stream start (s)")
     ax.set_ylabel("end-to-end latency (ms)")

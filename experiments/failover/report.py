@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.failover.cluster import FAULTS
 from experiments.failover.placement import SCENARIOS, THESIS_OUTAGE_S
 from experiments.failover.summary import OUTAGE_TARGET_S, RECOVERY_TARGET_S
 
@@ -31,7 +32,8 @@ def aggregate(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((s["scenario"], s["fault"]), []).append(s)
     order = {name: i for i, name in enumerate(SCENARIOS)}
     rows = []
-    for (scenario, fault), runs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+    ordered = sorted(groups.items(), key=lambda kv: (order[kv[0][0]], FAULTS.index(kv[0][1])))
+    for (scenario, fault), runs in ordered:
         row: dict[str, Any] = {"scenario": scenario, "fault": fault, "runs": len(runs),
                                "node_components": runs[0]["node_components"],
                                "thesis_outage_s": THESIS_OUTAGE_S[scenario]}

@@ -46,6 +46,8 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
     gap = analysis.longest_gap([d for d in unique if d.sink_ns >= baseline_start_ns], 1.0 / cfg.fps)
     recovery = analysis.recovery_s(unique, fault.injected_unix_ns, threshold_ms, cfg.window_s)
     settled = analysis.settled_s(unique, fault.injected_unix_ns, threshold_ms, cfg.window_s)
+    strict_ms = cfg.recovery_factor * base.p95_ms
+    strict = analysis.recovery_s(unique, fault.injected_unix_ns, strict_ms, cfg.window_s)
 
     def rel(ns: int | None) -> float | None:
         return None if ns is None else round((ns - stream_start_ns) / NS, 3)
@@ -82,6 +84,8 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
         "recovery_s": None if recovery is None else round(recovery, 3),
         "settled_s": None if settled is None else round(settled, 3),
         "recovery_threshold_ms": round(threshold_ms, 3),
+        "recovery_strict_s": None if strict is None else round(strict, 3),
+        "recovery_strict_threshold_ms": round(strict_ms, 3),
         "baseline_frames": base.frames,
         "baseline_p50_ms": round(base.p50_ms, 3),
         "baseline_p95_ms": round(base.p95_ms, 3),

@@ -60,7 +60,7 @@ def test_nats_config_routes_to_the_other_servers_with_fast_pings(tmp_path: Path)
     routes = re.search(r"routes: \[(.*)\]", conf)
     assert routes is not None
     assert routes.group(1) == f'"nats-route://{nodes[1].address}:6222", "nats-route://{nodes[2].address}:6222"'
-    assert 'ping_interval: "1s"' in conf and "ping_max: 2" in conf
+    assert 'ping_interval: "500ms"' in conf and "ping_max: 2" in conf
     assert "jetstream {" in conf
 
 
