@@ -7,6 +7,7 @@ pyinfra, VMs through ansible-runner. Any failure raises HostStepError(host, step
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,7 @@ def install(
             "so there is no kubeconfig to fetch"
         )
         return result
+    _label_through_api(testbed, selected, first)
     fetched = _ssh(first, "cat /etc/rancher/k3s/k3s.yaml")
     if fetched.returncode != 0:
         raise HostStepError(first.name, "fetch kubeconfig", fetched.stderr)
@@ -147,6 +149,18 @@ def install(
         f"https://127.0.0.1:{API_PORT}", f"https://{first.address}:{API_PORT}"
     )
     return result
+
+
+def _label_through_api(testbed: Testbed, selected: Sequence[Node], first: SshTarget) -> None:
+    """Labels NodeRestriction forbids a kubelet to set on itself (e.g. node-role.kubernetes.io/edge)."""
+    for node in selected:
+        labels = testbed.api_labels(node)
+        if not labels or node.role == "edge":  # keadm labels its EdgeCore nodes itself
+            continue
+        pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(labels.items()))
+        done = _ssh(first, f"{K3S_BIN} kubectl label node {node.name} {pairs} --overwrite")
+        if done.returncode != 0:
+            raise HostStepError(node.name, "label node through the API", done.stderr)
 
 
 def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: RunSummary) -> str | None:

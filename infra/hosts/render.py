@@ -173,6 +173,16 @@ rm -f "$0"
 """
 
 
+def registries_yaml(testbed: Testbed) -> str | None:
+    mirror = testbed.artefacts.registry_mirror
+    if mirror is None:
+        return None
+    mirrors = {registry: {"endpoint": [mirror]} for registry in ("docker.io", "ghcr.io", "registry.k8s.io")}
+    return "# rendered by edgerig: pull through the lab's registry mirror\n" + yaml.safe_dump(
+        {"mirrors": mirrors}, sort_keys=False
+    )
+
+
 def k3s_files(
     testbed: Testbed,
     node: Node,
@@ -181,7 +191,9 @@ def k3s_files(
 ) -> list[RenderedFile]:
     svc = service_name(node)
     config = k3s_config(testbed, node, extra_tls_san, addresses)
-    return [
+    registries = registries_yaml(testbed)
+    extra = [RenderedFile("/etc/rancher/k3s/registries.yaml", registries, "0600")] if registries else []
+    return [*extra,
         RenderedFile(
             K3S_CONFIG,
             "# rendered by edgerig from the testbed model\n" + yaml.safe_dump(config, sort_keys=False),

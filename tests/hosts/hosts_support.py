@@ -53,6 +53,10 @@ class Mirror:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def restart(self) -> None:
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
