@@ -252,7 +252,9 @@ class ArtefactSettings(_Model):
     @classmethod
     def _mirror_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(f"artefacts.registryMirror {v!r} must be an http(s) URL such as https://registry.lab:5000")
+            raise ValueError(
+                f"artefacts.registryMirror {v!r} must be an http(s) URL such as https://registry.lab:5000"
+            )
         return v.rstrip("/") if v else v
 
     def release_url(self, repo: str, tag: str, filename: str) -> str:
