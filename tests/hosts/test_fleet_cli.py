@@ -16,8 +16,9 @@ BIN = Path(sys.executable).parent
 
 def _edgerig(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EDGERIG_FLEET_STATE": str(state), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([str(BIN / "edgerig"), *args], env=env, capture_output=True, text=True, timeout=240,
-                          check=False)
+    return subprocess.run(
+        [str(BIN / "edgerig"), *args], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
 
 
 def _netns() -> str:
@@ -31,8 +32,13 @@ def test_fleet_lifecycle_and_unpinned_install(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stderr
         assert "pi0: 10.232.0.11 (pi) netns erh-pi0" in up.stdout
         # Ansible reads the inventory natively and reaches every host over SSH.
-        ping = subprocess.run([str(BIN / "ansible"), "all", "-i", str(state / "inventory.yaml"), "-m", "ping"],
-                              capture_output=True, text=True, timeout=120, check=False)
+        ping = subprocess.run(
+            [str(BIN / "ansible"), "all", "-i", str(state / "inventory.yaml"), "-m", "ping"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert ping.returncode == 0 and ping.stdout.count("SUCCESS") == 2, ping.stdout + ping.stderr
         again = _edgerig(state, "fleet", "up", "--hosts", "1")
         assert again.returncode == 1 and "already up" in again.stderr

@@ -15,20 +15,36 @@ from infra.hosts.artefacts import ArtefactError, fetch, k3s_artefact, keadm_arte
 from infra.model import Testbed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "playbooks" / "pyinfra"))
-from edgerig_pi import merged_cmdline  # noqa: E402
+from edgerig_pi import merged_cmdline
 
 
 def _testbed(mirror_url: str = "http://127.0.0.1:9", **extra: Any) -> Testbed:
     nodes = [
         {"name": "m0", "realm": "cloud", "role": "server", "provider": "static", "address": "192.0.2.10"},
-        {"name": "e0", "realm": "edge", "role": "edge", "provider": "static", "address": "192.0.2.20",
-         "model": "raspberry-pi-4-8gb", "os": "raspios", "arch": "arm64"},
+        {
+            "name": "e0",
+            "realm": "edge",
+            "role": "edge",
+            "provider": "static",
+            "address": "192.0.2.20",
+            "model": "raspberry-pi-4-8gb",
+            "os": "raspios",
+            "arch": "arm64",
+        },
         {"name": "m1", "realm": "cloud", "role": "server", "provider": "static", "address": "192.0.2.11"},
         {"name": "a0", "realm": "cloud", "role": "agent", "provider": "static", "address": "192.0.2.12"},
         {"name": "m2", "realm": "cloud", "role": "server", "provider": "static", "address": "192.0.2.13"},
     ]
-    return Testbed.model_validate({"name": "t", "nodes": nodes, "k3s": {"token": TOKEN}, "vei": {"enabled": False},
-                                   "artefacts": {"base_url": mirror_url}, **extra})
+    return Testbed.model_validate(
+        {
+            "name": "t",
+            "nodes": nodes,
+            "k3s": {"token": TOKEN},
+            "vei": {"enabled": False},
+            "artefacts": {"base_url": mirror_url},
+            **extra,
+        }
+    )
 
 
 def test_install_order_servers_one_by_one_then_cloud_then_edge() -> None:
@@ -53,7 +69,9 @@ def test_fast_failover_off_leaves_kubernetes_defaults() -> None:
 
 
 def test_registry_mirror_renders_registries_yaml() -> None:
-    tb = _testbed(artefacts={"base_url": "http://mirror.lab", "registry_mirror": "https://registry.lab:5000/"})
+    tb = _testbed(
+        artefacts={"base_url": "http://mirror.lab", "registry_mirror": "https://registry.lab:5000/"}
+    )
     files = {f.path: f.content for f in render.k3s_files(tb, tb.node("a0"))}
     doc = yaml.safe_load(files["/etc/rancher/k3s/registries.yaml"])
     assert doc["mirrors"]["docker.io"]["endpoint"] == ["https://registry.lab:5000"]
@@ -65,7 +83,9 @@ def test_keadm_join_uses_cloudcore_labels_and_stream() -> None:
     tb = _testbed(kubeedge={"enabled": True})
     argv = render_kubeedge.keadm_join_argv(tb, tb.node("e0"))
     assert "--cloudcore-ipport=192.0.2.10:10000" in argv and "--edgenode-name=e0" in argv
-    assert any(a.startswith("--labels=") and "edgerig.io/hardware-model=raspberry-pi-4-8gb" in a for a in argv)
+    assert any(
+        a.startswith("--labels=") and "edgerig.io/hardware-model=raspberry-pi-4-8gb" in a for a in argv
+    )
     assert not any("node-role.kubernetes.io" in a for a in argv)  # restricted: set through the API instead
     assert "--advertise-address=192.0.2.10" in render_kubeedge.keadm_init_argv(tb)
 
@@ -79,7 +99,7 @@ def test_cmdline_flags_appended_once() -> None:
 
 def test_unpinned_artefact_is_refused(tmp_path: Path) -> None:
     tb = _testbed()
-    with pytest.raises(ArtefactError, match="no sha256 pinned for k3s-io/k3s/.*/k3s-arm64"):
+    with pytest.raises(ArtefactError, match=r"no sha256 pinned for k3s-io/k3s/.*/k3s-arm64"):
         fetch(tb, k3s_artefact(tb, "arm64"), sums={}, cache_dir=tmp_path)
 
 
