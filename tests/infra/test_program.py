@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 from pulumi_harness import FAKE_KUBECONFIG, Run, decoded_secrets, is_secret_value, run_program, unwrap
-from stack_fixtures import AWS_SECRET, MQTT_PASSWORD, STACK_NAMES, TOKEN, stack, variant, with_cloud_sinks
+from stack_fixtures import (
+    AWS_SECRET,
+    MQTT_PASSWORD,
+    STACK_NAMES,
+    TOKEN,
+    stack,
+    stack_config,
+    variant,
+    with_cloud_sinks,
+)
 
 from infra.model import AGENT_LABEL, EDGE_ROLE_LABEL
 from infra.rendering import all_objects
@@ -363,3 +372,14 @@ def test_vei_stays_off_edgecore_nodes_without_edgemesh() -> None:
     assert (
         "requiredDuringSchedulingIgnoredDuringExecution" not in k3s_agents
     )  # edge Pis are K3s agents: allowed
+
+
+def test_clouds_yaml_entry_and_no_floating_ips() -> None:
+    config = stack_config("openstack-kubeedge")["edgerig:openstack"]
+    r = run_program(variant("openstack-kubeedge", openstack={**config, "cloud": "lrz", "floatingIps": False}))
+    assert r.count("pulumi:providers:openstack") == 1
+    (provider,) = r.mocks.of_type("pulumi:providers:openstack")
+    assert provider.inputs["cloud"] == "lrz"
+    assert r.count("openstack:networking/floatingIp:FloatingIp") == 0
+    addresses = {x.inputs["node"]: x.inputs["address"] for x in r.mocks.of_type(DYNAMIC)}
+    assert all(a.startswith("192.168.50.") for a in addresses.values())  # the fixed IPs
