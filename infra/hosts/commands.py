@@ -13,6 +13,7 @@ from infra.hosts import api
 from infra.hosts.artefacts import ArtefactError
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.model import Testbed
+from infra.stackfile import StackConfigError
 
 cluster_app = typer.Typer(
     help="Install or reset K3s/KubeEdge on the hosts of a stack or inventory.", no_args_is_help=True
@@ -24,7 +25,7 @@ fleet_app = typer.Typer(
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load(stack: str | None, inventory: Path | None) -> tuple[Testbed, str | None]:
+def _load_unchecked(stack: str | None, inventory: Path | None) -> tuple[Testbed, str | None]:
     if (stack is None) == (inventory is None):
         raise typer.BadParameter("give exactly one of --stack NAME or --inventory FILE")
     if stack is not None:
@@ -35,6 +36,14 @@ def _load(stack: str | None, inventory: Path | None) -> tuple[Testbed, str | Non
     found = {"k3sToken": token_file.read_text().strip()} if token_file.exists() else None
     known = inventory.parent / "known_hosts"
     return Testbed.from_stack_file(inventory, secrets=found), str(known) if known.exists() else None
+
+
+def _load(stack: str | None, inventory: Path | None) -> tuple[Testbed, str | None]:
+    try:
+        return _load_unchecked(stack, inventory)
+    except StackConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _show(summary: RunSummary) -> None:

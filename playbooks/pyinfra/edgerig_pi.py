@@ -13,9 +13,11 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations import apt, files, server
 
+BASE_PACKAGES = ("chrony", "iptables")  # time sync: latency is measured across hosts
 CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset")
 DEFAULTS: dict[str, Any] = {"edgerig_plan": None, "edgerig_commands": None}
 # host name -> notes about skipped steps; set by infra/hosts/pyinfra_runner.py (host data is copied,
@@ -59,7 +61,10 @@ def _boot_file(name: str) -> str | None:
 def prepare_pi() -> None:
     plan = host.data.edgerig_plan
     server.hostname(name="Set hostname", hostname=plan.node.name)
-    apt.packages(name="Time sync and iptables present", packages=["chrony", "iptables"], update=False)
+    installed = host.get_fact(DebPackages)
+    missing = [p for p in BASE_PACKAGES if p not in installed]
+    if missing:  # refresh the package lists only when something has to be installed
+        apt.packages(name=f"Install {', '.join(missing)}", packages=missing, update=True)
     boot_changed = False
     cmdline = _boot_file("cmdline.txt")
     if cmdline is None:

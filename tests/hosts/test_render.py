@@ -114,3 +114,15 @@ def test_mirror_download_verified_and_cached(mirror: Mirror, tmp_path: Path) -> 
         assert fetch(tb, k3s_artefact(tb, "amd64"), sums=mirror.sums, cache_dir=tmp_path).path == k3s.path
     finally:
         mirror.restart()
+
+
+def test_cluster_up_unknown_stack_is_a_clear_error() -> None:
+    from typer.testing import CliRunner
+
+    from experiments.cli import app
+
+    result = CliRunner().invoke(app, ["cluster", "up", "--stack", "no-such-stack"])
+    assert result.exit_code == 1
+    assert "Pulumi.no-such-stack.yaml does not exist" in result.output
+    both = CliRunner().invoke(app, ["cluster", "up", "--stack", "a", "--inventory", "b"])
+    assert both.exit_code != 0 and "exactly one of --stack NAME or --inventory FILE" in both.output
