@@ -52,6 +52,11 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _unblock_signals() -> None:
+    """In the child before exec: the mask is inherited, and a child must still get SIGTERM."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 class Supervisor:
     def __init__(self, log_dir: Path | None = None, stop_timeout_s: float = 5.0) -> None:
         self.children: list[Child] = []
@@ -99,12 +104,20 @@ class Supervisor:
         assert self._log_dir is not None, "use Supervisor as a context manager"
         log_path = self._log_dir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        popen = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(env or {})},
-        )
-        child = Child(name, popen, log_path, log)
-        self.children.append(child)
+        # A Ctrl-C between fork and bookkeeping would leak the child: hold the signals until it is listed.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            popen = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, **(env or {})}, preexec_fn=_unblock_signals,
+            )
+            child = Child(name, popen, log_path, log)
+            self.children.append(child)
+        except BaseException:
+            log.close()
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if ready is not None:
             self.wait_ready(child, ready, ready_timeout_s)
         return child

@@ -92,3 +92,15 @@ def test_nats_server_from_the_wheel_with_jetstream(tmp_path: Path) -> None:
 def test_free_port_is_bindable() -> None:
     port = free_port()
     assert 0 < port < 65536 and not port_open("127.0.0.1", port)
+
+
+def test_children_get_sigterm_first(tmp_path: Path) -> None:
+    # A graceful stop matters (the sink writes its stats on SIGTERM); SIGKILL is only the fallback.
+    script = ("import signal, sys, time\n"
+              "def bye(*_):\n    print('got SIGTERM', flush=True); sys.exit(0)\n"
+              "signal.signal(signal.SIGTERM, bye); print('up', flush=True); time.sleep(300)\n")
+    with Supervisor(log_dir=tmp_path) as sup:
+        child = sup.start("polite", [sys.executable, "-c", script],
+                          ready=lambda: "up" in (tmp_path / "polite.log").read_text())
+        assert sup.stop(child) == 0
+    assert "got SIGTERM" in (tmp_path / "polite.log").read_text()
