@@ -102,6 +102,16 @@ async def test_sigterm_with_open_subscriber_still_exits_zero_after_grace(gateway
     assert await asyncio.to_thread(proc.wait, 15) == 0
 
 
+async def test_sigterm_while_nats_is_down_still_exits_promptly(gateway_process: Any, nats_server: str,
+                                                               nats_server_factory: Any) -> None:
+    proc, address = gateway_process()
+    await wait_serving(address)
+    nats_server_factory.stop(nats_server)
+    await asyncio.sleep(0.5)  # the gateway is now reconnecting
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(proc.wait, 20) == 0
+
+
 _VANISHING_CAMERA = """
 import asyncio, grpc, time
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc

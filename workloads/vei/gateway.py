@@ -120,8 +120,7 @@ class Gateway:
                 await sink.close()
         self._sinks.clear()
         if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+            await nats_conn.close(self._nc)
             self._nc = None
         self.metrics.close()
 

@@ -6,6 +6,8 @@ most two outstanding detect a silently dead node in about three seconds; reconne
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -73,3 +75,13 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         raise ConnectionError(f"{name}: cannot reach any NATS server ({urls}): {exc}; "
                               "start nats-server or fix --nats-url / VEI_NATS_URLS") from exc
     return nc
+
+
+async def close(nc: Client, within_s: float = 5.0) -> None:
+    """Drains (delivers what is buffered, lets subscriptions finish), bounded in time: when NATS
+    is unreachable a drain could wait for a reconnect that never comes, so fall back to close."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.drain(), within_s)
+    if not nc.is_closed:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2.0)

@@ -122,8 +122,7 @@ async def run_sink(settings: SinkSettings, stop: asyncio.Event, ready: asyncio.E
             ready.set()
         await stop.wait()
     finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        await nats_conn.close(nc)
         recorder.close()
         log.info("vei sink stopped: %d accepted, %d duplicates", recorder.accepted, recorder.duplicates)
 
