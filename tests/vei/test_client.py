@@ -239,3 +239,33 @@ async def test_buffer_overflow_is_counted_and_reported(tmp_path: Path) -> None:
 
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+class PlainGateway(vei_pb2_grpc.VEIv1_0Servicer):
+    """Only the original client-streaming PublishImage, as an original VEI gateway has it."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    async def PublishImage(self, request_iterator: AsyncIterator[vei_pb2.PubImageParams],
+                           context: grpc.aio.ServicerContext) -> vei_pb2.ErrorResponse:
+        async for frame in request_iterator:
+            self.received.append(frame.frameId)
+        return vei_pb2.ErrorResponse()
+
+
+async def test_no_acks_uses_original_publish_image() -> None:
+    gw = PlainGateway()
+    server = grpc.aio.server()
+    vei_pb2_grpc.add_VEIv1_0Servicer_to_server(gw, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        stats = await Camera(settings(f"127.0.0.1:{port}", frames=15, acks=False)).run()
+        deadline = time.monotonic() + 5
+        while len(gw.received) < 15 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    finally:
+        await server.stop(None)
+    assert gw.received == [f"cam-0-{i}" for i in range(15)]
+    assert (stats.sent, stats.acked, stats.error) == (15, 0, "")

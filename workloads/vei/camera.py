@@ -191,15 +191,21 @@ class Camera:
                 else:
                     await self._plain_stream(vei_pb2_grpc.VEIv1_0Stub(channel))
             except _Refused as err:
-                self.stats.error = f"the gateway refused the stream: {err}"
-                log.error("%s; stopping", self.stats.error)
-                self._stop.set()
+                self._give_up(str(err))
                 return
             except _STREAM_ERRORS as err:
+                if isinstance(err, grpc.aio.AioRpcError) and err.code() in _FATAL_CODES:
+                    self._give_up(_describe(err))
+                    return
                 log.warning("stream to the gateway failed (%s); re-opening", _describe(err))
             self.stats.reconnects += 1
             attempt = 0 if time.monotonic() - opened > 5 else attempt + 1
             await backoff_sleep(attempt)
+
+    def _give_up(self, reason: str) -> None:
+        self.stats.error = f"the gateway refused the stream: {reason}"
+        log.error("%s; stopping", self.stats.error)
+        self._stop.set()
 
     async def _acked_stream(self, stub: vei_pb2_grpc.VEIReliableStub) -> None:
         call = stub.PublishImageAcked(wait_for_ready=True)
@@ -225,11 +231,7 @@ class Camera:
                 await call.write(entry.msg)
             reader.result()
         except _STREAM_ERRORS:
-            # A failed write or read only says "finished"; the call's own status says why.
-            with contextlib.suppress(asyncio.TimeoutError, *_STREAM_ERRORS):
-                code = await asyncio.wait_for(call.code(), 1.0)
-                if code in _FATAL_CODES:
-                    raise _Refused(f"{code.name}: {await call.details()}") from None
+            await _raise_if_refused(call)
             raise
         finally:
             reader.cancel()
@@ -256,12 +258,15 @@ class Camera:
 
     async def _plain_stream(self, stub: vei_pb2_grpc.VEIv1_0Stub) -> None:
         call = stub.PublishImage(wait_for_ready=True)
-        await call.wait_for_connection()
-        self._connected.set()
         try:
+            await call.wait_for_connection()
+            self._connected.set()
             while True:
                 msg = await self._plain_queue.get()
                 await call.write(msg)
+        except _STREAM_ERRORS:
+            await _raise_if_refused(call)
+            raise
         finally:
             call.cancel()
 
@@ -286,6 +291,14 @@ class Camera:
         self.stats.unacked = len(self.pending)
         tmp.write_text(json.dumps({"final": final, **_public(self.stats)}))
         os.replace(tmp, self.s.status_file)
+
+
+async def _raise_if_refused(call: Any) -> None:
+    """A failed write or read only says "finished"; the call's own status says why."""
+    with contextlib.suppress(asyncio.TimeoutError, *_STREAM_ERRORS):
+        code = await asyncio.wait_for(call.code(), 1.0)
+        if code in _FATAL_CODES:
+            raise _Refused(f"{code.name}: {await call.details()}")
 
 
 def _public(stats: CameraStats) -> dict[str, Any]:
