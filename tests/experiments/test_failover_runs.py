@@ -81,7 +81,8 @@ def test_cleanup_removes_what_a_crashed_run_left(tmp_path: Path) -> None:
         netns.build([node])
     # A process in the node and one in the root namespace, as a crashed run would leave them.
     in_node = subprocess.Popen([*node.exec_prefix(), "sleep", "300"], start_new_session=True)
-    in_root = subprocess.Popen(["sleep", "300", str(tmp_path)], start_new_session=True)
+    # tmp_path in its argv ($0) lets leftovers() recognise it
+    in_root = subprocess.Popen(["sh", "-c", "sleep 300", str(tmp_path)], start_new_session=True)
     cleanup.remember_root_pid(in_root.pid)
     try:
         result = subprocess.run([sys.executable, "-m", "experiments", "run", "failover", "--cleanup"],
