@@ -159,7 +159,11 @@ if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
 fi
 if [ -x {K3S_BIN} ] && [ -d /run/systemd/system ]; then
-  pkill -f 'containerd-shim-runc' 2>/dev/null || true
+  # Only shims in this host's network namespace: on a test-fleet host other processes are not ours.
+  own_ns=$(readlink /proc/self/ns/net)
+  for pid in $(pgrep -f containerd-shim-runc); do
+    [ "$(readlink /proc/$pid/ns/net)" = "$own_ns" ] && kill "$pid" 2>/dev/null
+  done
   for m in $(awk '$2 ~ "^/run/k3s|^/var/lib/kubelet/pods" {{print $2}}' /proc/self/mounts | sort -r); do
     umount "$m" 2>/dev/null || true
   done

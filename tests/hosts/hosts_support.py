@@ -21,6 +21,9 @@ KEADM_FILE = f"keadm-{versions.KUBEEDGE_VERSION}-linux-amd64"
 KEADM_KEY = f"kubeedge/kubeedge/{versions.KUBEEDGE_VERSION}/{KEADM_FILE}.tar.gz"
 TOKEN = "test-only-" + "0" * 32  # obviously fake; never a realistic-looking secret
 
+# A stand-in K3s binary (test fixture): records its arguments so tests can see what was run.
+FAKE_K3S = b"#!/bin/sh\n# fake k3s (test fixture)\necho \"$*\" >> /var/log/fake-k3s.log\n"
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root (netns, mounts, chroot)")
 
 
@@ -39,7 +42,7 @@ class Mirror:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.files = {K3S_KEY: b"#!/bin/sh\necho 'fake k3s (test fixture)'\n", KEADM_KEY: _keadm_tarball()}
+        self.files = {K3S_KEY: FAKE_K3S, KEADM_KEY: _keadm_tarball()}
         self.sums: dict[str, str | None] = {}
         for key, data in self.files.items():
             owner, repo, tag, name = key.split("/")
