@@ -40,6 +40,9 @@ def channel_options(health_service: str = HEALTH_SERVICE) -> list[tuple[str, str
         ("grpc.keepalive_timeout_ms", KEEPALIVE_MS),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # Without this, an unanswered ping (keepalive or BDP probe) to a silently dead replica is only
+        # given up after the default 60 s ping timeout (measured: no failover for > 10 s).
+        ("grpc.http2.ping_timeout_ms", KEEPALIVE_MS),
         # Reconnect quickly when a replica comes back (the default backoff grows to 120 s).
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),

@@ -82,6 +82,8 @@ class Gateway:
                 ("grpc.keepalive_timeout_ms", 1_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 500),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Clients ping about every second to detect a dead replica fast; never GOAWAY them.
+                ("grpc.http2.max_ping_strikes", 0),
             ])
             self._service.add_to_server(self._server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 SUBSCRIBED_METADATA = "vei-subscribed"
+_MAX_TRACKED_ACKS = 65536
 
 
 class Reject(Exception):
@@ -111,6 +112,7 @@ class VeiService:
             self.max_image_bytes = settings.max_image_bytes
             self.limit_source = "VEI_MAX_IMAGE_BYTES"
         self._deliveries: set[asyncio.Task[None]] = set()
+        self._warn = ThrottledLog(log, every_s=10.0)
         self._streams = {rpc: metrics.active_streams.labels(rpc) for rpc in (
             "PublishImage", "PublishImageAcked", "SubscribeImage", "PublishVisionOutput",
             "SubscribeVisionOutput", "PublishToCloud")}
@@ -162,7 +164,7 @@ class VeiService:
                     await ingest.publish(req)
                 except Exception as exc:  # NATS down longer than the reconnect buffer covers
                     self.metrics.errors.labels("nats_publish").inc()
-                    log.warning("frame from %r not published: %s", ingest.camera, exc)
+                    self._warn.warn("frames not published to NATS (counted in vei_errors_total): %s", exc)
         except Reject as rej:
             await _abort(context, rej)
         finally:
@@ -437,7 +439,9 @@ class AckTracker:
     def __init__(self, out: asyncio.Queue[bytes | None]) -> None:
         self._out = out
         self.camera = ""
-        self._pending: set[str] = set()
+        # Insertion-ordered, bounded: a camera streaming for hours without any vision app must not
+        # grow it forever (it only serves the linger after half-close).
+        self._pending: dict[str, None] = {}
         self._empty = asyncio.Event()
         self._sub: Any = None
         self._finished = False
@@ -458,7 +462,9 @@ class AckTracker:
 
     def sent(self, frame_id: str) -> None:
         if frame_id:
-            self._pending.add(frame_id)
+            self._pending[frame_id] = None
+            if len(self._pending) > _MAX_TRACKED_ACKS:
+                del self._pending[next(iter(self._pending))]
             self._empty.clear()
 
     def failed(self, frame_id: str, error: str) -> None:
@@ -470,7 +476,7 @@ class AckTracker:
         if self._finished:
             return
         self._out.put_nowait(data)
-        self._pending.discard(frame_id)
+        self._pending.pop(frame_id, None)
         if not self._pending:
             self._empty.set()
 
@@ -527,3 +533,25 @@ async def _settle(tasks: set[asyncio.Task[None]]) -> None:
 async def _abort(context: Context, rej: Reject) -> NoReturn:
     await context.abort(rej.code, rej.details)
     raise AssertionError("context.abort() returned")  # it raises; this tells the type checker
+
+
+class ThrottledLog:
+    """A warning at most every `every_s` seconds, with the number suppressed meanwhile, so an
+    outage that fails every frame does not turn into a log line per frame."""
+
+    def __init__(self, logger: logging.Logger, every_s: float) -> None:
+        self._log = logger
+        self._every = every_s
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warn(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            msg += f" (and {self._suppressed} similar since the last report)"
+        self._log.warning(msg, *args)
+        self._next = now + self._every
+        self._suppressed = 0

@@ -46,6 +46,7 @@ class Registry:
         self._pending: dict[Kind, set[str]] = {kind: set() for kind in Kind}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._failing = False
         self._owner = json.dumps({"gateway": f"{socket.gethostname()}:{os.getpid()}"})
 
     def start(self) -> None:
@@ -141,11 +142,16 @@ class Registry:
                         kv = await self._bucket(kind)
                         await asyncio.wait_for(kv.put(name, self._owner.encode()), self._timeout)
                     except Exception as exc:
-                        log.warning("registry write of %s %r failed, will retry: %s",
-                                    kind.name.lower(), name, exc)
-                        failed = True
+                        # Once per outage, not every retry: JetStream may be electing a leader.
+                        level = logging.DEBUG if self._failing else logging.WARNING
+                        log.log(level, "registry write of %s %r failed, retrying every %.1f s: %s",
+                                kind.name.lower(), name, _RETRY_S, exc)
+                        self._failing = failed = True
                         break
                     names.discard(name)
+                    if self._failing:
+                        log.info("registry writes work again")
+                        self._failing = False
             if failed:
                 await asyncio.sleep(_RETRY_S)
                 self._wake.set()
