@@ -269,3 +269,74 @@ async def test_no_acks_uses_original_publish_image() -> None:
         await server.stop(None)
     assert gw.received == [f"cam-0-{i}" for i in range(15)]
     assert (stats.sent, stats.acked, stats.error) == (15, 0, "")
+
+
+class CuttableProxy:
+    """TCP proxy that can go silent: after cut() it forwards nothing and closes nothing (no RST, no
+    FIN), so only the gRPC keepalive can tell the client that the replica is gone. (A real cable cut
+    also stops TCP ACKs; that case is covered by the failover experiment's `cut` fault in netns.)"""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.cut_event = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def cut(self) -> None:
+        self.cut_event.set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if self.cut_event.is_set():
+                continue  # swallow everything from now on (keep reading, so no zero window either)
+            writer.write(data)
+            await writer.drain()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_event.is_set():
+            await asyncio.Event().wait()  # a new connection to a dead host hangs as well
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer),
+                             return_exceptions=True)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.mark.slow
+async def test_silent_replica_is_detected_by_keepalive_and_stream_moves() -> None:
+    gws = [AckingGateway(), AckingGateway()]
+    started = [await start_server(gw) for gw in gws]
+    # Both replicas behind cuttable proxies; whichever carries the stream is cut.
+    proxies = [CuttableProxy(int(addr.rsplit(":", 1)[1])) for _, addr, _ in started]
+    target = ",".join([await p.start() for p in proxies])
+    camera = Camera(settings(target, frames=200, fps=20.0, resend_after_s=5.0, drain_timeout_s=15.0))
+    run = asyncio.create_task(camera.run())
+    try:
+        while True:
+            if any(len(gw.received) >= 20 for gw in gws):
+                break
+            await asyncio.sleep(0.01)
+        victim = next(i for i, gw in enumerate(gws) if gw.received)
+        proxies[victim].cut()
+        cut_at = time.monotonic()
+        survivor = gws[1 - victim]
+        while True:
+            if survivor.received:
+                break
+            assert time.monotonic() - cut_at < 10, "the stream never moved to the other replica"
+            await asyncio.sleep(0.01)
+        moved_after_s = time.monotonic() - cut_at
+        stats = await asyncio.wait_for(run, 30)
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+        for server, _, _ in started:
+            await server.stop(None)
+    # Pings every <= 1 s, 1 s ping timeout: measured 1.2-1.4 s; the margin is for a busy machine.
+    assert moved_after_s < 3.0, f"stream moved {moved_after_s:.2f} s after the cut"
+    assert stats.acked == 200 and stats.unacked == 0 and stats.reconnects >= 1
