@@ -87,6 +87,51 @@ async def drive(address: str, frames: int, fps: float, size: int) -> list[float]
         return latencies
 
 
+def start_processes(tmp: Path, nats_port: int, gw_port: int) -> dict[str, subprocess.Popen[bytes]]:
+    url = f"nats://127.0.0.1:{nats_port}"
+    py = sys.executable
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = {"nats": subprocess.Popen([str(ROOT / ".venv/bin/nats-server"), "-a", "127.0.0.1",
+                                       "-p", str(nats_port), "-js", "-sd", str(tmp / "js")], **quiet)}
+    time.sleep(0.5)
+    procs["sink"] = subprocess.Popen([py, "-m", "workloads.vei.sink", "--nats-url", url,
+                                      "--out", str(tmp / "sink.jsonl"), "--log-level", "WARNING"], cwd=ROOT)
+    procs["gateway"] = subprocess.Popen([py, "-m", "workloads.vei.gateway", "--listen",
+                                         f"127.0.0.1:{gw_port}", "--nats-url", url, "--log-level", "WARNING"],
+                                        cwd=ROOT)
+    time.sleep(2.5)
+    return procs
+
+
+def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        p.terminate()
+    for p in procs.values():
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def thread_cpu(proc: psutil.Process) -> dict[int, float]:
+    return {t.id: t.user_time + t.system_time for t in proc.threads()}
+
+
+def report(args: argparse.Namespace, tmp: Path, latencies: list[float], window: float,
+           cpu: dict[str, float], threads: list[tuple[int, int]]) -> dict[str, Any]:
+    records = [json.loads(line) for line in (tmp / "sink.jsonl").read_text().splitlines()]
+    e2e = [(r["sinkUnixNs"] - r["createdUnixNs"]) / 1e6 for r in records]
+    n = max(1, len(latencies))
+    return {
+        "frames": args.frames, "fps": args.fps, "acked": len(latencies), "at_sink": len(records),
+        "window_s": round(window, 2), "achieved_fps": round(len(latencies) / window, 1),
+        "ack_p50_ms": round(pct(latencies, 0.5), 3), "ack_p95_ms": round(pct(latencies, 0.95), 3),
+        "sink_p50_ms": round(pct(e2e, 0.5), 3), "sink_p95_ms": round(pct(e2e, 0.95), 3),
+        "cpu_ms_per_frame": {k: round(v * 1000 / n, 3) for k, v in cpu.items()},
+        "gateway_threads_ms": threads[:6],
+    }
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=300)
@@ -95,47 +140,21 @@ async def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vei-bench-"))
     nats_port, gw_port = free_port(), free_port()
-    url = f"nats://127.0.0.1:{nats_port}"
-    py = sys.executable
-    procs = {
-        "nats": subprocess.Popen([str(ROOT / ".venv/bin/nats-server"), "-a", "127.0.0.1", "-p", str(nats_port),
-                                  "-js", "-sd", str(tmp / "js")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    }
+    procs = await asyncio.to_thread(start_processes, tmp, nats_port, gw_port)
     try:
-        time.sleep(0.5)
-        procs["sink"] = subprocess.Popen([py, "-m", "workloads.vei.sink", "--nats-url", url, "--out",
-                                          str(tmp / "sink.jsonl"), "--log-level", "WARNING"], cwd=ROOT)
-        procs["gateway"] = subprocess.Popen([py, "-m", "workloads.vei.gateway", "--listen", f"127.0.0.1:{gw_port}",
-                                             "--nats-url", url, "--log-level", "WARNING"], cwd=ROOT)
-        time.sleep(2.5)
         ps = {name: psutil.Process(p.pid) for name, p in procs.items()}
-        threads0 = {t.id: t.user_time + t.system_time for t in ps["gateway"].threads()}
+        threads0 = thread_cpu(ps["gateway"])
         cpu0 = {name: cpu_s(p) for name, p in ps.items()}
         t0 = time.monotonic()
         latencies = await drive(f"127.0.0.1:{gw_port}", args.frames, args.fps, args.size)
         window = time.monotonic() - t0
-        cpu1 = {name: cpu_s(p) for name, p in ps.items()}
-        threads1 = {t.id: t.user_time + t.system_time for t in ps["gateway"].threads()}
-        records = [json.loads(line) for line in (tmp / "sink.jsonl").read_text().splitlines()]
-        e2e = [(r["sinkUnixNs"] - r["createdUnixNs"]) / 1e6 for r in records]
-        per_thread = sorted(((round((threads1[t] - threads0.get(t, 0)) * 1000), t) for t in threads1), reverse=True)
-        n = max(1, len(latencies))
-        print(json.dumps({
-            "frames": args.frames, "fps": args.fps, "acked": len(latencies), "at_sink": len(records),
-            "window_s": round(window, 2), "achieved_fps": round(len(latencies) / window, 1),
-            "ack_p50_ms": round(pct(latencies, 0.5), 3), "ack_p95_ms": round(pct(latencies, 0.95), 3),
-            "sink_p50_ms": round(pct(e2e, 0.5), 3), "sink_p95_ms": round(pct(e2e, 0.95), 3),
-            "cpu_ms_per_frame": {k: round((cpu1[k] - cpu0[k]) * 1000 / n, 3) for k in cpu0},
-            "gateway_threads_ms": per_thread[:6],
-        }, indent=1))
+        cpu = {name: cpu_s(p) - cpu0[name] for name, p in ps.items()}
+        threads1 = thread_cpu(ps["gateway"])
+        per_thread = sorted(((round((threads1[t] - threads0.get(t, 0)) * 1000), t) for t in threads1),
+                            reverse=True)
+        print(json.dumps(report(args, tmp, latencies, window, cpu, per_thread), indent=1))
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
