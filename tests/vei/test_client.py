@@ -137,10 +137,11 @@ async def test_pacing_is_open_loop_when_acks_are_slow() -> None:
     assert stats.acked == 40 and stats.resent == 0
     created = [c for _, _, c in gw.received]
     span_s = (created[-1] - created[0]) / 1e9
-    assert 0.75 <= span_s <= 0.95, span_s
-    # Scheduled by absolute time: frame k is created near t0 + k/50 s, with no accumulated drift.
+    assert 0.75 <= span_s <= 1.0, span_s
+    # Scheduled by absolute time: frame k is created near t0 + k/50 s, with no accumulated drift
+    # (the margin is for a busy CI machine; waiting for acks would add seconds).
     worst = max(abs((c - created[0]) / 1e9 - k / 50) for k, c in enumerate(created))
-    assert worst < 0.05, worst
+    assert worst < 0.15, worst
 
 
 async def test_frame_lost_downstream_is_resent_after_timeout() -> None:
