@@ -144,15 +144,19 @@ async def main() -> None:
     try:
         ps = {name: psutil.Process(p.pid) for name, p in procs.items()}
         threads0 = thread_cpu(ps["gateway"])
+        switches0 = sum(ps["gateway"].num_ctx_switches())
         cpu0 = {name: cpu_s(p) for name, p in ps.items()}
         t0 = time.monotonic()
         latencies = await drive(f"127.0.0.1:{gw_port}", args.frames, args.fps, args.size)
         window = time.monotonic() - t0
         cpu = {name: cpu_s(p) - cpu0[name] for name, p in ps.items()}
         threads1 = thread_cpu(ps["gateway"])
+        switches = sum(ps["gateway"].num_ctx_switches()) - switches0
         per_thread = sorted(((round((threads1[t] - threads0.get(t, 0)) * 1000), t) for t in threads1),
                             reverse=True)
-        print(json.dumps(report(args, tmp, latencies, window, cpu, per_thread), indent=1))
+        summary = report(args, tmp, latencies, window, cpu, per_thread)
+        summary["gateway_ctx_switches_per_frame"] = round(switches / max(1, len(latencies)), 1)
+        print(json.dumps(summary, indent=1))
     finally:
         stop_processes(procs)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
+import pytest
+from conftest import free_port
 from google.protobuf import empty_pb2
 from vei_helpers import frame, frames, read_jsonl, stubs, subscribed, take, wait_until
 
@@ -126,3 +129,38 @@ async def test_concurrent_cameras_and_subscribers(gateway: Any) -> None:
             assert {g.cameraID for g in got} == {f"c{c}"}
         for call in subs.values():
             call.cancel()
+
+
+@pytest.mark.slow
+async def test_registry_survives_loss_of_one_node_of_a_jetstream_cluster(nats_server_factory: Any,
+                                                                         gateway_factory: Any) -> None:
+    """Three-node NATS cluster with JetStream: given all three URLs the gateway keeps its registry
+    buckets with three replicas, so losing any one node loses no registration and new ones work."""
+    ports = [free_port() for _ in range(3)]
+    routes = ",".join(f"nats://127.0.0.1:{p}" for p in ports)
+    urls = [nats_server_factory(("--cluster_name", "vei", "-n", f"n{i}", "--cluster",
+                                 f"nats://127.0.0.1:{ports[i]}", "--routes", routes)) for i in range(3)]
+    gw = await gateway_factory(nats_urls=urls, kv_timeout_s=1.0)
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        vei, _ = stubs(ch)
+        await vei.PublishImage(frames([frame("before", 0, size=10)]))
+
+        async def cameras() -> list[str]:
+            try:
+                return list((await vei.ListCameras(EMPTY, timeout=5)).availableCams)
+            except grpc.aio.AioRpcError:
+                return []  # the cluster is still electing its JetStream leaders
+
+        await wait_until(lambda: _has(cameras, ["before"]), within_s=60, what="registered on the cluster")
+        nc = await nats.connect(urls[1])
+        info = await nc.jetstream().stream_info("KV_vei_cameras")
+        await nc.close()
+        assert info.config.num_replicas == 3
+        nats_server_factory.stop(urls[0])
+        await vei.PublishImage(frames([frame("after", 0, size=10)]))
+        await wait_until(lambda: _has(cameras, ["after", "before"]), within_s=60,
+                         what="registry readable and writable with one node gone")
+
+
+async def _has(listing: Any, expected: list[str]) -> bool:
+    return bool(await listing() == expected)
