@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from infra.hosts.errors import HostStepError
 from infra.model import Node
 
 
@@ -27,17 +28,28 @@ class SshTarget:
     known_hosts: str | None = None  # None: the user's ~/.ssh/known_hosts, new keys accepted once
 
 
+class Targets(dict[str, SshTarget]):
+    """Only hosts with a known address; asking for another one is an error naming that host."""
+
+    def __missing__(self, name: str) -> SshTarget:
+        raise HostStepError(
+            name,
+            "connect",
+            "no address known for this node: an OpenStack VM's address "
+            "must be passed in `addresses` (node name -> IP) once the VM exists",
+        )
+
+
 def targets_from_nodes(
     nodes: list[Node], addresses: Mapping[str, str] | None = None, known_hosts: str | None = None
-) -> dict[str, SshTarget]:
+) -> Targets:
+    """SSH targets of the nodes whose address is known (VMs learn theirs only at deploy time)."""
     known_hosts = known_hosts or os.environ.get("EDGERIG_SSH_KNOWN_HOSTS")
-    out = {}
+    out = Targets()
     for node in nodes:
         address = (addresses or {}).get(node.name) or (str(node.address) if node.address else None)
         if address is None:
-            raise ValueError(
-                f"node {node.name} has no address: OpenStack VMs need theirs passed in `addresses`"
-            )
+            continue
         out[node.name] = SshTarget(
             node.name,
             address,
@@ -49,11 +61,11 @@ def targets_from_nodes(
     return out
 
 
-def targets_from_inventory(path: Path) -> dict[str, SshTarget]:
+def targets_from_inventory(path: Path) -> Targets:
     doc: dict[str, Any] = yaml.safe_load(path.read_text())
     group = doc.get("all") or {}
     common = group.get("vars") or {}
-    out = {}
+    out = Targets()
     for name, hv in (group.get("hosts") or {}).items():
         v = {**common, **(hv or {})}
         out[name] = SshTarget(

@@ -197,7 +197,8 @@ def k3s_files(
     config = k3s_config(testbed, node, extra_tls_san, addresses)
     registries = registries_yaml(testbed)
     extra = [RenderedFile("/etc/rancher/k3s/registries.yaml", registries, "0600")] if registries else []
-    return [*extra,
+    return [
+        *extra,
         RenderedFile(
             K3S_CONFIG,
             "# rendered by edgerig from the testbed model\n" + yaml.safe_dump(config, sort_keys=False),

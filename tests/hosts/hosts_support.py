@@ -22,7 +22,7 @@ KEADM_KEY = f"kubeedge/kubeedge/{versions.KUBEEDGE_VERSION}/{KEADM_FILE}.tar.gz"
 TOKEN = "test-only-" + "0" * 32  # obviously fake; never a realistic-looking secret
 
 # A stand-in K3s binary (test fixture): records its arguments so tests can see what was run.
-FAKE_K3S = b"#!/bin/sh\n# fake k3s (test fixture)\necho \"$*\" >> /var/log/fake-k3s.log\n"
+FAKE_K3S = b'#!/bin/sh\n# fake k3s (test fixture)\necho "$*" >> /var/log/fake-k3s.log\n'
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root (netns, mounts, chroot)")
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from hosts_support import needs_root
 
+from infra.hosts.inventory import targets_from_inventory
+
 pytestmark = [needs_root, pytest.mark.root]
 BIN = Path(sys.executable).parent
 
@@ -40,6 +42,10 @@ def test_fleet_lifecycle_and_unpinned_install(tmp_path: Path) -> None:
             check=False,
         )
         assert ping.returncode == 0 and ping.stdout.count("SUCCESS") == 2, ping.stdout + ping.stderr
+        # ... and infra.hosts reads the same file for pyinfra.
+        targets = targets_from_inventory(state / "inventory.yaml")
+        assert {n: t.address for n, t in targets.items()} == {"vm0": "10.232.0.10", "pi0": "10.232.0.11"}
+        assert targets["pi0"].known_hosts == str(state / "known_hosts") and targets["pi0"].user == "root"
         again = _edgerig(state, "fleet", "up", "--hosts", "1")
         assert again.returncode == 1 and "already up" in again.stderr
         # No sha256 is pinned for the real K3s release yet: the install refuses before touching a host.

@@ -126,3 +126,22 @@ def test_cluster_up_unknown_stack_is_a_clear_error() -> None:
     assert "Pulumi.no-such-stack.yaml does not exist" in result.output
     both = CliRunner().invoke(app, ["cluster", "up", "--stack", "a", "--inventory", "b"])
     assert both.exit_code != 0 and "exactly one of --stack NAME or --inventory FILE" in both.output
+
+
+def test_vm_without_address_is_named_when_needed() -> None:
+    from infra.hosts.errors import HostStepError
+    from infra.hosts.inventory import targets_from_nodes
+
+    tb = _testbed()
+    targets = targets_from_nodes(list(tb.nodes), addresses={"m0": "198.51.100.7"})
+    assert targets["m0"].address == "198.51.100.7"  # a deploy-time address wins over the model's
+    data = tb.model_dump()
+    data["nodes"][1]["address"] = None
+    data["nodes"][1]["provider"] = "openstack"
+    data["nodes"][1].update(flavor="m1.small", image="ubuntu-22.04", role="agent")
+    data["openstack"] = {"external_network": "public", "public_key": "ssh-ed25519 AAAAC3 test"}
+    data["admin_cidrs"] = ["203.0.113.0/24"]
+    vm_tb = Testbed.model_validate(data)
+    targets = targets_from_nodes(list(vm_tb.nodes))
+    with pytest.raises(HostStepError, match=r"host e0: step 'connect'.*no address known"):
+        targets["e0"]
