@@ -128,11 +128,9 @@ def install(
             )
             for n in stage
         ]
-        for n in stage:
+        for plan in plans:
             if progress:
-                progress(
-                    n.name, f"install as {n.role} ({'pyinfra' if plans[0].tool == 'pyinfra' else 'ansible'})"
-                )
+                progress(plan.node.name, f"install as {plan.node.role} ({plan.tool})")
         result.summary.merge(_run_stage(plans, targets, "install", progress))
     first = targets[testbed.first_server.name]
     if not _systemd(first):

@@ -15,8 +15,6 @@ from infra.hosts import render, render_kubeedge
 from infra.hosts.artefacts import VerifiedBinary
 from infra.model import Node, Testbed
 
-CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset")
-PI_BOOT_DIRS = ("/boot/firmware", "/boot")  # Bookworm moved the boot files to /boot/firmware
 CHRONY_CONF = "/etc/chrony/conf.d/edgerig.conf"
 # Latency is measured across hosts: step a wrong clock at once instead of slewing it for hours.
 CHRONY_SETTINGS = "# rendered by edgerig\nmakestep 0.1 -1\nrtcsync\n"
