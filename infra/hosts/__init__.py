@@ -1,0 +1,1 @@
+"""Host configuration: K3s/KubeEdge on Pis (pyinfra) and VMs (ansible-runner); see api.py."""
