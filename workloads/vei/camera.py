@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 import grpc
 
 from workloads.vei.camera_buffer import PendingFrames
 from workloads.vei.camera_settings import CameraSettings, load_frames, parse_camera_args
+from workloads.vei.camera_stats import CameraStats
 from workloads.vei.client import backoff_sleep, open_channel
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 
@@ -43,20 +41,6 @@ _FATAL_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED,
 
 class _Refused(Exception):
     """The gateway refused the frames themselves; resending would be refused again."""
-
-
-@dataclass
-class CameraStats:
-    sent: int = 0               # distinct frames created and queued for sending
-    acked: int = 0
-    resent: int = 0             # extra transmissions (after a failover or a resend timeout)
-    dropped_overflow: int = 0   # oldest unacked frames dropped because the buffer was full
-    error_acks: int = 0         # acks saying the result did not reach the sink; resent after the timeout
-    unacked: int = 0            # still unacknowledged when the camera stopped
-    reconnects: int = 0
-    late_sends: int = 0         # frames created more than one interval after their schedule
-    error: str = ""             # why the camera gave up, if it did
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Camera:
@@ -283,14 +267,11 @@ class Camera:
             self._write_status(final=False)
 
     def _write_status(self, final: bool) -> None:
-        if final:
-            print(json.dumps({"event": "camera-stats", **_public(self.stats)}), flush=True)
-        if self.s.status_file is None:
-            return
-        tmp = self.s.status_file.with_suffix(".tmp")
         self.stats.unacked = len(self.pending)
-        tmp.write_text(json.dumps({"final": final, **_public(self.stats)}))
-        os.replace(tmp, self.s.status_file)
+        if final:
+            print(self.stats.final_line(), flush=True)
+        if self.s.status_file is not None:
+            self.stats.write_status(self.s.status_file, final)
 
 
 async def _raise_if_refused(call: Any) -> None:
@@ -299,12 +280,6 @@ async def _raise_if_refused(call: Any) -> None:
         code = await asyncio.wait_for(call.code(), 1.0)
         if code in _FATAL_CODES:
             raise _Refused(f"{code.name}: {await call.details()}")
-
-
-def _public(stats: CameraStats) -> dict[str, Any]:
-    data = asdict(stats)
-    data.pop("extra")
-    return data
 
 
 def _describe(err: BaseException) -> str:
