@@ -136,6 +136,8 @@ def summarize(cfg: LatencyConfig, base: Baseline, cam: dict[str, Any], cpu0: dic
         "duplicates_at_sink": sink_stats.get("duplicates"),
         "camera": {k: cam.get(k) for k in ("sent", "acked", "resent", "dropped_overflow", "unacked",
                                            "reconnects", "error_acks", "late_sends")},
+        # The client's own cost, not part of cpu_ms_per_frame (which is the system's).
+        "camera_cpu_ms_per_frame": round(cam.get("cpu_ms", 0.0) / sent, 3) if sent else None,
         "cpu_ms_per_frame": round(sum(cpu.values()) / sent, 3) if sent else None,
         "cpu_ms_total": cpu, "stream_window_s": round(window_s, 2),
         "floor_p50_ms": fl["p50_ms"], "floor_p95_ms": fl["p95_ms"], "floor_samples": len(floor),

@@ -59,6 +59,7 @@ def test_short_run_writes_results_and_leaves_nothing(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert printed["p50_ms"] == summary["p50_ms"]
     for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "floor_p50_ms", "floor_p95_ms", "cpu_ms_per_frame",
+                "camera_cpu_ms_per_frame",
                 "floor_ratio_p50"):
         assert isinstance(summary[key], float) and summary[key] > 0, key
     assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]

@@ -60,6 +60,7 @@ class Camera:
             self._records = open(settings.records, "w", buffering=1 << 20)  # noqa: SIM115 - closed in run()
             self._records.write("frame_id,created_unix_ns,acked_unix_ns,attempts\n")
         self._last_warning: dict[str, float] = {}
+        self._cpu_start: float | None = None
 
     # -- public ----------------------------------------------------------------------------------
     async def run(self) -> CameraStats:
@@ -105,6 +106,7 @@ class Camera:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), self.s.connect_timeout_s)
         t0 = loop.time()
+        self._cpu_start = time.process_time()
         seq = 0
         cam = self.s.camera_id
         prefix = self.s.frame_id_prefix or cam
@@ -268,6 +270,8 @@ class Camera:
 
     def _write_status(self, final: bool) -> None:
         self.stats.unacked = len(self.pending)
+        if self._cpu_start is not None:
+            self.stats.cpu_ms = round((time.process_time() - self._cpu_start) * 1000, 1)
         if final:
             print(self.stats.final_line(), flush=True)
         if self.s.status_file is not None:

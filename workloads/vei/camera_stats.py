@@ -19,6 +19,7 @@ class CameraStats:
     reconnects: int = 0
     late_sends: int = 0         # frames created more than one interval after their schedule
     error: str = ""             # why the camera gave up, if it did
+    cpu_ms: float = 0.0         # this process's CPU from the first frame on (start-up excluded)
 
     def final_line(self) -> str:
         """The last stdout line: what a run (or an operator) reads to know nothing was dropped silently."""
