@@ -50,3 +50,12 @@ def test_bad_throughput_flags(tmp_path: Path, args: list[str], message: str) -> 
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_throughput_flag_of_latency_goes_to_the_ramp(tmp_path: Path) -> None:
+    out = tmp_path / "tp"
+    result = CliRunner().invoke(app, ["run", "latency", "--throughput", "--frame-bytes", "0",
+                                      "--out", str(out), "--no-progress"])
+    assert result.exit_code == 2
+    assert "--frame-bytes must be in" in " ".join(result.output.split())
+    assert not out.exists()
