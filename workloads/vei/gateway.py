@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from workloads.vei import nats_conn
 from workloads.vei.gateway_service import VeiService
 from workloads.vei.metrics import GatewayMetrics
-from workloads.vei.registry import Kind, Registry
+from workloads.vei.registry import Registry
 from workloads.vei.settings import GatewaySettings
 from workloads.vei.sinks import SYNTAX, CloudSink, CloudSpecError, build_sink, parse_cloud_specs
 
@@ -63,13 +63,13 @@ class Gateway:
         try:
             self._nc = nc = await nats_conn.connect(s, name="vei-gateway")
             replicas = s.kv_replicas or min(3, len(s.nats_urls))
-            self._registry = Registry(nc, replicas=replicas, timeout_s=s.kv_timeout_s)
-            self._registry.start()
+            self._registry = Registry(nc, replicas=replicas, timeout_s=s.kv_timeout_s,
+                                      cloud_ttl_s=s.cloud_ttl_s)
+            self._registry.start(clouds=[spec.name for spec in self.cloud_specs])
             for spec in self.cloud_specs:
                 sink = build_sink(spec, nc, s.sink_timeout_s, s.cloud_concurrency)
                 await sink.start()
                 self._sinks[spec.name] = sink
-                self._registry.note(Kind.CLOUD, spec.name)
                 log.info("cloud provider %r -> %s", spec.name, sink.describe())
             self._service = VeiService(nc, self._registry, self._sinks, self.metrics, s)
             limit = max(self._service.max_image_bytes, s.max_image_bytes) + _ENVELOPE

@@ -68,6 +68,8 @@ class GatewaySettings(NatsSettings):
     cloud_concurrency: int = Field(256, gt=0, description="in-flight sink deliveries per PublishToCloud")
     sink_timeout_s: float = Field(2.0, gt=0)
     kv_timeout_s: float = Field(1.0, gt=0)
+    cloud_ttl_s: float = Field(30.0, ge=1, description="a cloud provider vanishes from ListClouds this "
+                               "long after the last gateway offering it stopped")
     kv_replicas: int = Field(0, ge=0, le=5, description="replicas of the registry KV buckets; "
                              "0 = one per NATS URL, at most 3")
 
