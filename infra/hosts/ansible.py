@@ -51,6 +51,7 @@ def _host_vars(
         "ansible_ssh_common_args": ssh_args,
         "ansible_python_interpreter": "/usr/bin/python3",
         "edgerig_files": files,
+        "edgerig_arch": plan.node.arch,
         "edgerig_binaries": [
             {"src": str(b.path), "dest": dest, "sha256": b.sha256} for b, dest in plan.binaries
         ],

@@ -15,8 +15,10 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha256File
+from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, files, server
 
+MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}  # `uname -m` -> release arch
 BASE_PACKAGES = ("chrony", "iptables")  # time sync: latency is measured across hosts
 CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset")
 DEFAULTS: dict[str, Any] = {"edgerig_plan": None, "edgerig_commands": None}
@@ -68,9 +70,7 @@ def prepare_pi() -> None:
     boot_changed = False
     cmdline = _boot_file("cmdline.txt")
     if cmdline is None:
-        _note(
-            "no cmdline.txt in /boot/firmware or /boot: not a Pi boot partition, cgroup flags skipped"
-        )
+        _note("no cmdline.txt in /boot/firmware or /boot: not a Pi boot partition, cgroup flags skipped")
     else:
         current = "\n".join(host.get_fact(FileContents, path=cmdline) or [])
         wanted = merged_cmdline(current)
@@ -122,6 +122,14 @@ def prepare_pi() -> None:
 @deploy("Install verified binaries and rendered files", data_defaults=DEFAULTS)
 def deliver() -> None:
     plan = host.data.edgerig_plan
+    machine = host.get_fact(Arch)
+    if plan.binaries and MACHINE_ARCH.get(machine) != plan.node.arch:
+        # Fail as an operation so the error names this host and step like any other failure.
+        message = (
+            f"the model says arch {plan.node.arch} but the host reports {machine}: fix `arch` in the stack"
+        )
+        server.shell(name="Check architecture", commands=[f"echo {shlex.quote(message)} >&2; exit 1"])
+        return
     for binary, dest in plan.binaries:
         if host.get_fact(Sha256File, path=dest) == binary.sha256:
             continue

@@ -17,6 +17,7 @@ import pytest
 from infra import versions
 
 K3S_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s"
+K3S_ARM64_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-arm64"
 KEADM_FILE = f"keadm-{versions.KUBEEDGE_VERSION}-linux-amd64"
 KEADM_KEY = f"kubeedge/kubeedge/{versions.KUBEEDGE_VERSION}/{KEADM_FILE}.tar.gz"
 TOKEN = "test-only-" + "0" * 32  # obviously fake; never a realistic-looking secret
@@ -42,7 +43,7 @@ class Mirror:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.files = {K3S_KEY: FAKE_K3S, KEADM_KEY: _keadm_tarball()}
+        self.files = {K3S_KEY: FAKE_K3S, K3S_ARM64_KEY: FAKE_K3S, KEADM_KEY: _keadm_tarball()}
         self.sums: dict[str, str | None] = {}
         for key, data in self.files.items():
             owner, repo, tag, name = key.split("/")

@@ -72,3 +72,24 @@ def test_corrupted_upload_is_rejected_on_the_host(
         pyinfra_runner.run([plan], targets, stage="install")
     bindir = small["root"]("pi0") / "usr/local/bin"
     assert not (bindir / "k3s").exists() and not list(bindir.glob("*.edgerig-new"))
+
+
+@pytest.mark.parametrize("victim", ["vm0", "pi0"])  # ansible-runner and pyinfra
+def test_arch_mismatch_is_caught_from_facts(
+    small: dict[str, Any], mirror: Mirror, tmp_path: Path, victim: str
+) -> None:
+    data = small["testbed"].model_dump()
+    for node in data["nodes"]:
+        node["arch"] = "arm64" if node["name"] == victim else node["arch"]
+    testbed = type(small["testbed"]).model_validate(data)
+    with pytest.raises(HostStepError) as err:
+        api.install(
+            testbed,
+            nodes=[victim],
+            known_hosts=str(small["fleet"].known_hosts),
+            artefact_sums=mirror.sums,
+            artefact_cache=tmp_path,
+        )
+    assert err.value.host == victim and "rchitecture" in err.value.step
+    assert "the model says arch arm64 but the host reports x86_64" in str(err.value)
+    assert not (small["root"](victim) / "usr/local/bin/k3s").exists()
