@@ -60,11 +60,20 @@ def k3s_config(
     addresses = addresses or {}
     own = addresses.get(node.name) or (str(node.address) if node.address else None)
     cfg: dict[str, object] = {"node-name": node.name, "token-file": K3S_TOKEN_FILE}
-    if own:
+    if node.internal_address is not None and str(node.internal_address) != own:
+        # A VM behind a floating IP: the cluster talks on the fixed IP, the outside (and
+        # metrics-server's ExternalIP preference) uses the floating one.
+        cfg["node-ip"] = str(node.internal_address)
+        if own:
+            cfg["node-external-ip"] = own
+    elif own:
         cfg["node-ip"] = own
     first = testbed.first_server
     if node.name != first.name:
         first_addr = addresses.get(first.name) or (str(first.address) if first.address else None)
+        same_cloud = node.provider == first.provider == "openstack"
+        if same_cloud and first.internal_address is not None:
+            first_addr = str(first.internal_address)  # stay on the project network, no floating-IP hairpin
         if first_addr is None:
             raise ValueError(f"first server {first.name} has no address yet: pass it in `addresses`")
         cfg["server"] = f"https://{first_addr}:{API_PORT}"

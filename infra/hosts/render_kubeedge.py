@@ -87,10 +87,14 @@ def _script(body: str) -> str:
 
 
 def stream_dnat_script(testbed: Testbed, addresses: dict[str, str] | None = None) -> str:
-    rule = (
-        f"OUTPUT -p tcp --dport {EDGE_KUBELET_PORT} -j DNAT "
-        f"--to-destination {cloudcore_address(testbed, addresses)}:{CLOUDSTREAM_PORT}"
+    # The apiserver hosts are in the cloud with CloudCore: use its cluster-network address if known.
+    node = testbed.cloudcore_node
+    target = (
+        str(node.internal_address)
+        if node and node.internal_address
+        else cloudcore_address(testbed, addresses)
     )
+    rule = f"OUTPUT -p tcp --dport {EDGE_KUBELET_PORT} -j DNAT --to-destination {target}:{CLOUDSTREAM_PORT}"
     return _script(
         "# usage: stream-dnat.sh add|delete|check   (idempotent: checks with -C first)\n"
         f"if iptables -t nat -C {rule} 2>/dev/null; then present=1; else present=0; fi\n"

@@ -145,3 +145,42 @@ def test_vm_without_address_is_named_when_needed() -> None:
     targets = targets_from_nodes(list(vm_tb.nodes))
     with pytest.raises(HostStepError, match=r"host e0: step 'connect'.*no address known"):
         targets["e0"]
+
+
+def test_vm_behind_floating_ip_uses_fixed_ip_inside_the_cloud() -> None:
+    vm = {
+        "realm": "cloud",
+        "role": "server",
+        "provider": "openstack",
+        "flavor": "m1.large",
+        "image": "ubuntu",
+    }
+    nodes = [{"name": f"m{i}", **vm} for i in range(3)] + [
+        {
+            "name": "p0",
+            "realm": "edge",
+            "role": "agent",
+            "provider": "static",
+            "address": "192.0.2.20",
+            "model": "raspberry-pi-4-8gb",
+            "os": "raspios",
+        },
+    ]
+    tb = Testbed.model_validate(
+        {
+            "name": "t",
+            "nodes": nodes,
+            "k3s": {"token": TOKEN},
+            "vei": {"enabled": False},
+            "openstack": {"external_network": "public", "public_key": "ssh-ed25519 AAAAC3 test"},
+            "admin_cidrs": ["203.0.113.0/24"],
+        }
+    ).with_deploy_addresses(
+        {f"m{i}": f"203.0.113.1{i}" for i in range(3)}, {f"m{i}": f"192.168.50.1{i}" for i in range(3)}
+    )
+    m1 = render.k3s_config(tb, tb.node("m1"))
+    assert m1["node-ip"] == "192.168.50.11" and m1["node-external-ip"] == "203.0.113.11"
+    assert m1["server"] == "https://192.168.50.10:6443"
+    assert {"203.0.113.10", "192.168.50.10"} <= set(render.k3s_config(tb, tb.node("m0"))["tls-san"])
+    pi = render.k3s_config(tb, tb.node("p0"))
+    assert pi["server"] == "https://203.0.113.10:6443" and pi["node-ip"] == "192.0.2.20"
