@@ -79,7 +79,8 @@ def run_step(sup: Supervisor, base: Baseline, cfg: ThroughputConfig, rate: float
     step = {"rate_fps": rate, "achieved_fps": round(achieved, 1), "frames_sent": len(records),
             "frames_received": len(latencies), "lost": lost, **stats,
             "resent": cam.get("resent"), "late_sends": cam.get("late_sends"),
-            "cpu_ms_per_frame": round(cpu_ms / max(len(records), 1), 3)}
+            "cpu_ms_per_frame": round(cpu_ms / max(len(records), 1), 3),
+            "camera_cpu_ms_per_frame": round(cam.get("cpu_ms", 0.0) / max(len(records), 1), 3)}
     step["sustained"] = bool(lost == 0 and p95 is not None and p95 <= cfg.p95_limit_ms
                              and achieved >= ACHIEVED_SHARE * rate)
     return step
