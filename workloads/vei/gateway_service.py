@@ -113,6 +113,8 @@ class VeiService:
             self.limit_source = "VEI_MAX_IMAGE_BYTES"
         self._deliveries: set[asyncio.Task[None]] = set()
         self._warn = ThrottledLog(log, every_s=10.0)
+        # Label children looked up once: `.labels()` takes a lock and a dict lookup per call.
+        self._sink_metrics = {name: SinkMetrics(metrics, name) for name in sinks}
         self._streams = {rpc: metrics.active_streams.labels(rpc) for rpc in (
             "PublishImage", "PublishImageAcked", "SubscribeImage", "PublishVisionOutput",
             "SubscribeVisionOutput", "PublishToCloud")}
@@ -365,23 +367,23 @@ class VeiService:
         except Exception as exc:
             error = f"{sink.name} sink failed unexpectedly: {exc!r}"
             log.exception("sink %s failed", sink.name)
-        m = self.metrics
-        m.sink_delivery.labels(sink.name).observe(time.perf_counter() - started)
+        m = self._sink_metrics[sink.name]
+        m.delivery.observe(time.perf_counter() - started)
         if error:
             outcome.failed(error)
-            m.cloud_results.labels(sink.name, "error").inc()
-            m.errors.labels("sink").inc()
+            m.failed.inc()
+            self.metrics.errors.labels("sink").inc()
         else:
             outcome.ok += 1
-            m.cloud_results.labels(sink.name, "accepted").inc()
+            m.accepted.inc()
             if req.gatewayInUnixNs:
-                m.gateway_to_sink.labels(sink.name).observe((time.time_ns() - req.gatewayInUnixNs) / 1e9)
+                m.gateway_to_sink.observe((time.time_ns() - req.gatewayInUnixNs) / 1e9)
         if req.frameId and req.cameraID:
             ack = vei_pb2.FrameAck(frameId=req.frameId, cameraID=req.cameraID, error=error)
             try:
                 await self.nc.publish(subjects.ack(req.cameraID), ack.SerializeToString())
             except Exception:
-                m.errors.labels("ack_publish").inc()
+                self.metrics.errors.labels("ack_publish").inc()
 
     # ---- registries ---------------------------------------------------------------------------
 
@@ -430,6 +432,16 @@ class VeiService:
     async def _invalid(self, context: Context, kind: str, details: str) -> NoReturn:
         self.metrics.errors.labels(kind).inc()
         await _abort(context, Reject(INVALID, details))
+
+
+class SinkMetrics:
+    __slots__ = ("accepted", "delivery", "failed", "gateway_to_sink")
+
+    def __init__(self, metrics: GatewayMetrics, provider: str) -> None:
+        self.delivery = metrics.sink_delivery.labels(provider)
+        self.gateway_to_sink = metrics.gateway_to_sink.labels(provider)
+        self.accepted = metrics.cloud_results.labels(provider, "accepted")
+        self.failed = metrics.cloud_results.labels(provider, "error")
 
 
 class AckTracker:
