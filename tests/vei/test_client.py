@@ -341,3 +341,37 @@ async def test_silent_replica_is_detected_by_keepalive_and_stream_moves() -> Non
     # Pings every <= 1 s, 1 s ping timeout: measured 1.2-1.4 s; the margin is for a busy machine.
     assert moved_after_s < 3.0, f"stream moved {moved_after_s:.2f} s after the cut"
     assert stats.acked == 200 and stats.unacked == 0 and stats.reconnects >= 1
+
+
+async def test_images_from_folder_are_sent_cycled(tmp_path: Path) -> None:
+    images = {"a.jpg": b"\xff\xd8first", "b.png": b"\x89PNGsecond"}
+    for name, data in images.items():
+        (tmp_path / name).write_bytes(data)
+    seen: list[bytes] = []
+
+    class Recorder(AckingGateway):
+        async def PublishImageAcked(self, request_iterator: AsyncIterator[vei_pb2.PubImageParams],
+                                    context: grpc.aio.ServicerContext) -> AsyncIterator[vei_pb2.FrameAck]:
+            async for frame in request_iterator:
+                seen.append(frame.image)
+                yield vei_pb2.FrameAck(frameId=frame.frameId, cameraID=frame.cameraID)
+
+    server, addr, _ = await start_server(Recorder())
+    try:
+        stats = await Camera(settings(addr, frames=5, image_dir=tmp_path)).run()
+    finally:
+        await server.stop(None)
+    assert stats.acked == 5
+    assert seen == [images["a.jpg"], images["b.png"]] * 2 + [images["a.jpg"]]
+
+
+async def test_dns_target_resolves_replicas() -> None:
+    # What a headless Service gives: one name, every replica's address; here "localhost".
+    gw = AckingGateway()
+    server, addr, _ = await start_server(gw)
+    port = addr.rsplit(":", 1)[1]
+    try:
+        stats = await Camera(settings(f"dns:///localhost:{port}", frames=5)).run()
+    finally:
+        await server.stop(None)
+    assert stats.acked == 5 and len(gw.received) == 5
