@@ -20,6 +20,7 @@ import os
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 import psutil
@@ -102,6 +103,11 @@ def sweep_all() -> list[str]:
     return removed + netns.sweep()
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through the finally blocks below; the default action would not.
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def session(nodes: Sequence[netns.Node]) -> Iterator[list[str]]:
     """Exclusive, clean emulated network for one run; yields what the startup sweep removed."""
@@ -109,9 +115,14 @@ def session(nodes: Sequence[netns.Node]) -> Iterator[list[str]]:
     with run_lock():
         stale = sweep_all()
         atexit.register(sweep_all)
+        old_handler = None
+        with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
+            old_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             netns.build(nodes)
             yield stale
         finally:
             sweep_all()
             atexit.unregister(sweep_all)
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)

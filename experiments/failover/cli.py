@@ -13,6 +13,7 @@ from experiments.failover.cluster import FAULTS
 from experiments.failover.placement import PlacementError, parse_scenarios, place
 from experiments.failover.report import write_report
 from experiments.failover.run import RunConfig, run_once
+from experiments.local.supervisor import Interrupted
 
 
 def parse_faults(value: str) -> list[str]:
@@ -65,6 +66,8 @@ def failover(
         for name in scenarios:  # every placement must work before the first run starts
             place(name, make_nodes(nodes))
         cleanup.require_root()
+        with cleanup.run_lock():  # fail now, not at the first run, if another run is going on
+            pass
     except (ValueError, PlacementError, PermissionError, cleanup.BusyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -78,6 +81,9 @@ def failover(
                 typer.echo(f"== {name} / {kind} / run {k} of {repeat} -> {run_dir}")
                 try:
                     s = run_once(cfg, name, kind, run_dir)
+                except Interrupted as err:  # Ctrl-C / SIGTERM: the run cleaned up; stop them all
+                    typer.echo(f"{err}: stopped after cleaning up", err=True)
+                    raise typer.Exit(128 + err.signum) from None
                 except Exception as err:  # one broken run must not lose the others' results
                     errors.append({"scenario": name, "fault": kind, "run": k, "error": str(err)})
                     typer.echo(f"   FAILED: {err}", err=True)

@@ -8,13 +8,11 @@ a node through `ip netns pids`, exactly as a power loss would.
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from experiments.failover import nats_cluster, netns
 from experiments.failover.placement import GATEWAY, NATS, VISION, Placement
@@ -31,15 +29,16 @@ def gateway_endpoint(node: netns.Node) -> str:
     return f"{node.address}:{GATEWAY_PORT}"
 
 
-def gateway_serving(endpoint: str, timeout_s: float = 0.5) -> bool:
-    """grpc.health.v1 Check("") == SERVING, the gateway's readiness contract."""
-    try:
-        with grpc.insecure_channel(endpoint) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.RpcError:
-        return False
+def wait_gateways_serving(children: list[Child], endpoints: list[str]) -> None:
+    """Block until every gateway answers grpc.health.v1 Check("") with SERVING (their readiness
+    contract). The check runs in a probe process: see experiments/failover/probe.py for why."""
+    probe = subprocess.run([sys.executable, "-m", "experiments.failover.probe", "--timeout",
+                            str(READY_TIMEOUT_S), *endpoints],
+                           capture_output=True, text=True, timeout=READY_TIMEOUT_S + 30, check=False)
+    if probe.returncode != 0:
+        logs = "\n".join(f"{c.name} ({'running' if c.alive() else f'exited {c.popen.returncode}'}):\n"
+                         f"{c.log_tail()}" for c in children)
+        raise TimeoutError(f"gateways not ready: {probe.stderr.strip() or probe.stdout.strip()}\n{logs}")
 
 
 @dataclass
@@ -77,8 +76,8 @@ class EmulatedCluster:
         for node in self.nats_nodes:
             self._start_nats(node, wait=False)
         self._wait_nats(self.nats_nodes)
-        for node in self.gateway_nodes:
-            self._start_gateway(node)
+        gateways = [self._start_gateway(node) for node in self.gateway_nodes]
+        wait_gateways_serving(gateways, [gateway_endpoint(n) for n in self.gateway_nodes])
         for node in self.vision_nodes:
             self._start_vision(node)
 
@@ -88,7 +87,7 @@ class EmulatedCluster:
         if NATS in comps:
             self._start_nats(node, wait=True)
         if GATEWAY in comps:
-            self._start_gateway(node)
+            wait_gateways_serving([self._start_gateway(node)], [gateway_endpoint(node)])
         if VISION in comps:
             self._start_vision(node)
 
@@ -109,13 +108,12 @@ class EmulatedCluster:
                 raise TimeoutError(f"the NATS cluster did not form within {READY_TIMEOUT_S:.0f} s:\n{logs}")
             time.sleep(0.1)
 
-    def _start_gateway(self, node: netns.Node) -> None:
-        endpoint = gateway_endpoint(node)
+    def _start_gateway(self, node: netns.Node) -> Child:
         argv = [*node.exec_prefix(), sys.executable, "-m", "workloads.vei.gateway",
-                "--listen", endpoint, "--nats-url", self.nats_urls, "--cloud", "local"]
-        child = self.sup.start(f"gateway-{node.name}", argv, env={"PYTHONUNBUFFERED": "1"},
-                               ready=lambda: gateway_serving(endpoint), ready_timeout_s=READY_TIMEOUT_S)
+                "--listen", gateway_endpoint(node), "--nats-url", self.nats_urls, "--cloud", "local"]
+        child = self.sup.start(f"gateway-{node.name}", argv, env={"PYTHONUNBUFFERED": "1"})
         self.children[node.name].append(child)
+        return child
 
     def _start_vision(self, node: netns.Node) -> None:
         argv = [*node.exec_prefix(), sys.executable, "-m", "workloads.vei.vision",

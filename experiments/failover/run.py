@@ -103,12 +103,8 @@ def _recovered_for(tail: SinkTail, fault_ns: int, threshold_ms: float, cfg: RunC
     return max(0.0, (time.time_ns() - fault_ns) / NS - rec)
 
 
-def run_once(cfg: RunConfig, scenario: str, fault: str, run_dir: Path,
-             hook: Any = None) -> dict[str, Any]:
-    """Run one scenario/fault from a clean start; returns (and writes) its summary.
-
-    `hook(stage)` is called at "streaming" and "faulted"; tests use it to fail mid-run.
-    """
+def run_once(cfg: RunConfig, scenario: str, fault: str, run_dir: Path) -> dict[str, Any]:
+    """Run one scenario/fault from a clean start; returns (and writes) its summary."""
     cfg.validate()
     if fault not in FAULTS:
         raise ValueError(f"unknown --fault {fault!r}: use one of {', '.join(FAULTS)}")
@@ -133,8 +129,6 @@ def run_once(cfg: RunConfig, scenario: str, fault: str, run_dir: Path,
             "--status-file", str(camera_status)))
         tail = SinkTail(sink_out)
         everyone = [sink, camera, *[c for kids in cluster.children.values() for c in kids]]
-        if hook:
-            hook("streaming")
         _sleep_watching(cfg.warmup_s + cfg.baseline_s, everyone, tail)
         baseline_start_ns = stream_start_ns + int(cfg.warmup_s * NS)
         fault_ns = time.time_ns()
@@ -142,8 +136,6 @@ def run_once(cfg: RunConfig, scenario: str, fault: str, run_dir: Path,
         threshold = analysis.recovery_threshold_ms(base, cfg.recovery_factor, cfg.recovery_floor_ms)
 
         record: FaultRecord = cluster.inject(fault)
-        if hook:
-            hook("faulted")
         survivors = [c for c in everyone if c not in cluster.children[placement.target.name]]
         _sleep_watching(max(0.0, cfg.down_for_s - (time.time_ns() - record.injected_unix_ns) / NS),
                         survivors, tail)

@@ -1,26 +1,33 @@
 """Real failover runs on a 3-node emulated cluster: real nats-server cluster, gateways, vision apps,
-camera and sink in network namespaces. And: nothing is left behind, even when a run fails."""
+camera and sink in network namespaces. And: nothing is left behind, even when a run fails.
+
+Runs go through the CLI in a subprocess, as a user runs them; this also keeps the many forks of the
+orchestrator out of the pytest process, where other tests have loaded gRPC (see failover/probe.py).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from experiments.failover import cleanup, netns
-from experiments.failover.run import RunConfig, run_once
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="creates network namespaces and a bridge: needs root"),
 ]
 
-# Short phases: the node with everything fails and comes back after 2 s.
-FAST = RunConfig(nodes=3, warmup_s=2.0, baseline_s=3.0, down_for_s=2.0, margin_s=2.0, cap_s=20.0)
+# Short phases: the node with everything (the only scenario 3 nodes fit) fails for 2 s.
+FAST = ["--nodes", "3", "--scenario", "all", "--warmup", "2", "--baseline", "3", "--down-for", "2",
+        "--margin", "2", "--cap", "20"]
 SUMMARY_FIELDS = {
     "outage_s", "lost", "duplicates_delivered", "duplicates_suppressed", "camera_dropped_overflow",
     "recovery_s", "settled_s", "baseline_p50_ms", "baseline_p95_ms", "fault_unix_ns", "fault_at_s",
@@ -28,21 +35,37 @@ SUMMARY_FIELDS = {
 }
 
 
-def leftovers(run_dir: Path) -> list[str]:
+def failover_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "experiments", "run", "failover", *args]
+
+
+def leftovers(out: Path) -> list[str]:
     found = [f"netns {n}" for n in netns.list_namespaces() if n.startswith(netns.NS_PREFIX)]
     if netns.link_exists(netns.BRIDGE):
         found.append(f"bridge {netns.BRIDGE}")
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if proc.info["pid"] != os.getpid() and ("10.231.0." in cmd or str(run_dir) in cmd):
+        if "10.231.0." in cmd or str(out) in cmd:
             found.append(f"process {proc.info['pid']}: {cmd[:120]}")
     return found
+
+
+def wait_streaming(proc: subprocess.Popen[bytes], run_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not (run_dir / "camera-status.json").exists():
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        assert time.monotonic() < deadline, "the run did not start streaming within 60 s"
+        time.sleep(0.2)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["kill", "cut"])
 def test_failover_run_loses_nothing(fault: str, tmp_path: Path) -> None:
-    summary = run_once(FAST, "all", fault, tmp_path)
+    result = subprocess.run(failover_cli(*FAST, "--fault", fault, "--out", str(tmp_path)),
+                            capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = tmp_path / f"all-{fault}-r1"
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary.keys() >= SUMMARY_FIELDS
     assert summary["scenario"] == "all" and summary["fault"] == fault and summary["node"] == "n1"
     assert summary["node_components"] == ["gateway", "nats", "vision"]
@@ -54,23 +77,51 @@ def test_failover_run_loses_nothing(fault: str, tmp_path: Path) -> None:
     assert summary["baseline_p50_ms"] <= summary["baseline_p95_ms"]
     if fault == "kill":
         assert summary["killed_pids"] == 3  # its NATS server, gateway and vision app
-    assert (tmp_path / "summary.json").is_file() and (tmp_path / "latency.png").stat().st_size > 0
+    assert (run_dir / "latency.png").stat().st_size > 0
+    assert "| {gateway, nats, vision} |" in (tmp_path / "table.md").read_text()
+    assert json.loads((tmp_path / "errors.json").read_text()) == []
     assert leftovers(tmp_path) == []
-
-
-class Boom(RuntimeError):
-    pass
 
 
 @pytest.mark.slow
 def test_a_run_that_fails_mid_way_leaves_nothing(tmp_path: Path) -> None:
-    def fail_after_fault(stage: str) -> None:
-        if stage == "faulted":
-            assert leftovers(tmp_path), "the run should be up at this point"
-            raise Boom("injected failure")
+    run_dir = tmp_path / "all-cut-r1"
+    argv = failover_cli(*FAST, "--fault", "cut", "--baseline", "30", "--out", str(tmp_path))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_streaming(proc, run_dir)
+        assert leftovers(tmp_path), "the run should be up at this point"
+        # The failure: the camera dies mid-run, so the run cannot measure anything and must abort.
+        camera = next(p for p in psutil.process_iter(["cmdline"])
+                      if str(run_dir / "camera.csv") in " ".join(p.info["cmdline"] or []))
+        camera.kill()
+        output = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, output
+    errors = json.loads((tmp_path / "errors.json").read_text())
+    assert len(errors) == 1 and "camera exited" in errors[0]["error"]
+    assert not (run_dir / "summary.json").exists()
+    assert leftovers(tmp_path) == []
 
-    with pytest.raises(Boom):
-        run_once(FAST, "all", "cut", tmp_path, hook=fail_after_fault)
+
+@pytest.mark.slow
+def test_sigterm_mid_run_stops_and_leaves_nothing(tmp_path: Path) -> None:
+    argv = failover_cli(*FAST, "--fault", "kill,cut", "--baseline", "30", "--out", str(tmp_path))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_streaming(proc, tmp_path / "all-kill-r1")
+        assert leftovers(tmp_path)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert not (tmp_path / "all-cut-r1").exists()  # the second fault kind never started
     assert leftovers(tmp_path) == []
 
 
@@ -79,14 +130,14 @@ def test_cleanup_removes_what_a_crashed_run_left(tmp_path: Path) -> None:
     with cleanup.run_lock():
         cleanup.sweep_all()
         netns.build([node])
-    # A process in the node and one in the root namespace, as a crashed run would leave them.
+    # A process in the node and one in the root namespace, as a SIGKILLed run would leave them;
+    # tmp_path in the root one's argv ($0) lets leftovers() recognise it.
     in_node = subprocess.Popen([*node.exec_prefix(), "sleep", "300"], start_new_session=True)
-    # tmp_path in its argv ($0) lets leftovers() recognise it
     in_root = subprocess.Popen(["sh", "-c", "sleep 300", str(tmp_path)], start_new_session=True)
     cleanup.remember_root_pid(in_root.pid)
     try:
-        result = subprocess.run([sys.executable, "-m", "experiments", "run", "failover", "--cleanup"],
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(failover_cli("--cleanup"), capture_output=True, text=True, timeout=60,
+                                check=False)
         assert result.returncode == 0, result.stderr
         assert "netns erf-n1" in result.stdout and "bridge erfbr0" in result.stdout
         assert in_node.wait(5) == -9 and in_root.wait(5) == -9
@@ -96,3 +147,12 @@ def test_cleanup_removes_what_a_crashed_run_left(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_second_run_waits_for_nobody_and_says_why(tmp_path: Path) -> None:
+    with cleanup.run_lock():
+        result = subprocess.run(failover_cli(*FAST, "--out", str(tmp_path)), capture_output=True, text=True,
+                                timeout=60, check=False)
+    assert result.returncode == 2
+    assert "another failover run holds" in result.stderr
+    assert leftovers(tmp_path) == []
