@@ -49,6 +49,10 @@ def latency_command(
     keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "frames_sent", "frames_received", "lost",
             "cpu_ms_per_frame", "floor_p50_ms", "floor_p95_ms", "floor_ratio_p50")
     print(json.dumps({k: summary[k] for k in keys}))
+    verdict = {True: "[green]ok[/green]", False: "[red]missed[/red]"}
+    targets = "  ".join(f"{name} {t['value']} (≤ {t['limit']}) {verdict[t['ok']]}"
+                        for name, t in summary["targets"].items())
+    console.print(f"targets (issue 2; 10 fps, 24 KB, 2 cores): {targets}")
     console.print(f"results: {cfg.out}")
 
 
