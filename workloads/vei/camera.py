@@ -29,7 +29,7 @@ import grpc
 from workloads.vei.camera_buffer import PendingFrames
 from workloads.vei.camera_settings import CameraSettings, load_frames, parse_camera_args
 from workloads.vei.camera_stats import CameraStats
-from workloads.vei.client import backoff_sleep, open_channel
+from workloads.vei.client import backoff_sleep, describe, open_channel
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 
 log = logging.getLogger("vei.camera")
@@ -181,9 +181,9 @@ class Camera:
                 return
             except _STREAM_ERRORS as err:
                 if isinstance(err, grpc.aio.AioRpcError) and err.code() in _FATAL_CODES:
-                    self._give_up(_describe(err))
+                    self._give_up(describe(err))
                     return
-                log.warning("stream to the gateway failed (%s); re-opening", _describe(err))
+                log.warning("stream to the gateway failed (%s); re-opening", describe(err))
             self.stats.reconnects += 1
             attempt = 0 if time.monotonic() - opened > 5 else attempt + 1
             await backoff_sleep(attempt)
@@ -284,12 +284,6 @@ async def _raise_if_refused(call: Any) -> None:
         code = await asyncio.wait_for(call.code(), 1.0)
         if code in _FATAL_CODES:
             raise _Refused(f"{code.name}: {await call.details()}")
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, grpc.aio.AioRpcError):
-        return f"{err.code().name}: {err.details()}"
-    return str(err) or type(err).__name__
 
 
 async def run_camera(settings: CameraSettings) -> CameraStats:

@@ -117,3 +117,10 @@ def open_channel(endpoints: Sequence[str] | str, health_service: str = HEALTH_SE
 async def backoff_sleep(attempt: int, base_s: float = 0.05, cap_s: float = 1.0) -> None:
     """Pause before re-opening a stream; short, because round_robin already has other replicas up."""
     await asyncio.sleep(min(cap_s, base_s * (2 ** min(attempt, 10))))
+
+
+def describe(err: BaseException) -> str:
+    """One log line for a stream error (an AioRpcError's repr spans several lines)."""
+    if isinstance(err, grpc.aio.AioRpcError):
+        return f"{err.code().name}: {err.details()}"
+    return str(err) or type(err).__name__

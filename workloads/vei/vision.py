@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import grpc
 
-from workloads.vei.client import backoff_sleep, open_channel
+from workloads.vei.client import backoff_sleep, describe, open_channel
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 
 log = logging.getLogger("vei.vision")
@@ -79,7 +79,7 @@ class CloudPublisher:
                 await self._call.write(msg)
                 return
             except _STREAM_ERRORS as err:
-                log.warning("cloud stream failed (%s); re-opening", err)
+                log.warning("cloud stream failed (%s); re-opening", describe(err))
                 self._stats.cloud_reopens += 1
                 self._call.cancel()
                 self._call = None
@@ -143,7 +143,7 @@ class VisionApp:
                     await self._handle(image, cloud)
                 log.warning("gateway ended the subscription; re-subscribing")
             except _STREAM_ERRORS as err:
-                log.warning("subscription failed (%s); re-subscribing", err)
+                log.warning("subscription failed (%s); re-subscribing", describe(err))
             self.stats.resubscribes += 1
             attempt = 0 if time.monotonic() - opened > 5 else attempt + 1
             await backoff_sleep(attempt)
