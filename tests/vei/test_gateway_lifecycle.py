@@ -4,7 +4,10 @@ SIGTERM, clients that vanish (SIGKILL), original-API wire compatibility, and NAT
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import subprocess
 import sys
 import urllib.request
 from typing import Any
@@ -271,3 +274,27 @@ async def test_gateway_survives_loss_of_its_nats_node(nats_server_factory: Any, 
     ids = [g.frameId for g in got]
     assert sorted(ids, key=lambda f: int(f.split("-")[1])) == [f"fo-{i}" for i in range(n)]
     assert gw._nc.connected_url.port != first
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--metrics-listen"])
+def test_port_in_use_is_a_clear_start_up_error(nats_server: str, flag: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = f"127.0.0.1:{busy.getsockname()[1]}"
+        args = ["--listen", f"127.0.0.1:{free_port()}", "--metrics-listen", f"127.0.0.1:{free_port()}"]
+        args[args.index(flag) + 1] = taken
+        cmd = [sys.executable, "-m", "workloads.vei.gateway", "--nats-url", nats_server, *args]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"{taken}" in proc.stderr and "choose another" in proc.stderr
+
+
+def test_no_nats_reachable_is_a_clear_start_up_error() -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "workloads.vei.gateway", "--listen", "127.0.0.1:0",
+                           "--nats-url", dead], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "VEI_NATS_STARTUP_TIMEOUT_S": "1.5"})
+    assert proc.returncode == 1
+    assert f"cannot reach any NATS server ({dead}): none answered within 1.5 s" in proc.stderr
+    assert proc.stderr.count("Connect call failed") <= 2  # retries are not logged one by one

@@ -90,12 +90,18 @@ class Gateway:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME), self._server)
-            self.port = self._server.add_insecure_port(s.listen)
-            if self.port == 0:
-                raise OSError(f"cannot listen on {s.listen}")
+            try:
+                self.port = self._server.add_insecure_port(s.listen)
+            except RuntimeError as exc:
+                raise OSError(f"cannot listen on {s.listen} (address in use or not local?); "
+                              "choose another --listen / VEI_LISTEN") from exc
             await self._server.start()
             if s.metrics_listen:
-                self.metrics_port = self.metrics.serve(s.metrics_listen)
+                try:
+                    self.metrics_port = self.metrics.serve(s.metrics_listen)
+                except OSError as exc:
+                    raise OSError(f"cannot serve metrics on {s.metrics_listen}: {exc.strerror or exc}; "
+                                  "choose another --metrics-listen / VEI_METRICS_LISTEN") from exc
             for name in ("", *SERVICE_NAMES):
                 await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         except BaseException:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import socket
+import time
 from typing import Any
 
 from nats.aio.client import Client
@@ -39,8 +40,15 @@ def abort_when_unacked(nc: Client, timeout_ms: int = TCP_USER_TIMEOUT_MS) -> Non
 
 async def connect(settings: NatsSettings, name: str) -> Client:
     nc = Client()
+    last_error = {"text": "", "at": 0.0}
+
     async def on_error(exc: Exception) -> None:
-        log.warning("%s: NATS error: %s", name, exc)
+        # Reconnect attempts fail every few hundred ms while a node is down: log each distinct
+        # error, and a repeated one at most every 10 s.
+        text, now = str(exc) or type(exc).__name__, time.monotonic()
+        if text != last_error["text"] or now - last_error["at"] > 10:
+            log.warning("%s: NATS error: %s", name, text)
+            last_error.update(text=text, at=now)
 
     async def on_disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):  # a deliberate close is not worth a warning
@@ -70,12 +78,18 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         "reconnected_cb": on_reconnected,
     }
     try:
-        await nc.connect(**options)
+        # With endless reconnects nats-py also retries the first connect forever; bound it, so a
+        # wrong URL is reported instead of a process that silently never becomes ready.
+        await asyncio.wait_for(nc.connect(**options), settings.nats_startup_timeout_s)
         abort_when_unacked(nc)
     except Exception as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
         urls = ", ".join(settings.nats_urls)
-        raise ConnectionError(f"{name}: cannot reach any NATS server ({urls}): {exc}; "
-                              "start nats-server or fix --nats-url / VEI_NATS_URLS") from exc
+        reason = (f"none answered within {settings.nats_startup_timeout_s:g} s"
+                  if isinstance(exc, TimeoutError) else str(exc))
+        raise ConnectionError(f"{name}: cannot reach any NATS server ({urls}): {reason}; start "
+                              "nats-server or fix --nats-url / VEI_NATS_URLS") from exc
     return nc
 
 

@@ -36,6 +36,8 @@ class NatsSettings(BaseSettings):
     nats_max_outstanding_pings: int = Field(2, ge=1)
     nats_reconnect_wait_s: float = Field(0.2, ge=0)
     nats_connect_timeout_s: float = Field(2.0, gt=0)
+    nats_startup_timeout_s: float = Field(60.0, gt=0, description="give up (exit 1) when no NATS "
+                                          "server answers within this long at start-up")
     # Outgoing bytes buffered while reconnecting; frames published during a failover wait here.
     nats_pending_bytes: int = Field(64 * MIB, gt=0)
 
