@@ -40,15 +40,15 @@ def abort_when_unacked(nc: Client, timeout_ms: int = TCP_USER_TIMEOUT_MS) -> Non
 
 async def connect(settings: NatsSettings, name: str) -> Client:
     nc = Client()
-    last_error = {"text": "", "at": 0.0}
+    last_text, last_at = [""], [0.0]
 
     async def on_error(exc: Exception) -> None:
         # Reconnect attempts fail every few hundred ms while a node is down: log each distinct
         # error, and a repeated one at most every 10 s.
         text, now = str(exc) or type(exc).__name__, time.monotonic()
-        if text != last_error["text"] or now - last_error["at"] > 10:
+        if text != last_text[0] or now - last_at[0] > 10:
             log.warning("%s: NATS error: %s", name, text)
-            last_error.update(text=text, at=now)
+            last_text[0], last_at[0] = text, now
 
     async def on_disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):  # a deliberate close is not worth a warning
