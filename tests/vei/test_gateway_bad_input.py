@@ -201,3 +201,20 @@ async def test_slow_subscriber_is_dropped_not_buffered_forever(gateway_factory: 
     assert "fell 4 messages behind" in (err.value.details() or "")
     assert metric(gw, "vei_errors_total", {"kind": "slow_subscriber"}) == 1
     await still_serving(gw.address)
+
+
+async def test_frames_nats_cannot_take_are_acked_with_an_error(nats_server: str, nats_server_factory: Any,
+                                                               gateway_factory: Any) -> None:
+    """NATS is down longer than the reconnect buffer covers: each frame that cannot be published
+    gets an immediate FrameAck with the reason, so the camera keeps it for a resend."""
+    gw = await gateway_factory(nats_pending_bytes=60_000, ack_linger_s=0.5)
+    nats_server_factory.stop(nats_server)
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        _, reliable = stubs(ch)
+        sent = [frame("down", i) for i in range(10)]
+        acks = [a async for a in reliable.PublishImageAcked(frames(sent))]
+    failed = [a for a in acks if a.error]
+    assert len(failed) >= 7  # at most two 24 KB frames fit into the 60 KB buffer
+    assert all("could not publish the frame to NATS" in a.error and a.cameraID == "down" for a in failed)
+    assert {a.frameId for a in failed} <= {f.frameId for f in sent}
+    assert metric(gw, "vei_errors_total", {"kind": "nats_publish"}) == len(failed)
