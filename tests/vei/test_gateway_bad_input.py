@@ -54,6 +54,17 @@ async def test_invalid_camera_id_rejected_on_every_rpc(gateway: Any, camera: str
     await still_serving(gateway.address)
 
 
+async def test_invalid_queue_group(gateway: Any) -> None:
+    async with grpc.aio.insecure_channel(gateway.address) as ch:
+        vei, _ = stubs(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in vei.SubscribeImage(vei_pb2.SubImageParams(cameraID="ok", queueGroup="a b")):
+                pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "queueGroup 'a b' is invalid" in (err.value.details() or "")
+    assert metric(gateway, "vei_errors_total", {"kind": "invalid_queue_group"}) == 1
+
+
 async def test_image_over_configured_maximum(gateway_factory: Any) -> None:
     gw = await gateway_factory(max_image_bytes=1000)
     async with grpc.aio.insecure_channel(gw.address) as ch:

@@ -217,11 +217,11 @@ class VeiService:
     async def SubscribeImage(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         if type(request) is Malformed:
             await self._invalid(context, "malformed", request.describe())
-        problem = name_problem("cameraID", request.cameraID)
+        problem, kind = name_problem("cameraID", request.cameraID), "invalid_camera"
         if not problem and request.queueGroup and not is_valid_name(request.queueGroup):
-            problem = name_problem("queueGroup", request.queueGroup)
+            problem, kind = name_problem("queueGroup", request.queueGroup), "invalid_queue_group"
         if problem:
-            await self._invalid(context, "invalid_camera", problem)
+            await self._invalid(context, kind, problem)
         counter = self.metrics.frames_out.labels(request.cameraID)
         async for data in self._relay(subjects.frames(request.cameraID), request.queueGroup, context,
                                       "SubscribeImage"):
@@ -298,12 +298,12 @@ class VeiService:
         gauge = self._streams[rpc]
         sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg, pending_msgs_limit=limit * 2)
         gauge.inc()
-        # Once NATS has confirmed the subscription, tell the client through initial metadata, so it
-        # can start its cameras knowing no frame will be missed (`await call.initial_metadata()`).
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.nc.flush(), self.settings.kv_timeout_s)
-        await context.send_initial_metadata(((SUBSCRIBED_METADATA, "1"),))
         try:
+            # Once NATS has confirmed the subscription, tell the client through initial metadata, so
+            # it can start its cameras knowing no frame will be missed (`await call.initial_metadata()`).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.flush(), self.settings.kv_timeout_s)
+            await context.send_initial_metadata(((SUBSCRIBED_METADATA, "1"),))
             while True:
                 if not buf:
                     wake.clear()
