@@ -298,3 +298,20 @@ def test_no_nats_reachable_is_a_clear_start_up_error() -> None:
     assert proc.returncode == 1
     assert f"cannot reach any NATS server ({dead}): none answered within 1.5 s" in proc.stderr
     assert proc.stderr.count("Connect call failed") <= 2  # retries are not logged one by one
+
+
+async def test_sigterm_while_still_connecting_exits_zero() -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-m", "workloads.vei.gateway", "--listen", "127.0.0.1:0", "--nats-url", dead]
+    proc = spawn(cmd, ROOT)
+    try:
+        assert proc.stderr is not None
+        # The first failed attempt is logged once the gateway is up and retrying (handlers installed).
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stderr.readline), 30)
+        assert b"NATS error" in line and proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+    finally:
+        proc.kill()
+        if proc.stderr:
+            proc.stderr.close()

@@ -139,11 +139,21 @@ class Gateway:
 
 async def serve(settings: GatewaySettings) -> int:
     gateway = Gateway(settings)
-    await gateway.start()
+    # Handlers first: a SIGTERM that arrives while connecting still ends in a clean exit 0.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    starting = asyncio.create_task(gateway.start())
+    signalled = asyncio.create_task(stopping.wait())
+    await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return 0
+    starting.result()  # start-up errors propagate (and are reported by main)
     try:
         await stopping.wait()
         log.info("signal received: NOT_SERVING, draining for up to %.1f s", settings.grace_s)
