@@ -8,6 +8,9 @@ gateway subprocesses. Every port is picked free at run time; everything started 
                            `gateway.address` is HOST:PORT for grpc.aio.insecure_channel
     gateway_factory        async make_gateway(**settings) -> Gateway, for several replicas
     gateway_process        spawn(*args) -> (Popen, address) running `python -m workloads.vei.gateway`
+
+Plain helpers (import them: `from conftest import wait_serving`): free_port(), wait_for_port(),
+stop_process(), wait_serving(address) (readiness = health SERVING), ROOT, NATS_SERVER.
 """
 
 from __future__ import annotations
