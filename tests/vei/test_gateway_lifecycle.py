@@ -315,3 +315,18 @@ async def test_sigterm_while_still_connecting_exits_zero() -> None:
         proc.kill()
         if proc.stderr:
             proc.stderr.close()
+
+
+async def test_edgerig_cli_starts_the_gateway(nats_server: str) -> None:
+    """`edgerig vei gateway ...` passes its arguments through to the gateway unchanged."""
+    address = f"127.0.0.1:{free_port()}"
+    proc = spawn([sys.executable, "-m", "experiments", "vei", "gateway", "--listen", address,
+                  "--nats-url", nats_server, "--cloud", "local"], ROOT)
+    try:
+        await wait_serving(address, within_s=30)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+    finally:
+        proc.kill()
+        if proc.stderr:
+            proc.stderr.close()
