@@ -42,7 +42,6 @@ async def abort(context: Context, rej: Reject) -> NoReturn:
     raise AssertionError("context.abort() returned")  # it raises; this tells the type checker
 
 
-
 class FrameIngest:
     """Per-stream state of a camera publishing frames; the per-frame work lives in `publish`."""
 
