@@ -6,6 +6,7 @@ rendering code run for real.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,20 @@ class Run:
         return len(self.mocks.of_type(typ))
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mocks schedule work on the main thread's current loop. A test elsewhere in the run
+    that used asyncio.run() leaves the thread with none, so give the program a fresh one."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if not loop.is_closed():
+            return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(testbed: Testbed) -> Run:
+    _ensure_event_loop()
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(
         mocks, project="edgerig", stack=testbed.name, preview=False, monitor=RecordingMonitor(mocks)
