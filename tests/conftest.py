@@ -9,58 +9,24 @@ gateway subprocesses. Every port is picked free at run time; everything started 
     gateway_factory        async make_gateway(**settings) -> Gateway, for several replicas
     gateway_process        spawn(*args) -> (Popen, address) running `python -m workloads.vei.gateway`
 
-Plain helpers (import them: `from conftest import wait_serving`): free_port(), wait_for_port(),
-stop_process(), wait_serving(address) (readiness = health SERVING), ROOT, NATS_SERVER.
+Plain helpers live in tests/testkit.py (`from testkit import wait_serving`): importing them from
+`conftest` is ambiguous, because tests/hosts has a conftest.py of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-ROOT = Path(__file__).resolve().parents[1]
-NATS_SERVER = ROOT / ".venv" / "bin" / "nats-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from testkit import NATS_SERVER, ROOT, free_port, stop_process, wait_for_port
 
 
 @pytest.fixture
@@ -154,21 +120,6 @@ async def gateway_factory(nats_server: str) -> AsyncIterator[Callable[..., Await
 @pytest.fixture
 async def gateway(gateway_factory: Callable[..., Awaitable[Any]]) -> Any:
     return await gateway_factory()
-
-
-async def wait_serving(address: str, within_s: float = 15.0, service: str = "") -> None:
-    """Waits until the gateway's health service reports SERVING (the readiness contract)."""
-    deadline = time.monotonic() + within_s
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gateway at {address} not SERVING after {within_s} s")
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import nats
 import pytest
-from conftest import free_port
 from google.protobuf import empty_pb2
+from testkit import free_port
 from vei_helpers import frame, frames, read_jsonl, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2

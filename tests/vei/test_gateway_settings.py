@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 from pydantic import ValidationError
+from testkit import ROOT
 
 from workloads.vei.gateway import build_parser, settings_from_args
 from workloads.vei.settings import MIB, GatewaySettings, SinkSettings

@@ -19,8 +19,8 @@ import grpc
 import nats
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import ROOT, free_port, stop_process, wait_for_port
 from google.protobuf import empty_pb2
+from testkit import ROOT, free_port, stop_process, wait_for_port
 from vei_helpers import frames, read_jsonl, spawn, stubs
 
 from workloads.vei import subjects

@@ -1,0 +1,59 @@
+"""Plain test helpers shared across test folders (fixtures stay in conftest.py files).
+
+Import them by module name: `from testkit import wait_serving`. pytest puts tests/ on sys.path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from experiments.local.ports import free_port
+
+__all__ = ["NATS_SERVER", "ROOT", "free_port", "stop_process", "wait_for_port", "wait_serving"]
+
+ROOT = Path(__file__).resolve().parents[1]
+NATS_SERVER = ROOT / ".venv" / "bin" / "nats-server"
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_serving(address: str, within_s: float = 15.0, service: str = "") -> None:
+    """Waits until the gateway's health service reports SERVING (the readiness contract)."""
+    deadline = time.monotonic() + within_s
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gateway at {address} not SERVING after {within_s} s")
+            await asyncio.sleep(0.05)
