@@ -37,6 +37,8 @@ _STREAM_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStat
 # The gateway refused the frames themselves (or does not know the RPC): resending cannot help.
 _FATAL_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED,
                 grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
+# A replica went away or is unreachable: another one (or the same, later) will take the stream.
+_NETWORK_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class _Refused(Exception):
@@ -61,6 +63,7 @@ class Camera:
             self._records.write("frame_id,created_unix_ns,acked_unix_ns,attempts\n")
         self._last_warning: dict[str, float] = {}
         self._cpu_start: float | None = None
+        self._progress = 0  # acks received (or, without acks, frames written): proof a stream works
 
     # -- public ----------------------------------------------------------------------------------
     async def run(self) -> CameraStats:
@@ -169,8 +172,10 @@ class Camera:
     # -- streams ---------------------------------------------------------------------------------
     async def _stream_forever(self, channel: grpc.aio.Channel) -> None:
         attempt = 0
+        refusals = 0  # streams in a row that ended with nothing acked and no network reason
         while True:
             opened = time.monotonic()
+            progress = self._progress
             try:
                 if self.s.acks:
                     await self._acked_stream(vei_pb2_grpc.VEIReliableStub(channel))
@@ -180,8 +185,16 @@ class Camera:
                 self._give_up(str(err))
                 return
             except _STREAM_ERRORS as err:
-                if isinstance(err, grpc.aio.AioRpcError) and err.code() in _FATAL_CODES:
+                code = err.code() if isinstance(err, grpc.aio.AioRpcError) else None
+                if code in _FATAL_CODES:
                     self._give_up(describe(err))
+                    return
+                # grpc.aio reports a write that races the gateway's refusal as INTERNAL and loses the
+                # real status; a gateway that keeps ending streams before any progress is refusing.
+                refusals = refusals + 1 if self._progress == progress and code not in _NETWORK_CODES else 0
+                if refusals >= 5:
+                    self._give_up(f"it ended {refusals} streams in a row with no progress "
+                                  f"(last: {describe(err)})")
                     return
                 log.warning("stream to the gateway failed (%s); re-opening", describe(err))
             self.stats.reconnects += 1
@@ -238,6 +251,7 @@ class Camera:
             if entry is None:
                 continue  # duplicate ack after a resend
             self.stats.acked += 1
+            self._progress += 1
             if self._records is not None:
                 self._records.write(f"{ack.frameId},{entry.created_ns},{time.time_ns()},{entry.attempts}\n")
         raise grpc.aio.UsageError("the gateway ended the ack stream")
@@ -250,6 +264,7 @@ class Camera:
             while True:
                 msg = await self._plain_queue.get()
                 await call.write(msg)
+                self._progress += 1
         except _STREAM_ERRORS:
             await _raise_if_refused(call)
             raise

@@ -73,7 +73,11 @@ class CloudPublisher:
 
     async def publish(self, msg: vei_pb2.PubCloudParams) -> None:
         for attempt in range(5):
-            if self._call is None or self._call.done():
+            if self._call is not None and self._call.done():  # ended while idle (replica gone)
+                log.warning("cloud stream ended; re-opening")
+                self._stats.cloud_reopens += 1
+                self._call = None
+            if self._call is None:
                 self._call = self._stub.PublishToCloud(wait_for_ready=True)
             try:
                 await self._call.write(msg)
