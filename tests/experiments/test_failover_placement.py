@@ -66,7 +66,8 @@ def test_nats_config_routes_to_the_other_servers_with_fast_pings(tmp_path: Path)
 
 def _summary(scenario: str, fault: str, outage: float, recovery: float | None, lost: int = 0) -> dict:
     return {"scenario": scenario, "fault": fault, "node_components": sorted(SCENARIOS[scenario]),
-            "outage_s": outage, "recovery_s": recovery, "lost": lost, "duplicates_delivered": 0,
+            "outage_s": outage, "recovery_s": recovery, "settled_s": recovery, "lost": lost,
+            "duplicates_delivered": 0,
             "duplicates_suppressed": 1, "camera_dropped_overflow": 0, "baseline_p50_ms": 4.0,
             "baseline_p95_ms": 8.0,
             "targets_met": {"outage": outage <= 1, "lost": lost == 0, "recovery": recovery is not None}}
@@ -81,7 +82,8 @@ def test_aggregate_gives_median_and_spread_per_scenario_and_fault() -> None:
     assert gw["all_targets_met"] is True
     assert rows[0]["recovery_s"]["median"] is None  # never recovered: no median to claim
     table = markdown(rows)
-    assert "| {gateway} | kill | 3 | 40 | 0.40 (0.20-0.60) |" in table
+    row = "| {gateway} | kill | 3 | 40 | 0.40 (0.20-0.60) | 2.00 (1.00-3.00) | 2.00 (1.00-3.00) | 0 |"
+    assert row in table
     assert "MISSED" in table
 
 
