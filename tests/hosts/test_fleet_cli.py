@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hosts_support import needs_root
 
+from experiments.local.ports import free_port
 from infra.hosts.inventory import targets_from_inventory
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -27,7 +29,7 @@ def _netns() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
 
 
-def test_fleet_lifecycle_and_unpinned_install(tmp_path: Path) -> None:
+def test_fleet_lifecycle_and_unreachable_artefacts(tmp_path: Path) -> None:
     state = tmp_path / "fleet"
     up = _edgerig(state, "fleet", "up", "--names", "vm0,pi0", "--pi-names", "pi0")
     try:
@@ -48,10 +50,17 @@ def test_fleet_lifecycle_and_unpinned_install(tmp_path: Path) -> None:
         assert targets["pi0"].known_hosts == str(state / "known_hosts") and targets["pi0"].user == "root"
         again = _edgerig(state, "fleet", "up", "--hosts", "1")
         assert again.returncode == 1 and "already up" in again.stderr
-        # No sha256 is pinned for the real K3s release yet: the install refuses before touching a host.
-        cluster = _edgerig(state, "cluster", "up", "--inventory", str(state / "Pulumi.fleet.yaml"))
+        # An artefact source that does not answer (a closed loopback port stands in for a lab mirror
+        # that is down): the install fails naming the URL and the setting, before touching a host.
+        stack_file = state / "Pulumi.fleet.yaml"
+        stack = yaml.safe_load(stack_file.read_text())
+        mirror = f"http://127.0.0.1:{free_port()}"
+        stack["config"]["edgerig:artefacts"] = {"baseUrl": mirror}
+        stack_file.write_text(yaml.safe_dump(stack))
+        cluster = _edgerig(state, "cluster", "up", "--inventory", str(stack_file))
         assert cluster.returncode == 1
-        assert "no sha256 pinned for k3s-io/k3s/" in cluster.stderr
+        assert f"download of {mirror}/k3s-io/k3s/releases/download/" in cluster.stderr
+        assert "check artefacts.baseUrl or the mirror" in cluster.stderr
         assert not (state / "hosts/vm0/root/usr/local/bin/k3s").exists()
     finally:
         down = _edgerig(state, "fleet", "down")
