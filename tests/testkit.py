@@ -17,7 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from experiments.local.ports import free_port
 
-__all__ = ["NATS_SERVER", "ROOT", "free_port", "stop_process", "wait_for_port", "wait_serving"]
+__all__ = [
+    "NATS_SERVER", "ROOT", "CuttableProxy", "free_port", "stop_process", "wait_for_port", "wait_serving",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 NATS_SERVER = ROOT / ".venv" / "bin" / "nats-server"
@@ -57,3 +59,39 @@ async def wait_serving(address: str, within_s: float = 15.0, service: str = "") 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gateway at {address} not SERVING after {within_s} s")
             await asyncio.sleep(0.05)
+
+
+class CuttableProxy:
+    """TCP proxy that can go silent: after cut() it forwards nothing and closes nothing (no RST, no
+    FIN), so only the gRPC keepalive can tell the client that the replica is gone. (A real cable cut
+    also stops TCP ACKs; that case is covered by the failover experiment's `cut` fault in netns.)"""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.cut_event = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def cut(self) -> None:
+        self.cut_event.set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if self.cut_event.is_set():
+                continue  # swallow everything from now on (keep reading, so no zero window either)
+            writer.write(data)
+            await writer.drain()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_event.is_set():
+            await asyncio.Event().wait()  # a new connection to a dead host hangs as well
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer),
+                             return_exceptions=True)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()

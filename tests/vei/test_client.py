@@ -19,6 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from testkit import CuttableProxy
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -274,42 +275,6 @@ async def test_no_acks_uses_original_publish_image() -> None:
         await server.stop(None)
     assert gw.received == [f"cam-0-{i}" for i in range(15)]
     assert (stats.sent, stats.acked, stats.error) == (15, 0, "")
-
-
-class CuttableProxy:
-    """TCP proxy that can go silent: after cut() it forwards nothing and closes nothing (no RST, no
-    FIN), so only the gRPC keepalive can tell the client that the replica is gone. (A real cable cut
-    also stops TCP ACKs; that case is covered by the failover experiment's `cut` fault in netns.)"""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.cut_event = asyncio.Event()
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    def cut(self) -> None:
-        self.cut_event.set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            if self.cut_event.is_set():
-                continue  # swallow everything from now on (keep reading, so no zero window either)
-            writer.write(data)
-            await writer.drain()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut_event.is_set():
-            await asyncio.Event().wait()  # a new connection to a dead host hangs as well
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer),
-                             return_exceptions=True)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from testkit import ROOT, free_port, wait_serving
+from testkit import ROOT, CuttableProxy, free_port, wait_serving
 from vei_helpers import frame, frames, metric, spawn, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2
@@ -330,3 +331,28 @@ async def test_edgerig_cli_starts_the_gateway(nats_server: str) -> None:
         proc.kill()
         if proc.stderr:
             proc.stderr.close()
+
+
+@pytest.mark.slow
+async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) -> None:
+    """A vision replica whose node is cut sends no RST: only the server's keepalive ping timeout
+    notices, and until then frames handed to its stream are lost to it."""
+    port = int(gateway.address.rsplit(":", 1)[1])
+    proxy = CuttableProxy(port)
+    via_proxy = await proxy.start()
+    channel = grpc.aio.insecure_channel(via_proxy)
+    try:
+        api, _ = stubs(channel)
+        call = api.SubscribeImage(vei_pb2.SubImageParams(cameraID="cam-cut", queueGroup="vision"))
+        await subscribed(call)
+        assert metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 1
+        proxy.cut()
+        cut_at = time.monotonic()
+        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
+                         within_s=10)
+        dropped_after_s = time.monotonic() - cut_at
+    finally:
+        await channel.close(None)
+        await proxy.close()
+    # keepalive 1 s + ping timeout 1 s: about 2 s; grpc's 60 s default ping timeout would fail this
+    assert dropped_after_s < 5.0, f"gateway kept the dead subscriber for {dropped_after_s:.1f} s"
