@@ -8,7 +8,6 @@ a node through `ip netns pids`, exactly as a power loss would.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from experiments.failover import nats_cluster, netns
 from experiments.failover.placement import GATEWAY, NATS, VISION, Placement
 from experiments.local.nats import nats_server_binary
+from experiments.local.readiness import wait_gateways_serving
 from experiments.local.supervisor import Child, Supervisor
 
 GATEWAY_PORT = 50051
@@ -27,18 +27,6 @@ READY_TIMEOUT_S = 30.0
 
 def gateway_endpoint(node: netns.Node) -> str:
     return f"{node.address}:{GATEWAY_PORT}"
-
-
-def wait_gateways_serving(children: list[Child], endpoints: list[str]) -> None:
-    """Block until every gateway answers grpc.health.v1 Check("") with SERVING (their readiness
-    contract). The check runs in a probe process: see experiments/failover/probe.py for why."""
-    probe = subprocess.run([sys.executable, "-m", "experiments.failover.probe", "--timeout",
-                            str(READY_TIMEOUT_S), *endpoints],
-                           capture_output=True, text=True, timeout=READY_TIMEOUT_S + 30, check=False)
-    if probe.returncode != 0:
-        logs = "\n".join(f"{c.name} ({'running' if c.alive() else f'exited {c.popen.returncode}'}):\n"
-                         f"{c.log_tail()}" for c in children)
-        raise TimeoutError(f"gateways not ready: {probe.stderr.strip() or probe.stdout.strip()}\n{logs}")
 
 
 @dataclass
@@ -77,7 +65,7 @@ class EmulatedCluster:
             self._start_nats(node, wait=False)
         self._wait_nats(self.nats_nodes)
         gateways = [self._start_gateway(node) for node in self.gateway_nodes]
-        wait_gateways_serving(gateways, [gateway_endpoint(n) for n in self.gateway_nodes])
+        wait_gateways_serving(gateways, [gateway_endpoint(n) for n in self.gateway_nodes], READY_TIMEOUT_S)
         for node in self.vision_nodes:
             self._start_vision(node)
 
@@ -87,7 +75,7 @@ class EmulatedCluster:
         if NATS in comps:
             self._start_nats(node, wait=True)
         if GATEWAY in comps:
-            wait_gateways_serving([self._start_gateway(node)], [gateway_endpoint(node)])
+            wait_gateways_serving([self._start_gateway(node)], [gateway_endpoint(node)], READY_TIMEOUT_S)
         if VISION in comps:
             self._start_vision(node)
 

@@ -6,12 +6,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from experiments.latency.config import MAX_FRAME_BYTES
 from experiments.local.nats import NatsServer, start_nats
-from experiments.local.ports import free_port
+from experiments.local.ports import free_port, port_open
+from experiments.local.readiness import wait_gateways_serving
 from experiments.local.supervisor import Child, Supervisor
 from workloads.vei import subjects
 
@@ -34,16 +32,6 @@ class Baseline:
         return {"gateway": self.gateway, "vision": self.vision, "nats-server": self.nats.child}
 
 
-def gateway_serving(address: str) -> bool:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                                timeout=0.5)
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.RpcError:
-        return False
-
-
 def has_subscription(nats: NatsServer, subject: str) -> bool:
     try:
         return any(sub.get("subject") == subject for sub in nats.subscriptions())
@@ -64,7 +52,10 @@ def start_baseline(sup: Supervisor, work: Path, sink_out: Path, camera_id: str,
     gateway = sup.start("gateway", [PY, "-m", "workloads.vei.gateway", "--listen", address,
                                     "--nats-url", nats.url, "--cloud", "local",
                                     "--max-image-bytes", str(MAX_FRAME_BYTES), "--log-level", "WARNING"],
-                        ready=lambda: gateway_serving(address))
+                        ready=lambda: port_open("127.0.0.1", int(address.rsplit(":", 1)[1])))
+    # Health SERVING is the readiness contract; it is checked from a probe process because this
+    # process forks more children next, and a process that has loaded gRPC can hang in its fork handler.
+    wait_gateways_serving([gateway], [address])
     frames_subject = subjects.frames(camera_id)
     vision = sup.start("vision", [PY, "-m", "workloads.vei.vision", "--gateway", address,
                                   "--camera-id", camera_id, "--processing-ms", str(processing_ms)],

@@ -2,7 +2,7 @@
 camera and sink in network namespaces. And: nothing is left behind, even when a run fails.
 
 Runs go through the CLI in a subprocess, as a user runs them; this also keeps the many forks of the
-orchestrator out of the pytest process, where other tests have loaded gRPC (see failover/probe.py).
+orchestrator out of the pytest process, where other tests have loaded gRPC (see experiments/local/probe.py).
 """
 
 from __future__ import annotations
