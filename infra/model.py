@@ -7,13 +7,12 @@ both spellings are accepted. Every validation error names the config key and say
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from infra import versions
 
@@ -25,241 +24,24 @@ from infra.app_settings import MonitoringSettings as MonitoringSettings
 from infra.app_settings import NatsSettings as NatsSettings
 from infra.app_settings import OpenFaaSSettings as OpenFaaSSettings
 from infra.app_settings import PlatformSettings, VeiSettings
+
+# Split out to keep modules small; re-exported here so `from infra.model import X` keeps working.
+from infra.cluster_settings import ArtefactSettings as ArtefactSettings
+from infra.cluster_settings import FastFailover as FastFailover
+from infra.cluster_settings import K3sSettings as K3sSettings
+from infra.cluster_settings import KubeEdgeSettings as KubeEdgeSettings
+from infra.cluster_settings import OpenStackSettings as OpenStackSettings
 from infra.model_base import ConfigModel as _Model
-
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-REALM_LABEL = "edgerig.io/realm"
-HARDWARE_LABEL = "edgerig.io/hardware-model"
-# Which node agent runs there: "k3s" (server/agent) or "edgecore" (KubeEdge). The edge role label
-# cannot tell a KubeEdge node from a K3s agent at the edge; DaemonSets that must stay off EdgeCore
-# nodes (they have no kube-proxy/flannel) select on this one.
-AGENT_LABEL = "edgerig.io/agent"
-EDGE_TAINT_KEY = EDGE_ROLE_LABEL
-
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-
-
-class Taint(_Model):
-    key: str
-    value: str = ""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
-
-    def render(self) -> str:
-        """K3s `node-taint` syntax: key=value:Effect."""
-        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
-
-
-class Node(_Model):
-    name: str = Field(description="hostname and Kubernetes node name (DNS-1123 label)")
-    realm: Literal["cloud", "edge"]
-    # server = K3s server with embedded etcd; agent = K3s agent; edge = KubeEdge EdgeCore.
-    # With KubeEdge disabled, `edge` nodes join as K3s agents (Testbed normalises the role).
-    role: Literal["server", "agent", "edge"]
-    # static = a pre-existing host such as a Raspberry Pi; openstack = a VM this stack creates.
-    provider: Literal["openstack", "static"]
-    # Where the operator/SSH reaches the host. OpenStack VMs leave it unset in the stack file; the
-    # program fills it (floating IP) at deploy time via Testbed.with_deploy_addresses().
-    address: IPv4Address | None = None
-    # Address on the cluster network (K3s node-ip) when it differs from `address`, e.g. a VM's fixed
-    # IP behind its floating IP (filled in at deploy time). None means "same as address".
-    internal_address: IPv4Address | None = None
-    ssh_user: str = "ubuntu"
-    ssh_port: int = Field(default=22, ge=1, le=65535)
-    ssh_key_path: str = Field(
-        default="~/.ssh/id_ed25519", description="private key path on the operator machine"
-    )
-    model: str = "openstack-vm"
-    os: Literal["raspios", "ubuntu", "debian"] = "ubuntu"
-    arch: Literal["amd64", "arm64"] = "amd64"
-    labels: dict[str, str] = Field(default_factory=dict)
-    taints: list[Taint] = Field(default_factory=list)
-    flavor: str | None = None
-    image: str | None = None
-    volume_gb: int | None = Field(default=None, ge=5, le=2000)
-
-    @field_validator("name")
-    @classmethod
-    def _hostname(cls, v: str) -> str:
-        if not _DNS1123_LABEL.match(v):
-            raise ValueError(
-                f"{v!r} is not a valid hostname: use lower-case letters, digits and '-', "
-                "start and end with a letter or digit, at most 63 characters (e.g. 'master0')"
-            )
-        return v
-
-    @field_validator("model")
-    @classmethod
-    def _model_is_label_value(cls, v: str) -> str:
-        if not _LABEL_VALUE.match(v):
-            raise ValueError(f"{v!r} must be usable as a Kubernetes label value, e.g. 'raspberry-pi-4-8gb'")
-        return v
-
-    @field_validator("labels")
-    @classmethod
-    def _label_values(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if not _LABEL_VALUE.match(value):
-                raise ValueError(f"label {key}={value!r}: value is not a valid Kubernetes label value")
-        return v
-
-    @model_validator(mode="after")
-    def _provider_fields(self) -> Node:
-        if self.provider == "static":
-            if self.address is None:
-                raise ValueError(
-                    f"node {self.name!r} is static (an existing host) but has no address: "
-                    "set `address: <IPv4>` for it in edgerig:nodes"
-                )
-            extra = [f for f in ("flavor", "image", "volume_gb") if getattr(self, f) is not None]
-            if extra:
-                raise ValueError(
-                    f"node {self.name!r} is static but sets {', '.join(extra)}: those only apply to "
-                    "provider: openstack; remove them"
-                )
-        else:
-            if self.address is not None:
-                raise ValueError(
-                    f"node {self.name!r} is an OpenStack VM: OpenStack assigns its address at deploy "
-                    "time, remove `address`"
-                )
-            missing = [f for f in ("flavor", "image") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(
-                    f"node {self.name!r} is an OpenStack VM but has no {' or '.join(missing)}: set them "
-                    "(e.g. flavor: m1.large, image: ubuntu-22.04)"
-                )
-        if self.role == "edge" and self.realm != "edge":
-            raise ValueError(
-                f"node {self.name!r} has role 'edge' (KubeEdge EdgeCore) but realm 'cloud': "
-                "set realm: edge, or role: agent for a K3s agent in the cloud"
-            )
-        return self
-
-
-class FastFailover(_Model):
-    """Timings that decide how fast a dead node's pods stop getting traffic and are replaced.
-
-    Kubernetes defaults (status every 10 s, grace 40 s, tolerations 300 s) gave the thesis its 40-80 s
-    outages. The fast values keep the kubelet:grace ratio at 1:4 (the kubelet retries a status post
-    several times before the node controller may give up on it) and evict after 10 s. Cost: about 2.5x
-    more node-status writes to etcd, and a kubelet whose API connection hangs silently for >16 s is
-    marked NotReady even though it runs - acceptable for an experiment testbed, not for production.
-    """
-
-    enabled: bool = True
-    node_monitor_period_s: int = Field(default=2, ge=1)
-    node_monitor_grace_period_s: int = Field(default=16, ge=2)
-    node_status_update_frequency_s: int = Field(default=4, ge=1)
-    default_not_ready_toleration_seconds: int = Field(default=10, ge=0)
-    default_unreachable_toleration_seconds: int = Field(default=10, ge=0)
-
-    @model_validator(mode="after")
-    def _ratios(self) -> FastFailover:
-        if self.node_monitor_grace_period_s < 4 * self.node_status_update_frequency_s:
-            raise ValueError(
-                "nodeMonitorGracePeriodS must be at least 4x nodeStatusUpdateFrequencyS, or healthy "
-                "nodes flap to NotReady: raise the grace period or lower the update frequency"
-            )
-        if self.node_monitor_period_s > self.node_monitor_grace_period_s:
-            raise ValueError("nodeMonitorPeriodS must not exceed nodeMonitorGracePeriodS")
-        return self
-
-
-class K3sSettings(_Model):
-    version: str = versions.K3S_VERSION
-    token: SecretStr = Field(description="shared cluster token; config key edgerig:k3sToken (secret)")
-    fast_failover: FastFailover = Field(default_factory=FastFailover)
-    flannel_backend: Literal["vxlan", "host-gw", "wireguard-native"] = "vxlan"
-    # metrics-server: K3s bundles one; edgerig deploys its own (edge-aware args) from the platform.
-    disable: list[str] = Field(default_factory=lambda: ["traefik", "servicelb", "metrics-server"])
-    tls_san: list[str] = Field(default_factory=list)
-    extra_server_args: list[str] = Field(default_factory=list)
-    cluster_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
-    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        versions.kubernetes_minor(v)
-        return v
-
-    @field_validator("token")
-    @classmethod
-    def _token_strength(cls, v: SecretStr) -> SecretStr:
-        if len(v.get_secret_value()) < 16:
-            raise ValueError(
-                "edgerig:k3sToken is shorter than 16 characters: set a random one with "
-                "`pulumi config set --secret edgerig:k3sToken $(openssl rand -hex 32)`"
-            )
-        return v
-
-    @property
-    def kubernetes_minor(self) -> str:
-        return versions.kubernetes_minor(self.version)
-
-
-class KubeEdgeSettings(_Model):
-    enabled: bool = False
-    version: str = versions.KUBEEDGE_VERSION
-    cloudcore_node: str | None = Field(default=None, description="cloud server to run CloudCore on")
-    cloudcore_advertise_address: IPv4Address | None = None
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        versions.kubeedge_minor(v)
-        return v
-
-
-class OpenStackSettings(_Model):
-    cloud: str | None = Field(default=None, description="clouds.yaml entry; else OS_* env variables")
-    external_network: str = Field(description="name of the provider network for the router and floating IPs")
-    network_cidr: IPv4Network = IPv4Network("192.168.50.0/24")
-    dns_nameservers: list[IPv4Address] = Field(default_factory=lambda: [IPv4Address("1.1.1.1")])
-    public_key: str = Field(description="SSH public key (OpenSSH format) installed as the VM keypair")
-    floating_ips: bool = True
-    availability_zone: str | None = None
-
-    @field_validator("public_key")
-    @classmethod
-    def _public_key(cls, v: str) -> str:
-        if not v.startswith(("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-")):
-            raise ValueError(
-                "openstack.publicKey must be an OpenSSH public key ('ssh-ed25519 AAAA...'), "
-                "e.g. the content of ~/.ssh/id_ed25519.pub - never the private key"
-            )
-        return v
-
-
-class ArtefactSettings(_Model):
-    # Downloads are fetched as {base_url}/<owner>/<repo>/releases/download/<tag>/<file>, i.e. the
-    # GitHub layout; an air-gapped lab mirrors that layout on a local HTTP server.
-    base_url: str = versions.GITHUB_BASE_URL
-    # Pull-through container registry mirror for docker.io, ghcr.io and registry.k8s.io (K3s
-    # registries.yaml); None pulls from the public registries.
-    registry_mirror: str | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"artefacts.baseUrl {v!r} must be an http(s) URL such as http://mirror.lab:8080")
-        return v.rstrip("/")
-
-    @field_validator("registry_mirror")
-    @classmethod
-    def _mirror_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(
-                f"artefacts.registryMirror {v!r} must be an http(s) URL such as https://registry.lab:5000"
-            )
-        return v.rstrip("/") if v else v
-
-    def release_url(self, repo: str, tag: str, filename: str) -> str:
-        return f"{self.base_url}/{repo}/releases/download/{tag}/{filename}"
-
+from infra.nodes import AGENT_LABEL as AGENT_LABEL
+from infra.nodes import DNS1123_LABEL as DNS1123_LABEL
+from infra.nodes import EDGE_ROLE_LABEL as EDGE_ROLE_LABEL
+from infra.nodes import EDGE_TAINT_KEY as EDGE_TAINT_KEY
+from infra.nodes import HARDWARE_LABEL as HARDWARE_LABEL
+from infra.nodes import REALM_LABEL as REALM_LABEL
+from infra.nodes import ZONE_LABEL as ZONE_LABEL
+from infra.nodes import Node as Node
+from infra.nodes import Taint as Taint
+from infra.nodes import is_restricted_label as is_restricted_label
 
 # Top-level secret config keys and where they live in the model.
 SECRET_KEYS: dict[str, tuple[str, str]] = {
@@ -289,7 +71,7 @@ class Testbed(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _DNS1123_LABEL.match(v):
+        if not DNS1123_LABEL.match(v):
             raise ValueError(f"testbed name {v!r} must be a DNS-1123 label such as 'pi-k3s'")
         return v
 
@@ -578,29 +360,6 @@ def load_testbed(config: Mapping[str, Any], *, name: str | None = None) -> Testb
         return Testbed.model_validate(data)
     except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
         raise StackConfigError(format_validation_error(exc)) from None
-
-
-def is_restricted_label(key: str) -> bool:
-    """True for kubernetes.io/k8s.io labels a kubelet may not set on its own Node (NodeRestriction)."""
-    prefix = key.split("/", 1)[0] if "/" in key else ""
-    domain_is_k8s = any(prefix == d or prefix.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
-    if not domain_is_k8s:
-        return False
-    allowed_prefixes = ("kubelet.kubernetes.io", "node.kubernetes.io")
-    allowed_keys = {
-        "kubernetes.io/hostname",
-        "kubernetes.io/arch",
-        "kubernetes.io/os",
-        "beta.kubernetes.io/instance-type",
-        "node.kubernetes.io/instance-type",
-        "failure-domain.beta.kubernetes.io/region",
-        "failure-domain.beta.kubernetes.io/zone",
-        "topology.kubernetes.io/region",
-        "topology.kubernetes.io/zone",
-    }
-    return key not in allowed_keys and not any(
-        prefix == p or prefix.endswith("." + p) for p in allowed_prefixes
-    )
 
 
 def nodes_named(testbed: Testbed, names: Sequence[str] | None) -> list[Node]:

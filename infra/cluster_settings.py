@@ -1,0 +1,134 @@
+"""Cluster-wide settings of a testbed: K3s, KubeEdge, OpenStack and artefact downloads."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from infra import versions
+from infra.model_base import ConfigModel as _Model
+
+
+class FastFailover(_Model):
+    """Timings that decide how fast a dead node's pods stop getting traffic and are replaced.
+
+    Kubernetes defaults (status every 10 s, grace 40 s, tolerations 300 s) gave the thesis its 40-80 s
+    outages. The fast values keep the kubelet:grace ratio at 1:4 (the kubelet retries a status post
+    several times before the node controller may give up on it) and evict after 10 s. Cost: about 2.5x
+    more node-status writes to etcd, and a kubelet whose API connection hangs silently for >16 s is
+    marked NotReady even though it runs - acceptable for an experiment testbed, not for production.
+    """
+
+    enabled: bool = True
+    node_monitor_period_s: int = Field(default=2, ge=1)
+    node_monitor_grace_period_s: int = Field(default=16, ge=2)
+    node_status_update_frequency_s: int = Field(default=4, ge=1)
+    default_not_ready_toleration_seconds: int = Field(default=10, ge=0)
+    default_unreachable_toleration_seconds: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _ratios(self) -> FastFailover:
+        if self.node_monitor_grace_period_s < 4 * self.node_status_update_frequency_s:
+            raise ValueError(
+                "nodeMonitorGracePeriodS must be at least 4x nodeStatusUpdateFrequencyS, or healthy "
+                "nodes flap to NotReady: raise the grace period or lower the update frequency"
+            )
+        if self.node_monitor_period_s > self.node_monitor_grace_period_s:
+            raise ValueError("nodeMonitorPeriodS must not exceed nodeMonitorGracePeriodS")
+        return self
+
+
+class K3sSettings(_Model):
+    version: str = versions.K3S_VERSION
+    token: SecretStr = Field(description="shared cluster token; config key edgerig:k3sToken (secret)")
+    fast_failover: FastFailover = Field(default_factory=FastFailover)
+    flannel_backend: Literal["vxlan", "host-gw", "wireguard-native"] = "vxlan"
+    # metrics-server: K3s bundles one; edgerig deploys its own (edge-aware args) from the platform.
+    disable: list[str] = Field(default_factory=lambda: ["traefik", "servicelb", "metrics-server"])
+    tls_san: list[str] = Field(default_factory=list)
+    extra_server_args: list[str] = Field(default_factory=list)
+    cluster_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
+    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        versions.kubernetes_minor(v)
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token_strength(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 16:
+            raise ValueError(
+                "edgerig:k3sToken is shorter than 16 characters: set a random one with "
+                "`pulumi config set --secret edgerig:k3sToken $(openssl rand -hex 32)`"
+            )
+        return v
+
+    @property
+    def kubernetes_minor(self) -> str:
+        return versions.kubernetes_minor(self.version)
+
+
+class KubeEdgeSettings(_Model):
+    enabled: bool = False
+    version: str = versions.KUBEEDGE_VERSION
+    cloudcore_node: str | None = Field(default=None, description="cloud server to run CloudCore on")
+    cloudcore_advertise_address: IPv4Address | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        versions.kubeedge_minor(v)
+        return v
+
+
+class OpenStackSettings(_Model):
+    cloud: str | None = Field(default=None, description="clouds.yaml entry; else OS_* env variables")
+    external_network: str = Field(description="name of the provider network for the router and floating IPs")
+    network_cidr: IPv4Network = IPv4Network("192.168.50.0/24")
+    dns_nameservers: list[IPv4Address] = Field(default_factory=lambda: [IPv4Address("1.1.1.1")])
+    public_key: str = Field(description="SSH public key (OpenSSH format) installed as the VM keypair")
+    floating_ips: bool = True
+    availability_zone: str | None = None
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, v: str) -> str:
+        if not v.startswith(("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-")):
+            raise ValueError(
+                "openstack.publicKey must be an OpenSSH public key ('ssh-ed25519 AAAA...'), "
+                "e.g. the content of ~/.ssh/id_ed25519.pub - never the private key"
+            )
+        return v
+
+
+class ArtefactSettings(_Model):
+    # Downloads are fetched as {base_url}/<owner>/<repo>/releases/download/<tag>/<file>, i.e. the
+    # GitHub layout; an air-gapped lab mirrors that layout on a local HTTP server.
+    base_url: str = versions.GITHUB_BASE_URL
+    # Pull-through container registry mirror for docker.io, ghcr.io and registry.k8s.io (K3s
+    # registries.yaml); None pulls from the public registries.
+    registry_mirror: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"artefacts.baseUrl {v!r} must be an http(s) URL such as http://mirror.lab:8080")
+        return v.rstrip("/")
+
+    @field_validator("registry_mirror")
+    @classmethod
+    def _mirror_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(
+                f"artefacts.registryMirror {v!r} must be an http(s) URL such as https://registry.lab:5000"
+            )
+        return v.rstrip("/") if v else v
+
+    def release_url(self, repo: str, tag: str, filename: str) -> str:
+        return f"{self.base_url}/{repo}/releases/download/{tag}/{filename}"
