@@ -7,16 +7,14 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from testkit import free_port, wait_serving
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -25,34 +23,10 @@ from workloads.vei.vision import VisionApp, VisionSettings
 Spawn = Callable[..., tuple[subprocess.Popen[bytes], str]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def metric(port: int, name: str, labels: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
-
-
-async def wait_serving(address: str, within_s: float = 15.0) -> None:
-    """The gateway's readiness contract: health Check("") says SERVING. (Not imported from a conftest:
-    several test folders have one, and in a full run the name `conftest` is ambiguous.)"""
-    deadline = time.monotonic() + within_s
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gateway at {address} not SERVING after {within_s} s")
-            await asyncio.sleep(0.05)
 
 
 async def until(check: Callable[[], bool], within_s: float, what: str) -> None:
