@@ -17,7 +17,9 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -30,6 +32,8 @@ from experiments.failover import netns
 STATE_DIR = Path("/run/edgerig-failover")
 LOCK_PATH = STATE_DIR / "lock"
 ROOT_PIDS = STATE_DIR / "root-pids.json"
+# What Supervisor.temp_dir("failover") names a run's NATS configs and JetStream stores.
+TEMP_DIR_PREFIX = "edgerig-failover-"
 
 
 class BusyError(RuntimeError):
@@ -97,10 +101,21 @@ def kill_recorded_root_processes() -> list[int]:
     return killed
 
 
+def remove_stale_temp_dirs() -> list[str]:
+    """A SIGKILLed run cannot remove its temp dir. Under run_lock() no other run owns one, and a live
+    run's supervisor removes its own before the final sweep, so every match here is stale."""
+    removed = []
+    for path in sorted(Path(tempfile.gettempdir()).glob(f"{TEMP_DIR_PREFIX}*")):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(f"temp dir {path}")
+    return removed
+
+
 def sweep_all() -> list[str]:
     """Remove everything a run (even a crashed one) may have left; call only under run_lock()."""
     removed = [f"pid {p}" for p in kill_recorded_root_processes()]
-    return removed + netns.sweep()
+    return removed + netns.sweep() + remove_stale_temp_dirs()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

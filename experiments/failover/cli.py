@@ -44,7 +44,8 @@ def failover(
         help="recovery threshold = 2x baseline p95, but at least this (ms); 0 = strictly 2x")] = 20.0,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("results/failover"),
     cleanup_only: Annotated[bool, typer.Option(
-        "--cleanup", help="only remove what a crashed run left: erf-* netns, erfbr0, processes")] = False,
+        "--cleanup",
+        help="only remove what a crashed run left: erf-* netns, erfbr0, processes, temp dirs")] = False,
 ) -> None:
     """Fail one node of an emulated N-node cluster (3 NATS, 3 gateways, 3 vision apps) while a camera
     streams, and measure outage, loss, duplicates and recovery (thesis section 4.3). Needs root."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -135,14 +137,18 @@ def test_cleanup_removes_what_a_crashed_run_left(tmp_path: Path) -> None:
     in_node = subprocess.Popen([*node.exec_prefix(), "sleep", "300"], start_new_session=True)
     in_root = subprocess.Popen(["sh", "-c", "sleep 300", str(tmp_path)], start_new_session=True)
     cleanup.remember_root_pid(in_root.pid)
+    stale_dir = Path(tempfile.mkdtemp(prefix=cleanup.TEMP_DIR_PREFIX))
+    (stale_dir / "nats-n2.conf").write_text("listen: 10.231.0.12:4222\n")
     try:
         result = subprocess.run(failover_cli("--cleanup"), capture_output=True, text=True, timeout=60,
                                 check=False)
         assert result.returncode == 0, result.stderr
         assert "netns erf-n1" in result.stdout and "bridge erfbr0" in result.stdout
         assert in_node.wait(5) == -9 and in_root.wait(5) == -9
+        assert f"temp dir {stale_dir}" in result.stdout and not stale_dir.exists()
         assert leftovers(tmp_path) == []
     finally:
+        shutil.rmtree(stale_dir, ignore_errors=True)
         for proc in (in_node, in_root):
             if proc.poll() is None:
                 proc.kill()
