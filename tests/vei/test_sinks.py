@@ -213,8 +213,14 @@ async def test_aws_iot_sink_publishes_to_emulator(gateway_factory: Any, moto_iot
     published = iotdata_backends[DEFAULT_ACCOUNT_ID]["eu-north-1"].published_payloads
     ours = sorted((json.loads(p) for t, p in published if t == "vei/results"),
                   key=lambda r: int(r["frameId"]))
-    assert [r["frameId"] for r in ours] == [str(i) for i in range(20)]
-    assert ours[3]["cameraID"] == "cam" and ours[3]["visionDoneUnixNs"] == 3003
+    # At least once: botocore retries a publish whose reply was slow (moto shares this process with
+    # the gateway, so a busy CI machine can make it slow), and AWS then holds a second copy, as real
+    # IoT Core would; consumers de-duplicate by frameId. Every frame is there, nothing else is.
+    assert sorted({int(r["frameId"]) for r in ours}) == list(range(20))
+    assert len(ours) - 20 <= 20, f"more than one retry per frame: {len(ours)} copies of 20 frames"
+    by_id = {r["frameId"]: r for r in ours}
+    assert by_id["3"]["cameraID"] == "cam" and by_id["3"]["visionDoneUnixNs"] == 3003
+    # ... and each frame is acknowledged exactly once, however often it was sent to AWS.
     assert sorted(int(a.frameId) for a in acks) == list(range(20))
 
 
