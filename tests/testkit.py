@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,25 +14,20 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from experiments.local.ports import free_port
+from experiments.local.nats import nats_server_binary
+from experiments.local.ports import free_port, port_open, wait_until
 
 __all__ = [
     "NATS_SERVER", "ROOT", "CuttableProxy", "free_port", "stop_process", "wait_for_port", "wait_serving",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-NATS_SERVER = ROOT / ".venv" / "bin" / "nats-server"
+NATS_SERVER = nats_server_binary()
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    wait_until(lambda: port_open("127.0.0.1", port), timeout, f"process {proc.pid} (port {port})",
+               alive=lambda: proc.poll() is None)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.local.nats import nats_server_binary  # noqa: E402
+from experiments.local.ports import free_port  # noqa: E402
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -91,7 +86,7 @@ def start_processes(tmp: Path, nats_port: int, gw_port: int) -> dict[str, subpro
     url = f"nats://127.0.0.1:{nats_port}"
     py = sys.executable
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = {"nats": subprocess.Popen([str(ROOT / ".venv/bin/nats-server"), "-a", "127.0.0.1",
+    procs = {"nats": subprocess.Popen([str(nats_server_binary()), "-a", "127.0.0.1",
                                        "-p", str(nats_port), "-js", "-sd", str(tmp / "js")], **quiet)}
     time.sleep(0.5)
     procs["sink"] = subprocess.Popen([py, "-m", "workloads.vei.sink", "--nats-url", url,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from testkit import free_port, wait_serving
+from vei_helpers import wait_until
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -27,14 +28,6 @@ def metric(port: int, name: str, labels: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
-
-
-async def until(check: Callable[[], bool], within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -55,7 +48,7 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
     try:
         await asyncio.wait_for(vision.subscribed.wait(), 15)
         camera_task = asyncio.create_task(camera.run())
-        await until(lambda: camera.stats.acked >= 25, 20, "the first 25 frames were never acked")
+        await wait_until(lambda: camera.stats.acked >= 25, 20, "the first 25 frames to be acked")
 
         def streams(port: int) -> float:
             return metric(port, "vei_active_streams", 'rpc="PublishImageAcked"')
