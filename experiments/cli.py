@@ -1,7 +1,8 @@
 """The `edgerig` command line.
 
 Each area registers its own sub-commands here, so this file only wires them together:
-`edgerig run <experiment>`, `edgerig vei <service>`, `edgerig cluster ...`, `edgerig fleet ...`.
+`edgerig run <experiment>`, `edgerig campaign ...`, `edgerig testbed ...`, `edgerig vei <service>`,
+`edgerig cluster ...`, `edgerig fleet ...`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ app.add_typer(vei_app, name="vei")
 # (keep this list sorted; one line per area)
 from experiments.failover.cli import register as _register_failover; _register_failover(run_app)  # noqa: E402, E702, I001
 from experiments.latency.commands import register as _register_latency; _register_latency(run_app)  # noqa: E402, E702, I001
+from experiments.runs.commands import register as _register_campaign; _register_campaign(app)  # noqa: E402, E702, I001
+from experiments.testbeds.commands import register as _register_testbed; _register_testbed(app)  # noqa: E402, E702, I001
+from experiments.testbeds.fleet.commands import register as _register_fleet; _register_fleet(app)  # noqa: E402, E702, I001
 from infra.commands import register as _register_stack; _register_stack(app)  # noqa: E402, E702, I001
 from infra.hosts.commands import register as _register_hosts; _register_hosts(app)  # noqa: E402, E702, I001
 from workloads.vei.client_commands import register as _register_vei_clients; _register_vei_clients(vei_app)  # noqa: E402, E702, I001

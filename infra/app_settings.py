@@ -18,6 +18,8 @@ class NatsSettings(_Model):
     jetstream: bool = False
     chart_version: str = versions.NATS_CHART_VERSION
     namespace: str = "nats"
+    # With vei.clients operator: NATS on every node at this port, for the operator's sink.
+    client_node_port: int = Field(default=30422, ge=30000, le=32767)
 
     @field_validator("replicas")
     @classmethod
@@ -53,6 +55,8 @@ class MonitoringSettings(_Model):
     namespace: str = "monitoring"
     retention: str = "12h"
     grafana_node_port: int = Field(default=31300, ge=30000, le=32767)
+    # Prometheus's HTTP API on every node, for experiments that read CPU and memory series.
+    prometheus_node_port: int = Field(default=30090, ge=30000, le=32767)
 
 
 class MetricsServerSettings(_Model):
@@ -103,6 +107,11 @@ class VeiSettings(_Model):
     frame_bytes: int = Field(default=24_000, gt=0)
     vision_processing_ms: float = Field(default=50.0, ge=0)
     clouds: list[CloudSink] = Field(default_factory=lambda: [CloudSink(name="local", kind="local")])
+    # Where the cameras and the local sink run. cluster: as Deployments (the pipeline runs on its own
+    # after `pulumi up`). operator: on the operator's machine, started by `edgerig run` (one clock for
+    # creation and arrival times); the gateway and NATS are then also published on node ports.
+    clients: Literal["cluster", "operator"] = "cluster"
+    gateway_node_port: int = Field(default=30051, ge=30000, le=32767)
     # Secrets: config keys edgerig:awsAccessKeyId / edgerig:awsSecretAccessKey / edgerig:mqttPassword.
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None

@@ -83,23 +83,31 @@ def _export(prog: Program, addresses: dict[str, pulumi.Input[str]]) -> None:
         by_name = dict(zip(addresses, resolved, strict=True))
         return {n.name: inventory_entry(testbed, n, by_name.get(n.name)) for n in testbed.nodes}
 
+    first = pulumi.Output.from_input(addresses[testbed.first_server.name])
     outputs: dict[str, Any] = {
         "inventory": pulumi.Output.all(*addresses.values()).apply(inventory),
         "kubeconfig": prog.bootstrap.kubeconfig,  # secret: `pulumi stack output kubeconfig --show-secrets`
-        "apiEndpoint": pulumi.Output.from_input(addresses[testbed.first_server.name]).apply(
-            lambda ip: f"https://{ip}:6443"
-        ),
+        "apiEndpoint": first.apply(lambda ip: f"https://{ip}:6443"),
     }
     if isinstance(openfaas := prog.components.get("openfaas"), OpenFaaS):
         outputs["openfaasAdminPassword"] = openfaas.admin_password
-        outputs["openfaasGateway"] = pulumi.Output.from_input(addresses[testbed.first_server.name]).apply(
+        outputs["openfaasGateway"] = first.apply(
             lambda ip: f"http://{ip}:{testbed.platform.openfaas.gateway_node_port}"
         )
         outputs["openfaasEdgePlacementPatch"] = json.dumps(edge_function_patch(testbed))
     if isinstance(monitoring := prog.components.get("monitoring"), Monitoring):
         outputs["grafanaPassword"] = monitoring.grafana_password
+        port = testbed.platform.monitoring.prometheus_node_port
+        outputs["prometheusUrl"] = first.apply(lambda ip: f"http://{ip}:{port}")
     if isinstance(vei := prog.components.get("vei"), VeiApp):
         outputs["veiGatewayTarget"] = vei.gateway_target
+        outputs["veiClients"] = testbed.vei.clients
+        if testbed.vei.clients == "operator":
+            # Node ports answer on every node; clients balance over (and fail over between) them.
+            gw_port, nats_port = testbed.vei.gateway_node_port, testbed.platform.nats.client_node_port
+            every = pulumi.Output.all(*addresses.values())
+            outputs["veiGatewayEndpoints"] = every.apply(lambda ips: [f"{ip}:{gw_port}" for ip in ips])
+            outputs["natsUrls"] = every.apply(lambda ips: [f"nats://{ip}:{nats_port}" for ip in ips])
     if testbed.cloudcore_node is not None:
         outputs["cloudcoreNode"] = testbed.cloudcore_node.name
     for key, value in outputs.items():

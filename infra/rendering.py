@@ -26,6 +26,8 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 def platform_objects(testbed: Testbed) -> list[dict[str, Any]]:
     p = testbed.platform
     out = [*objects.node_label_patches(testbed), objects.namespace(p.nats.namespace)]
+    if (nats_external := objects.nats_external_service(testbed)) is not None:
+        out.append(nats_external)
     if p.monitoring.enabled:
         out += [
             objects.namespace(p.monitoring.namespace),
@@ -53,11 +55,13 @@ def app_objects(testbed: Testbed) -> list[dict[str, Any]]:
     }
     secret = manifests.credentials_secret(testbed, {k: SECRET_PLACEHOLDER for k, v in keys.items() if v})
     sink = clients.sink_deployment(testbed)
+    external = manifests.external_gateway_service(testbed)
     out = [
         objects.namespace(vei.namespace),
         *([secret] if secret else []),
         manifests.gateway_deployment(testbed),
         *manifests.gateway_services(testbed),
+        *([external] if external else []),
         *([sink] if sink else []),
         *clients.vision_deployments(testbed),
         *clients.camera_deployments(testbed),

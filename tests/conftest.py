@@ -17,61 +17,42 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import NATS_SERVER, ROOT, free_port, stop_process, wait_for_port
+from testkit import ROOT, free_port, stop_process
+
+from workloads.vei import launch
 
 
 @pytest.fixture
 def nats_server_factory() -> Iterator[Callable[..., str]]:
-    """start_nats(extra_args=(), config=None, jetstream=True, port=None) -> URL. `config` is
-    nats-server config text (e.g. 'max_payload: 8MB'). Servers and their store dirs are removed at
+    """start_nats(extra_args=(), config=None, jetstream=True, port=None) -> URL, through the project's
+    one NATS launcher. `config` is nats-server config text (e.g. 'max_payload: 8MB'); the server
+    keeps NATS's own 1 MB max_payload otherwise. Servers and their store dirs are removed at
     teardown; `stop_nats(url)` kills one earlier (SIGKILL), e.g. to test failover."""
-    started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    from experiments.testbeds.nats import NatsServer, kill
+    from experiments.testbeds.nats import start_nats as launch
+    from experiments.testbeds.processes import Supervisor
 
-    def start_nats(extra_args: tuple[str, ...] = (), config: str | None = None, jetstream: bool = True,
-                   port: int | None = None) -> str:
-        store = tempfile.mkdtemp(prefix="vei-nats-")
-        args = [str(NATS_SERVER), "-a", "127.0.0.1", *(("-js", "-sd", store) if jetstream else ())]
-        if config is not None:
-            conf = Path(store) / "nats.conf"
-            conf.write_text(config)
-            args += ["-c", str(conf)]
-        for _attempt in range(3):  # a free port can be taken between probing and binding
-            chosen = port or free_port()
-            proc = subprocess.Popen([*args, "-p", str(chosen), *extra_args],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                wait_for_port(chosen, proc)
-            except RuntimeError:
-                continue
-            except BaseException:
-                stop_process(proc)
-                shutil.rmtree(store, ignore_errors=True)
-                raise
-            url = f"nats://127.0.0.1:{chosen}"
-            started[url] = (proc, store)
-            return url
-        shutil.rmtree(store, ignore_errors=True)
-        raise RuntimeError("nats-server did not start (3 attempts)")
+    started: dict[str, NatsServer] = {}
+    with Supervisor(handle_signals=False) as sup:
 
-    def stop_nats(url: str) -> None:
-        proc, _store = started[url]
-        proc.kill()
-        proc.wait()
+        def start_nats(extra_args: tuple[str, ...] = (), config: str | None = None, jetstream: bool = True,
+                       port: int | None = None) -> str:
+            server = launch(sup, name=f"nats-{len(started)}", jetstream=jetstream, extra=config or "",
+                            port=port, max_payload=None, extra_args=extra_args)
+            started[server.url] = server
+            return server.url
 
-    start_nats.stop = stop_nats  # type: ignore[attr-defined]
-    yield start_nats
-    for proc, store in started.values():
-        stop_process(proc)
-        shutil.rmtree(store, ignore_errors=True)
+        def stop_nats(url: str) -> None:
+            kill(sup, started[url])
+
+        start_nats.stop = stop_nats  # type: ignore[attr-defined]
+        yield start_nats
 
 
 @pytest.fixture
@@ -131,9 +112,9 @@ def gateway_process(nats_server: str) -> Iterator[Callable[..., tuple[subprocess
     def spawn(*extra_args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
         address = f"127.0.0.1:{port}"
+        spec = launch.gateway(listen=address, nats_urls=[nats_server], clouds=())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workloads.vei.gateway", "--listen", address, "--nats-url", nats_server,
-             *extra_args],
+            [*spec.argv(), *extra_args],
             cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append(proc)
         return proc, address

@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from experiments.local.nats import nats_server_binary
-from experiments.local.ports import free_port, port_open, wait_until
+from experiments.testbeds.nats import nats_server_binary
+from experiments.testbeds.ports import free_port, port_open, wait_until
 
 __all__ = [
     "NATS_SERVER", "ROOT", "CuttableProxy", "free_port", "stop_process", "wait_for_port", "wait_serving",

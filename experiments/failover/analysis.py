@@ -12,21 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workloads.vei.records import SinkRecord
+
 NS = 1_000_000_000
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """One line of the sink output: a frame's result reached the cloud sink."""
-
-    camera_id: str
-    frame_id: str
-    created_ns: int
-    sink_ns: int
-
-    @property
-    def latency_ms(self) -> float:
-        return (self.sink_ns - self.created_ns) / 1e6
+# One sink line: a frame's result reached the cloud sink (the one record reader's type).
+Delivered = SinkRecord
 
 
 @dataclass(frozen=True)

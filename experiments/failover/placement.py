@@ -1,4 +1,4 @@
-"""Where the replicas run: 3 NATS servers, 3 gateways and 3 vision apps over N nodes.
+"""The seven failure scenarios and where the replicas run for each: 3 NATS, 3 gateways, 3 vision apps.
 
 The thesis (Fig. 3.5) ran one replica of each component per node, on different nodes, and failed
 the node that held the set under study. One fixed placement of 3+3+3 replicas cannot hold all seven
@@ -11,15 +11,9 @@ replicas of one component on the same node (as anti-affinity would do in Kuberne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from experiments.failover.netns import Node
-
-NATS = "nats"
-GATEWAY = "gateway"
-VISION = "vision"
-COMPONENTS: tuple[str, ...] = (NATS, GATEWAY, VISION)
-REPLICAS = 3
+from experiments.testbeds.base import GATEWAY, NATS, VISION
+from experiments.testbeds.placement import REPLICAS, Placement, PlacementError, place
 
 # The thesis's seven single-node failure scenarios, by the set of components on the failed node.
 SCENARIOS: dict[str, frozenset[str]] = {
@@ -45,24 +39,6 @@ THESIS_OUTAGE_S: dict[str, float | None] = {
 }
 
 
-class PlacementError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Placement:
-    scenario: str
-    nodes: tuple[Node, ...]
-    target: Node
-    components: dict[str, frozenset[str]]  # node name -> components on it
-
-    def nodes_with(self, component: str) -> list[Node]:
-        return [n for n in self.nodes if component in self.components[n.name]]
-
-    def describe(self) -> dict[str, list[str]]:
-        return {n.name: sorted(self.components[n.name]) for n in self.nodes}
-
-
 def parse_scenarios(value: str) -> list[str]:
     """A scenario name, a comma-separated list, or `every` for all seven.
 
@@ -77,24 +53,11 @@ def parse_scenarios(value: str) -> list[str]:
     return names
 
 
-def place(scenario: str, nodes: Sequence[Node]) -> Placement:
+def placement_for(scenario: str, nodes: Sequence[str]) -> Placement:
+    """The failed node (the first) holds exactly the scenario's set; the rest spread over the others."""
     if scenario not in SCENARIOS:
         raise PlacementError(f"unknown scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
-    wanted = SCENARIOS[scenario]
-    target, others = nodes[0], list(nodes[1:])
-    needed = max(REPLICAS - (1 if c in wanted else 0) for c in COMPONENTS)
-    if len(others) < needed:
-        raise PlacementError(
-            f"scenario {scenario!r} needs at least {needed + 1} nodes so that {REPLICAS} replicas of each "
-            f"component run on different nodes with only {sorted(wanted)} on the failed node; "
-            f"got --nodes {len(nodes)}")
-    placed: dict[str, set[str]] = {n.name: set() for n in nodes}
-    placed[target.name] = set(wanted)
-    for component in COMPONENTS:
-        count = REPLICAS - (1 if component in wanted else 0)
-        # Least loaded first, then lowest index: deterministic, and spreads replicas evenly.
-        chosen = sorted(others, key=lambda n: (len(placed[n.name]), n.index))[:count]
-        for node in chosen:
-            placed[node.name].add(component)
-    return Placement(scenario, tuple(nodes), target,
-                     {name: frozenset(comps) for name, comps in placed.items()})
+    try:
+        return place(nodes, REPLICAS, pinned={nodes[0]: SCENARIOS[scenario]})
+    except PlacementError as err:
+        raise PlacementError(f"scenario {scenario!r}: {err} (--nodes {len(nodes)})") from None

@@ -12,11 +12,12 @@ matplotlib.use("Agg")  # no display in CI or over SSH
 import matplotlib.pyplot as plt
 
 from experiments.failover import analysis
+from workloads.vei.records import SinkRecord
 
 NS = 1_000_000_000
 
 
-def plot_run(summary: dict[str, Any], delivered: Sequence[analysis.Delivered], path: Path) -> None:
+def plot_run(summary: dict[str, Any], delivered: Sequence[SinkRecord], path: Path) -> None:
     start = int(summary["stream_start_unix_ns"])
     unique = sorted(analysis.unique_deliveries(delivered), key=lambda d: d.created_ns)
     fig, ax = plt.subplots(figsize=(9, 4))

@@ -1,6 +1,6 @@
-"""One failover run: clean cluster, stream, baseline, fault, recovery, summary, plot.
+"""One failover run on a testbed: stream, baseline, fault, recovery, summary, plot.
 
-Timeline (all wall clock, shared by every namespace of this machine):
+Timeline (all wall clock on the operator's machine, where camera and sink run):
   stream start -> warmup_s -> baseline window (baseline_s) -> FAULT -> node back after down_for_s
   -> run on until the rolling p95 is within the threshold for margin_s (and the node has been back
   for margin_s), or until cap_s after the fault -> camera drains its unacked frames -> sink stops.
@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from experiments.failover import analysis, cleanup, netns
-from experiments.failover.cluster import CAMERA_ID, FAULTS, EmulatedCluster, FaultRecord
-from experiments.failover.placement import place
-from experiments.failover.records import SinkTail, read_json
+from experiments.failover import analysis
 from experiments.failover.summary import summarize, write_summary
-from experiments.local.supervisor import Child, Supervisor
+from experiments.runs.repeat import RunContext
+from experiments.testbeds.base import Testbed
+from experiments.testbeds.processes import Child
+from workloads.vei import launch
+from workloads.vei.records import SinkTail, read_status
 
 NS = 1_000_000_000
+CAMERA_ID = "cam-0"
+FAULTS = ("kill", "cut")
 
 
 @dataclass(frozen=True)
@@ -70,29 +71,19 @@ class RunAborted(RuntimeError):
     """A replica or client died on its own, so the run cannot measure anything meaningful."""
 
 
-def _python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
-
-
-def _start_root(sup: Supervisor, name: str, argv: list[str]) -> Child:
-    child = sup.start(name, argv, env={"PYTHONUNBUFFERED": "1"})
-    cleanup.remember_root_pid(child.pid)
-    return child
-
-
-def _sleep_watching(seconds: float, watched: list[Child], tail: SinkTail) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        _check_alive(watched)
-        tail.poll()
-        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-
-
-def _check_alive(watched: list[Child]) -> None:
-    for child in watched:
+def _check_alive(tb: Testbed, clients: list[Child]) -> None:
+    for child in [*clients, *tb.dead_system_processes()]:
         if not child.alive():
             raise RunAborted(f"{child.name} exited with code {child.popen.returncode}; "
                              f"its log ({child.log_path}):\n{child.log_tail()}")
+
+
+def _sleep_watching(seconds: float, tb: Testbed, clients: list[Child], tail: SinkTail) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _check_alive(tb, clients)
+        tail.poll()
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 def _recovered_for(tail: SinkTail, fault_ns: int, threshold_ms: float, cfg: RunConfig) -> float:
@@ -103,59 +94,52 @@ def _recovered_for(tail: SinkTail, fault_ns: int, threshold_ms: float, cfg: RunC
     return max(0.0, (time.time_ns() - fault_ns) / NS - rec)
 
 
-def run_once(cfg: RunConfig, scenario: str, fault: str, run_dir: Path) -> dict[str, Any]:
-    """Run one scenario/fault from a clean start; returns (and writes) its summary."""
-    cfg.validate()
-    if fault not in FAULTS:
-        raise ValueError(f"unknown --fault {fault!r}: use one of {', '.join(FAULTS)}")
-    placement = place(scenario, netns.make_nodes(cfg.nodes))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    sink_out = run_dir / "sink.jsonl"
+def run_once(cfg: RunConfig, scenario: str, fault: str, node: str, ctx: RunContext) -> dict[str, Any]:
+    """One scenario/fault on the testbed of `ctx`, failing `node`; returns (and writes) its summary."""
+    tb, run_dir = ctx.testbed, ctx.run_dir
     camera_csv = run_dir / "camera.csv"
     camera_status = run_dir / "camera-status.json"
-    for stale in (sink_out, camera_csv, camera_status, sink_out.with_name(sink_out.name + ".stats.json")):
-        stale.unlink(missing_ok=True)
-    with cleanup.session(placement.nodes), Supervisor(log_dir=run_dir / "logs") as sup:
-        cluster = EmulatedCluster(placement, sup, sup.temp_dir("failover"))
-        cluster.start()
-        sink = _start_root(sup, "sink", _python_module(
-            "workloads.vei.sink", "--nats-url", cluster.nats_urls, "--out", str(sink_out)))
-        stream_start_ns = time.time_ns()
-        camera = _start_root(sup, "camera", _python_module(
-            "workloads.vei.camera", "--gateway", cluster.gateway_endpoints, "--camera-id", CAMERA_ID,
-            "--fps", str(cfg.fps), "--frames", "0", "--frame-bytes", str(cfg.frame_bytes),
-            "--buffer-frames", str(cfg.buffer_frames), "--resend-after", str(cfg.resend_after_s),
-            "--drain-timeout", str(cfg.drain_timeout_s), "--records", str(camera_csv),
-            "--status-file", str(camera_status)))
-        tail = SinkTail(sink_out)
-        everyone = [sink, camera, *[c for kids in cluster.children.values() for c in kids]]
-        _sleep_watching(cfg.warmup_s + cfg.baseline_s, everyone, tail)
-        baseline_start_ns = stream_start_ns + int(cfg.warmup_s * NS)
-        fault_ns = time.time_ns()
-        base = analysis.baseline(tail.poll(), baseline_start_ns, fault_ns)
-        threshold = analysis.recovery_threshold_ms(base, cfg.recovery_factor, cfg.recovery_floor_ms)
+    sink = tb.start_sink(ctx.sink_out)
+    stream_start_ns = time.time_ns()
+    camera = tb.start_client("camera", launch.camera(
+        gateway=tb.endpoints.gateway_target, camera_id=CAMERA_ID, fps=cfg.fps, frames=0,
+        frame_bytes=cfg.frame_bytes, buffer_frames=cfg.buffer_frames, resend_after_s=cfg.resend_after_s,
+        drain_timeout_s=cfg.drain_timeout_s, records=camera_csv, status_file=camera_status))
+    tail = SinkTail(ctx.sink_out)
+    clients = [sink, camera]
+    with ctx.phase("warm-up"):
+        _sleep_watching(cfg.warmup_s, tb, clients, tail)
+    with ctx.phase("baseline"):
+        _sleep_watching(cfg.baseline_s, tb, clients, tail)
+    baseline_start_ns = stream_start_ns + int(cfg.warmup_s * NS)
+    fault_ns = time.time_ns()
+    base = analysis.baseline(tail.poll(), baseline_start_ns, fault_ns)
+    threshold = analysis.recovery_threshold_ms(base, cfg.recovery_factor, cfg.recovery_floor_ms)
 
-        record: FaultRecord = cluster.inject(fault)
-        survivors = [c for c in everyone if c not in cluster.children[placement.target.name]]
+    with ctx.phase("fault"):
+        record = tb.fail(node, fault, down_for_s=cfg.down_for_s)
         _sleep_watching(max(0.0, cfg.down_for_s - (time.time_ns() - record.injected_unix_ns) / NS),
-                        survivors, tail)
-        cluster.restore(record)
-        everyone = [sink, camera, *[c for kids in cluster.children.values() for c in kids]]
+                        tb, clients, tail)
+        tb.restore(record)
+    with ctx.phase("recovery"):
         back_ns = record.restored_unix_ns or time.time_ns()
         cap_ns = record.injected_unix_ns + int(cfg.cap_s * NS)
         while time.time_ns() < cap_ns:
-            _sleep_watching(0.5, everyone, tail)
+            _sleep_watching(0.5, tb, clients, tail)
             node_settled = (time.time_ns() - back_ns) / NS >= cfg.margin_s
-            pending = read_json(camera_status).get("unacked", 0)
+            pending = read_status(camera_status).get("unacked", 0)
             if node_settled and pending <= cfg.fps and \
                     _recovered_for(tail, record.injected_unix_ns, threshold, cfg) >= cfg.margin_s:
                 break
-        end_ns = time.time_ns()
+    end_ns = time.time_ns()
+    with ctx.phase("drain"):
         os.kill(camera.pid, signal.SIGUSR1)  # stop creating frames, drain what is unacked
         camera.popen.wait(cfg.drain_timeout_s + 10)
         time.sleep(0.5)  # results acked to the camera are already at the sink; this is for stray dups
-        sup.stop(sink)  # SIGTERM: the sink writes its stats file
-    summary = summarize(cfg, placement, record, run_dir, CAMERA_ID, stream_start_ns=stream_start_ns,
-                        baseline_start_ns=baseline_start_ns, end_ns=end_ns, base=base, threshold_ms=threshold)
+        tb.stop_client(sink)  # SIGTERM: the sink writes its stats file
+    components = next((n.components for n in tb.nodes if n.name == node), ())
+    summary = summarize(cfg, scenario, tb, record, components, run_dir, CAMERA_ID,
+                        stream_start_ns=stream_start_ns, baseline_start_ns=baseline_start_ns, end_ns=end_ns,
+                        base=base, threshold_ms=threshold)
     write_summary(summary, run_dir)
     return summary

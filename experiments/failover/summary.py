@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.failover import analysis
-from experiments.failover.cluster import FaultRecord
-from experiments.failover.placement import THESIS_OUTAGE_S, Placement
-from experiments.failover.records import read_json, read_sink, sent_frame_ids
+from experiments.failover.placement import THESIS_OUTAGE_S
+from experiments.testbeds.base import FaultRecord, Testbed
+from workloads.vei.records import read_camera_csv, read_sink, read_status, sent_frame_ids, sink_stats
 
 if TYPE_CHECKING:
     from experiments.failover.run import RunConfig
@@ -32,13 +32,13 @@ def targets_met(summary: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir: Path, camera_id: str, *,
-              stream_start_ns: int, baseline_start_ns: int, end_ns: int, base: analysis.Baseline,
-              threshold_ms: float) -> dict[str, Any]:
+def summarize(cfg: RunConfig, scenario: str, tb: Testbed, fault: FaultRecord, components: tuple[str, ...],
+              run_dir: Path, camera_id: str, *, stream_start_ns: int, baseline_start_ns: int, end_ns: int,
+              base: analysis.Baseline, threshold_ms: float) -> dict[str, Any]:
     delivered = read_sink(run_dir / "sink.jsonl")
-    camera = read_json(run_dir / "camera-status.json")
-    sink_stats = read_json(run_dir / "sink.jsonl.stats.json")
-    sent = sent_frame_ids(camera_id, int(camera.get("sent", 0)), run_dir / "camera.csv")
+    camera = read_status(run_dir / "camera-status.json")
+    stats = sink_stats(run_dir / "sink.jsonl")
+    sent = sent_frame_ids(camera_id, int(camera.get("sent", 0)), read_camera_csv(run_dir / "camera.csv"))
     lost = analysis.lost(sent, delivered)
     unique = analysis.unique_deliveries(delivered)
     # Startup (connecting, first subscriptions) is not part of the experiment: gaps count from the
@@ -53,12 +53,13 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
         return None if ns is None else round((ns - stream_start_ns) / NS, 3)
 
     summary: dict[str, Any] = {
-        "scenario": placement.scenario,
+        "scenario": scenario,
         "fault": fault.kind,
         "node": fault.node,
-        "node_components": sorted(placement.components[fault.node]),
-        "placement": placement.describe(),
-        "nodes": len(placement.nodes),
+        "node_components": sorted(components),
+        "placement": {n.name: list(n.components) for n in tb.nodes},
+        "nodes": len(tb.nodes),
+        "testbed": tb.kind,
         "fps": cfg.fps,
         "frame_bytes": cfg.frame_bytes,
         "down_for_s": cfg.down_for_s,
@@ -76,7 +77,7 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
         "lost": len(lost),
         "lost_ids": [fid for _, fid in lost[:20]],
         "duplicates_delivered": analysis.duplicates_delivered(delivered),
-        "duplicates_suppressed": sink_stats.get("duplicates"),
+        "duplicates_suppressed": stats.get("duplicates"),
         "camera_dropped_overflow": camera.get("dropped_overflow"),
         "camera_resent": camera.get("resent"),
         "camera_reconnects": camera.get("reconnects"),
@@ -89,7 +90,7 @@ def summarize(cfg: RunConfig, placement: Placement, fault: FaultRecord, run_dir:
         "baseline_frames": base.frames,
         "baseline_p50_ms": round(base.p50_ms, 3),
         "baseline_p95_ms": round(base.p95_ms, 3),
-        "thesis_outage_s": THESIS_OUTAGE_S[placement.scenario],
+        "thesis_outage_s": THESIS_OUTAGE_S.get(scenario),
     }
     summary["targets_met"] = targets_met(summary)
     return summary

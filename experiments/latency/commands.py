@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from experiments.latency.config import ConfigError, LatencyConfig, ThroughputConfig, default_out
-from experiments.local.supervisor import Interrupted
+from experiments.latency.run import SystemDied
+from experiments.testbeds.base import TestbedError
+from experiments.testbeds.journal import BusyError
+from experiments.testbeds.processes import Interrupted
 
 console = Console(stderr=True)
+
+
+TARGET_HELP = "testbed: local, emulated[:N], fleet[:N], stack:NAME or a stack name"
+REBUILD_HELP = "each-run (fresh testbed per run), once, or never (a deployed stack as it is)"
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -20,12 +29,27 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _guarded(run: Callable[[], T]) -> T:
+    """Map a run's failures to exit codes: 2 bad options, 130 interrupted, 1 the run failed."""
+    try:
+        return run()
+    except ConfigError as err:
+        raise _fail(str(err), 2) from None
+    except Interrupted as err:
+        raise _fail(f"{err}: stopped every process and removed the temp dirs", 130) from None
+    except (TestbedError, SystemDied, BusyError) as err:
+        raise _fail(str(err), 1) from None
+
+
 def latency_command(
     frames: Annotated[int, typer.Option(help="frames to stream")] = 1000,
     fps: Annotated[float, typer.Option(help="frames per second (open-loop)")] = 10.0,
     frame_bytes: Annotated[int, typer.Option(help="synthetic frame size in bytes")] = 24 * 1024,
     out: Annotated[Path | None, typer.Option(help="results folder [default: results/latency-<time>]")] = None,
-    target: Annotated[str, typer.Option(help="`local` (processes here) or a stack name")] = "local",
+    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "local",
+    repeat: Annotated[int, typer.Option(help="runs, each from a clean start")] = 1,
+    rebuild: Annotated[str, typer.Option(help=REBUILD_HELP)] = "each-run",
+    quiet_s: Annotated[float, typer.Option(help="quiescent window before streaming (s)")] = 10.0,
     floor_frames: Annotated[int | None, typer.Option(help="floor samples [default: min(frames,300)]")] = None,
     processing_ms: Annotated[float, typer.Option(help="vision app's emulated processing time")] = 0.0,
     throughput: Annotated[bool, typer.Option("--throughput", help="run the throughput ramp instead")] = False,
@@ -33,26 +57,28 @@ def latency_command(
 ) -> None:
     """Latency of the baseline system: camera -> gateway -> NATS -> vision -> cloud sink."""
     if throughput:
-        throughput_command(frame_bytes=frame_bytes, out=out, target=target, progress=progress)
+        throughput_command(frame_bytes=frame_bytes, out=out, target=target, repeat=repeat, rebuild=rebuild,
+                           quiet_s=quiet_s, progress=progress)
         return
     from experiments.latency.run import run_latency
 
     cfg = LatencyConfig(frames=frames, fps=fps, frame_bytes=frame_bytes, out=out or default_out("latency"),
-                        target=target, floor_frames=floor_frames, processing_ms=processing_ms,
-                        progress=progress)
-    try:
-        summary = run_latency(cfg, console)
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
-    except Interrupted as err:
-        raise _fail(f"{err}: stopped every process and removed the temp dirs", 130) from None
+                        target=target, repeat=repeat, rebuild=rebuild, quiet_s=quiet_s,
+                        floor_frames=floor_frames, processing_ms=processing_ms, progress=progress)
+    summaries = _guarded(lambda: run_latency(cfg, console))
     keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "frames_sent", "frames_received", "lost",
-            "cpu_ms_per_frame", "floor_p50_ms", "floor_p95_ms", "floor_ratio_p50")
-    print(json.dumps({k: summary[k] for k in keys}))
+            "floor_p50_ms", "floor_p95_ms", "floor_ratio_p50")
     verdict = {True: "[green]ok[/green]", False: "[red]missed[/red]"}
-    targets = "  ".join(f"{name} {t['value']} (≤ {t['limit']}) {verdict[t['ok']]}"
-                        for name, t in summary["targets"].items())
-    console.print(f"targets (issue 2; 10 fps, 24 KB, 2 cores): {targets}")
+    for summary in summaries:
+        cpu = (summary.get("cpu") or {}).get("total") or {}
+        print(json.dumps({**{k: summary[k] for k in keys},
+                          "quiescent_cores": cpu.get("quiescent_cores"),
+                          "streaming_cores": cpu.get("streaming_cores"),
+                          "marginal_cpu_ms_per_frame": cpu.get("marginal_ms_per_frame")}))
+        if summary["targets"]:
+            targets = "  ".join(f"{name} {t['value']} (≤ {t['limit']}) {verdict[t['ok']]}"
+                                for name, t in summary["targets"].items())
+            console.print(f"targets (10 fps, 24 KB frames, 2-core reference machine): {targets}")
     console.print(f"results: {cfg.out}")
 
 
@@ -63,7 +89,10 @@ def throughput_command(
     frame_bytes: Annotated[int, typer.Option(help="frame size in bytes")] = 24 * 1024,
     p95_limit_ms: Annotated[float, typer.Option(help="sustained: p95 <= this, 0 lost")] = 100.0,
     out: Annotated[Path | None, typer.Option(help="results folder [default: results/throughput-*]")] = None,
-    target: Annotated[str, typer.Option(help="`local` or a stack name")] = "local",
+    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "local",
+    repeat: Annotated[int, typer.Option(help="runs, each from a clean start")] = 1,
+    rebuild: Annotated[str, typer.Option(help=REBUILD_HELP)] = "each-run",
+    quiet_s: Annotated[float, typer.Option(help="quiescent window before the ramp (s)")] = 10.0,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Raise the frame rate step by step; report the highest rate sustained with p95 <= limit, 0 lost."""
@@ -75,14 +104,9 @@ def throughput_command(
         raise _fail(f"--rates must be numbers separated by commas (got {rates!r})", 2) from None
     cfg = ThroughputConfig(rates=parsed, step_s=step_seconds, frame_bytes=frame_bytes,
                            p95_limit_ms=p95_limit_ms, out=out or default_out("throughput"), target=target,
-                           progress=progress)
-    try:
-        summary = run_throughput(cfg, console)
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
-    except Interrupted as err:
-        raise _fail(f"{err}: stopped every process and removed the temp dirs", 130) from None
-    print(json.dumps({k: summary[k] for k in ("max_sustained_fps", "p95_limit_ms", "frame_bytes")}))
+                           repeat=repeat, rebuild=rebuild, quiet_s=quiet_s, progress=progress)
+    for summary in _guarded(lambda: run_throughput(cfg, console)):
+        print(json.dumps({k: summary[k] for k in ("max_sustained_fps", "p95_limit_ms", "frame_bytes")}))
     console.print(f"results: {cfg.out}")
 
 

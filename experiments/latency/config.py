@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-# The gateway's default image limit. The local nats-server is started with a larger max_payload so
+from experiments.runs.repeat import REBUILD_POLICIES
+from experiments.testbeds import TargetSpec, TestbedError, parse_target
+
+# The gateway's default image limit. The testbeds start nats-server with a larger max_payload so
 # this, not NATS's 1 MB default, is the limit that applies.
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 LOCAL_TARGET = "local"
@@ -16,19 +20,50 @@ class ConfigError(ValueError):
     """A bad option; the message names it and the fix."""
 
 
+@dataclass
+class CommonRunOptions:
+    """Where and how often an experiment runs (every experiment takes these)."""
+
+    target: str = LOCAL_TARGET
+    repeat: int = 1
+    rebuild: str = "each-run"
+
+    def target_spec(self) -> TargetSpec:
+        try:
+            return parse_target(self.target)
+        except TestbedError as err:
+            raise ConfigError(str(err)) from None
+
+    def run_problems(self) -> list[str]:
+        problems = []
+        if self.repeat < 1:
+            problems.append(f"--repeat must be >= 1 (got {self.repeat})")
+        if self.rebuild not in REBUILD_POLICIES:
+            problems.append(f"--rebuild must be one of {', '.join(REBUILD_POLICIES)} (got {self.rebuild!r})")
+        elif self.rebuild == "never" and self.target_spec().kind != "stack":
+            problems.append("--rebuild never uses an already deployed Pulumi stack; local, emulated and "
+                            "fleet testbeds are built for the run: use each-run or once")
+        return problems
+
+
+def resolved(cfg: Any) -> dict[str, Any]:
+    """A config as JSON-safe data for run.json."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+
+
 def default_out(kind: str) -> Path:
     return Path("results") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 @dataclass
-class LatencyConfig:
+class LatencyConfig(CommonRunOptions):
     frames: int = 1000
     fps: float = 10.0
     frame_bytes: int = 24 * 1024
     out: Path = field(default_factory=lambda: default_out("latency"))
-    target: str = LOCAL_TARGET
     floor_frames: int | None = None    # None: min(frames, 300) - see floor_samples()
     processing_ms: float = 0.0
+    quiet_s: float = 10.0              # quiescent window before streaming (CPU with nothing to do)
     camera_id: str = "cam-0"
     progress: bool = True
 
@@ -38,8 +73,7 @@ class LatencyConfig:
         return self.floor_frames if self.floor_frames is not None else min(self.frames, 300)
 
     def validate(self) -> None:
-        check_target(self.target)
-        problems = []
+        problems = self.run_problems()
         if self.frames <= 0:
             problems.append(f"--frames must be > 0 (got {self.frames})")
         if not self.fps > 0:
@@ -49,24 +83,25 @@ class LatencyConfig:
             problems.append(f"--floor-frames must be > 0 (got {self.floor_frames})")
         if self.processing_ms < 0:
             problems.append(f"--processing-ms must be >= 0 (got {self.processing_ms})")
+        if self.quiet_s < 0:
+            problems.append(f"--quiet-s must be >= 0 (got {self.quiet_s})")
         problems += out_problems(self.out)
         if problems:
             raise ConfigError("; ".join(problems))
 
 
 @dataclass
-class ThroughputConfig:
+class ThroughputConfig(CommonRunOptions):
     rates: list[float] = field(default_factory=lambda: [100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000])
     step_s: float = 5.0
     frame_bytes: int = 24 * 1024
     p95_limit_ms: float = 100.0
     out: Path = field(default_factory=lambda: default_out("throughput"))
-    target: str = LOCAL_TARGET
+    quiet_s: float = 10.0
     progress: bool = True
 
     def validate(self) -> None:
-        check_target(self.target)
-        problems = []
+        problems = self.run_problems()
         if not self.rates or any(not r > 0 for r in self.rates):
             problems.append(f"--rates must be positive frames/s (got {self.rates})")
         elif self.rates != sorted(self.rates):
@@ -75,18 +110,12 @@ class ThroughputConfig:
             problems.append(f"--step-seconds must be > 0 (got {self.step_s})")
         if not self.p95_limit_ms > 0:
             problems.append(f"--p95-limit-ms must be > 0 (got {self.p95_limit_ms})")
+        if self.quiet_s < 0:
+            problems.append(f"--quiet-s must be >= 0 (got {self.quiet_s})")
         problems += frame_bytes_problems(self.frame_bytes)
         problems += out_problems(self.out)
         if problems:
             raise ConfigError("; ".join(problems))
-
-
-def check_target(target: str) -> None:
-    if target != LOCAL_TARGET:
-        raise ConfigError(
-            f"target {target!r}: not implemented yet: deploy the stack with `pulumi up --stack {target}` and "
-            "measure it with the camera client against its gateway Service; "
-            f"only --target {LOCAL_TARGET} runs here")
 
 
 def frame_bytes_problems(frame_bytes: int) -> list[str]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from workloads.vei.records import SinkRecord, first_per_frame, read_camera_csv
 
 RECORD_FIELDS = ["frame_id", "created_unix_ns", "gateway_in_unix_ns", "vision_done_unix_ns",
                  "cloud_arrival_unix_ns", "latency_ms", "camera_to_gateway_ms", "gateway_to_vision_ms",
@@ -39,32 +40,18 @@ class FrameRecord:
                 ms(self.vision_done_ns, self.cloud_ns), self.attempts]
 
 
-def read_sink(path: Path, frame_prefix: str = "") -> dict[str, dict[str, Any]]:
-    """First accepted result per frame id (the sink already de-duplicates; this keeps it safe)."""
-    results: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return results
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            frame_id = rec.get("frameId", "")
-            if frame_id.startswith(frame_prefix) and frame_id not in results:
-                results[frame_id] = rec
-    return results
-
-
-def join_records(camera_csv: Path, sink: dict[str, dict[str, Any]]) -> list[FrameRecord]:
-    """Every frame the camera created, in creation order, with what the sink saw of it."""
+def join_records(camera_csv: Path, sink: Sequence[SinkRecord], frame_prefix: str = "") -> list[FrameRecord]:
+    """Every frame the camera created, in creation order, with the first arrival the sink saw of it."""
+    arrived = first_per_frame(sink, frame_prefix)
     records: list[FrameRecord] = []
-    with camera_csv.open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            rec = FrameRecord(row["frame_id"], int(row["created_unix_ns"]), int(row["attempts"] or 0))
-            res = sink.get(rec.frame_id)
-            if res is not None:
-                rec.gateway_in_ns = int(res.get("gatewayInUnixNs") or 0) or None
-                rec.vision_done_ns = int(res.get("visionDoneUnixNs") or 0) or None
-                rec.cloud_ns = int(res["sinkUnixNs"])
-            records.append(rec)
+    for row in read_camera_csv(camera_csv):
+        rec = FrameRecord(row.frame_id, row.created_ns, row.attempts)
+        res = arrived.get(rec.frame_id)
+        if res is not None:
+            rec.gateway_in_ns = res.gateway_in_ns
+            rec.vision_done_ns = res.vision_done_ns
+            rec.cloud_ns = res.sink_ns
+        records.append(rec)
     records.sort(key=lambda r: r.created_ns)
     return records
 

@@ -1,7 +1,9 @@
-"""`edgerig run latency` on the local target: N frames at F fps through the baseline system.
+"""`edgerig run latency`: N frames at F fps through the VEI pipeline of a testbed.
 
-camera -> gateway -> NATS -> vision app -> gateway -> local sink, each a separate process. Everything
-is started fresh for the run and stopped at its end, on an error, or on Ctrl-C.
+camera -> gateway -> NATS -> vision app -> gateway -> local sink. The testbed runs the system; this
+module starts the sink and the camera through it (on the operator's machine, one clock for both),
+measures a quiescent window, streams, measures the floor (a bare NATS hop with the same payload,
+against the same NATS, in the same run) and writes records, summary and plot.
 """
 
 from __future__ import annotations
@@ -10,55 +12,52 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from experiments.latency.config import LatencyConfig
+from experiments.latency.config import LatencyConfig, resolved
 from experiments.latency.floor import measure_floor
-from experiments.latency.report import (
-    join_records,
-    percentiles,
-    plot_cdf,
-    read_sink,
-    stage_medians,
-    write_records,
-)
-from experiments.latency.system import Baseline, camera_argv, start_baseline
-from experiments.local.supervisor import Child, Supervisor
+from experiments.latency.report import join_records, percentiles, plot_cdf, stage_medians, write_records
+from experiments.resources.meter import ProcessMeter, Sample, cpu_report
+from experiments.runs.repeat import RunContext, RunPlan, run_repeated
+from experiments.testbeds.base import SystemSpec, Testbed
+from experiments.testbeds.processes import Child
+from workloads.vei import launch
+from workloads.vei.records import read_sink, read_status, sink_stats
 
-# Targets of issue 2 (10 fps, 24 KB, 2 cores); reported as pass/fail next to the numbers.
-TARGETS = {"p50_ms": 3.0, "p95_ms": 8.0, "lost": 0, "floor_ratio_p50": 5.0, "cpu_ms_per_frame": 1.5}
-
-
-def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
-    out = {}
-    for name, proc in procs.items():
-        times = proc.cpu_times()
-        out[name] = times.user + times.system
-    return out
+# Targets at 10 fps, 24 KB frames on the 2-core reference machine; reported as pass/fail beside the
+# figures. CPU is the marginal cost of a frame (streaming minus quiescent, per frame).
+TARGETS = {"p50_ms": 3.0, "p95_ms": 8.0, "lost": 0, "floor_ratio_p50": 5.0,
+           "cpu.total.marginal_ms_per_frame": 2.0, "cpu.total.quiescent_cores": 0.01}
+METRICS = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "lost", "floor_p50_ms", "floor_ratio_p50",
+           "cpu.total.quiescent_cores", "cpu.total.streaming_cores", "cpu.total.marginal_ms_per_frame")
 
 
-def read_status(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-    except (OSError, ValueError):
-        return {}
+class SystemDied(RuntimeError):
+    """A process of the system under test exited during a run: nothing it measured is meaningful."""
 
 
-def stream_camera(sup: Supervisor, name: str, argv: list[str], status: Path, frames: int, timeout_s: float,
+def check_system(tb: Testbed) -> None:
+    dead = tb.dead_system_processes()
+    if dead:
+        c = dead[0]
+        raise SystemDied(f"{c.name} exited with code {c.popen.returncode} during the run; its log "
+                         f"({c.log_path}):\n{c.log_tail()}")
+
+
+def stream_camera(tb: Testbed, name: str, spec: launch.Launch, status: Path, frames: int, timeout_s: float,
                   progress: Progress | None, label: str) -> tuple[Child, dict[str, Any]]:
-    """Run the camera to its end, showing acked frames; returns its final stats."""
-    camera = sup.start(name, argv)
+    """Run a camera to its end through the testbed, showing acked frames; returns its final stats.
+    Stops at once, naming the process, when a system process dies on the way."""
+    camera = tb.start_client(name, spec)
     task = progress.add_task(label, total=frames) if progress else None
     deadline = time.monotonic() + timeout_s
     while camera.alive():
+        check_system(tb)
         if time.monotonic() > deadline:
             raise TimeoutError(f"the camera did not finish within {timeout_s:.0f} s; log: {camera.log_path}")
         if progress is not None and task is not None:
@@ -66,6 +65,7 @@ def stream_camera(sup: Supervisor, name: str, argv: list[str], status: Path, fra
             progress.update(task, completed=st.get("acked", 0),
                             description=f"{label} (sent {st.get('sent', 0)})")
         time.sleep(0.2)
+    check_system(tb)
     stats = read_status(status)
     if progress is not None and task is not None:
         progress.update(task, completed=stats.get("acked", 0),
@@ -75,6 +75,7 @@ def stream_camera(sup: Supervisor, name: str, argv: list[str], status: Path, fra
                            f"its log ({camera.log_path}):\n{camera.log_tail()}")
     if stats.get("error"):
         raise RuntimeError(f"the camera gave up: {stats['error']}")
+    tb.stop_client(camera)
     return camera, stats
 
 
@@ -85,85 +86,112 @@ def make_progress(console: Console, enabled: bool) -> Progress | None:
                     console=console, transient=False)
 
 
-def run_latency(cfg: LatencyConfig, console: Console | None = None) -> dict[str, Any]:
+def meter_for(tb: Testbed, sink: Child) -> ProcessMeter:
+    """The system's processes per component, plus the sink: what a frame costs the whole pipeline.
+    A testbed whose system runs elsewhere (a stack) has none here: its CPU comes from Prometheus
+    (`edgerig run resources`), so the meter then measures nothing."""
+    procs = tb.system_processes()
+    return ProcessMeter({**procs, "sink": [sink.pid]} if procs else {})
+
+
+def quiet_window(meter: ProcessMeter, seconds: float) -> tuple[Sample, Sample]:
+    first = meter.sample()
+    time.sleep(seconds)
+    return first, meter.sample()
+
+
+def plan_for(cfg: LatencyConfig) -> RunPlan:
+    return RunPlan(experiment="latency", target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
+                   system=SystemSpec(camera_ids=(cfg.camera_id,), processing_ms=cfg.processing_ms),
+                   repeat=cfg.repeat, rebuild=cfg.rebuild, metrics=METRICS)
+
+
+def run_latency(cfg: LatencyConfig, console: Console | None = None) -> list[dict[str, Any]]:
+    """Every run's summary (one per --repeat)."""
     cfg.validate()
     console = console or Console(stderr=True)
-    out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
-    with Supervisor(log_dir=out / "logs") as sup:
-        work = sup.temp_dir("latency")
-        console.print(f"starting nats-server, sink, gateway, vision app (logs in {out / 'logs'})")
-        base = start_baseline(sup, work, out / "sink.jsonl", cfg.camera_id, cfg.processing_ms)
-        procs = {name: psutil.Process(child.pid) for name, child in base.measured().items()}
-        load_before = os.getloadavg()
-        cpu0, t0 = cpu_seconds(procs), time.monotonic()
-        status = work / "camera-status.json"
-        argv = camera_argv(base.gateway_address, cfg.camera_id, cfg.frames, cfg.fps, cfg.frame_bytes,
-                           out / "camera.csv", status)
-        progress = make_progress(console, cfg.progress)
-        with progress if progress is not None else contextlib.nullcontext():
-            _, cam = stream_camera(sup, "camera", argv, status, cfg.frames, cfg.frames / cfg.fps + 60,
-                                   progress, f"{cfg.frames} frames at {cfg.fps:g} fps")
-        cpu1, window_s = cpu_seconds(procs), time.monotonic() - t0
-        console.print(f"measuring the floor: {cfg.floor_samples()} bare NATS hops at {cfg.fps:g}/s")
-        nats_cpu0 = cpu_seconds({"nats": procs["nats-server"]})["nats"]
-        floor = asyncio.run(measure_floor(base.nats.url, cfg.floor_samples(), cfg.fps, cfg.frame_bytes))
-        # What one bare hop costs the NATS server: context for the pipeline's CPU per frame.
-        floor_nats_ms = (cpu_seconds({"nats": procs["nats-server"]})["nats"] - nats_cpu0) * 1000
-        sup.stop(base.sink)  # writes sink.jsonl.stats.json (accepted, duplicates)
-        load_after = os.getloadavg()
-        summary = summarize(cfg, base, cam, cpu0, cpu1, window_s, floor, floor_nats_ms,
-                            (load_before, load_after))
+    return run_repeated(plan_for(cfg), lambda ctx: run_once(cfg, ctx), console)
+
+
+def run_once(cfg: LatencyConfig, ctx: RunContext) -> dict[str, Any]:
+    tb, out = ctx.testbed, ctx.run_dir
+    sink = tb.start_sink(ctx.sink_out)
+    meter = meter_for(tb, sink)
+    load_before = os.getloadavg()
+    with ctx.phase("quiescent"):
+        ctx.console.print(f"quiescent window: {cfg.quiet_s:g} s with nothing streaming")
+        quiet = quiet_window(meter, cfg.quiet_s)
+    status = out / "camera-status.json"
+    spec = launch.camera(gateway=tb.endpoints.gateway_target, camera_id=cfg.camera_id, frames=cfg.frames,
+                         fps=cfg.fps, frame_bytes=cfg.frame_bytes, records=out / "camera.csv",
+                         status_file=status, drain_timeout_s=10.0)
+    progress = make_progress(ctx.console, cfg.progress)
+    with ctx.phase("stream"), progress if progress is not None else contextlib.nullcontext():
+        s0 = meter.sample()
+        _, cam = stream_camera(tb, "camera", spec, status, cfg.frames, cfg.frames / cfg.fps + 60, progress,
+                               f"{cfg.frames} frames at {cfg.fps:g} fps")
+        s1 = meter.sample()
+    with ctx.phase("floor"):
+        ctx.console.print(f"measuring the floor: {cfg.floor_samples()} bare NATS hops at {cfg.fps:g}/s")
+        nats_before = meter.sample()
+        floor = asyncio.run(measure_floor(tb.endpoints.nats_urls[0], cfg.floor_samples(), cfg.fps,
+                                          cfg.frame_bytes))
+        nats_after = meter.sample()
+    check_system(tb)
+    tb.stop_client(sink)  # SIGTERM: the sink writes its stats file
+    cpu = cpu_report(quiet, (s0, s1), cfg.fps, cfg.frames) if meter.components else None
+    summary = summarize(cfg, ctx, cam, cpu, floor,
+                        floor_nats_ms=(nats_after.cpu_s.get("nats", 0.0)
+                                       - nats_before.cpu_s.get("nats", 0.0)) * 1000,
+                        load=(load_before, os.getloadavg()))
     return summary
 
 
-def summarize(cfg: LatencyConfig, base: Baseline, cam: dict[str, Any], cpu0: dict[str, float],
-              cpu1: dict[str, float], window_s: float, floor: list[float], floor_nats_ms: float,
+def summarize(cfg: LatencyConfig, ctx: RunContext, cam: dict[str, Any], cpu: dict[str, Any] | None,
+              floor: list[float], floor_nats_ms: float,
               load: tuple[tuple[float, ...], tuple[float, ...]]) -> dict[str, Any]:
-    out = cfg.out
-    records = join_records(out / "camera.csv", read_sink(base.sink_out))
+    out = ctx.run_dir
+    records = join_records(out / "camera.csv", read_sink(ctx.sink_out))
     write_records(out / "records.csv", records)
     latencies = [r.latency_ms for r in records if r.latency_ms is not None]
-    sink_stats = read_status(base.sink_out.with_name(base.sink_out.name + ".stats.json"))
-    sent = len(records)
-    received = len(latencies)
-    cpu = {name: round((cpu1[name] - cpu0[name]) * 1000, 1) for name in cpu0}
-    floor_nats_cpu = round(floor_nats_ms / len(floor), 3) if floor else None
+    sent, received = len(records), len(latencies)
     fl = percentiles(floor)
     summary: dict[str, Any] = {
         **percentiles(latencies),
         "frames_sent": sent, "frames_received": received, "lost": sent - received,
-        "duplicates_at_sink": sink_stats.get("duplicates"),
+        "duplicates_at_sink": sink_stats(ctx.sink_out).get("duplicates"),
         "camera": {k: cam.get(k) for k in ("sent", "acked", "resent", "dropped_overflow", "unacked",
                                            "reconnects", "error_acks", "late_sends")},
-        # The client's own cost, not part of cpu_ms_per_frame (which is the system's).
+        # The client's own cost, not part of the system's.
         "camera_cpu_ms_per_frame": round(cam.get("cpu_ms", 0.0) / sent, 3) if sent else None,
-        "cpu_ms_per_frame": round(sum(cpu.values()) / sent, 3) if sent else None,
-        "cpu_ms_total": cpu, "stream_window_s": round(window_s, 2),
+        "cpu": cpu,
         "floor_p50_ms": fl["p50_ms"], "floor_p95_ms": fl["p95_ms"], "floor_samples": len(floor),
         "floor_lost": cfg.floor_samples() - len(floor),
-        "floor_nats_cpu_ms_per_msg": floor_nats_cpu,
+        "floor_nats_cpu_ms_per_msg": round(floor_nats_ms / len(floor), 3) if floor and cpu else None,
         **stage_medians(records),
         "config": {"frames": cfg.frames, "fps": cfg.fps, "frame_bytes": cfg.frame_bytes,
-                   "processing_ms": cfg.processing_ms, "target": cfg.target},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "loadavg_before": [round(x, 2) for x in load[0]],
-                    "loadavg_after": [round(x, 2) for x in load[1]]},
+                   "processing_ms": cfg.processing_ms, "quiet_s": cfg.quiet_s, "target": cfg.target},
+        "testbed": ctx.testbed.kind,
+        "loadavg_before": [round(x, 2) for x in load[0]], "loadavg_after": [round(x, 2) for x in load[1]],
     }
     p50, fp50 = summary["p50_ms"], summary["floor_p50_ms"]
     p95, fp95 = summary["p95_ms"], summary["floor_p95_ms"]
     summary["floor_ratio_p50"] = round(p50 / fp50, 2) if p50 is not None and fp50 else None
     summary["floor_ratio_p95"] = round(p95 / fp95, 2) if p95 is not None and fp95 else None
-    summary["targets"] = check_targets(summary)
+    # The targets are the local baseline's (one process each on the 2-core reference machine).
+    summary["targets"] = check_targets(summary) if cpu and ctx.testbed.kind == "local" else {}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_cdf(out / "latency_cdf.png", latencies, floor,
-             f"Latency CDF, baseline system ({received} frames at {cfg.fps:g} FPS, {cfg.frame_bytes} B)")
+             f"Latency CDF, {ctx.testbed.kind} testbed ({received} frames at {cfg.fps:g} FPS, "
+             f"{cfg.frame_bytes} B)")
     return summary
 
 
 def check_targets(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from experiments.runs.aggregate import lookup
+
     result = {}
     for key, limit in TARGETS.items():
-        value = summary.get(key)
+        value = lookup(summary, key)
         result[key] = {"value": value, "limit": limit, "ok": value is not None and value <= limit}
     return result

@@ -1,4 +1,4 @@
-"""`edgerig run throughput`: raise the rate step by step on one running baseline system.
+"""`edgerig run throughput`: raise the rate step by step on one running system under test.
 
 Each step streams `rate x step_s` frames with its own frame ids (one camera process per step), waits
 until the camera has drained its acks, and is "sustained" when nothing was lost, p95 stayed within
@@ -14,61 +14,74 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from rich.console import Console
 
-from experiments.latency.config import ThroughputConfig
-from experiments.latency.report import join_records, percentiles, read_sink, write_records
-from experiments.latency.run import cpu_seconds, make_progress, stream_camera
-from experiments.latency.system import Baseline, camera_argv, start_baseline
-from experiments.local.supervisor import Supervisor
+from experiments.latency.config import ThroughputConfig, resolved
+from experiments.latency.report import join_records, percentiles, write_records
+from experiments.latency.run import check_system, make_progress, meter_for, quiet_window, stream_camera
+from experiments.resources.meter import ProcessMeter, Sample, cpu_report
+from experiments.runs.repeat import RunContext, RunPlan, run_repeated
+from experiments.testbeds.base import SystemSpec
+from workloads.vei import launch
+from workloads.vei.records import read_sink
 
 CAMERA_ID = "cam-0"
 # A step counts as produced at its rate if the camera achieved at least this share of it.
 ACHIEVED_SHARE = 0.95
+METRICS = ("max_sustained_fps",)
 
 
-def run_throughput(cfg: ThroughputConfig, console: Console | None = None) -> dict[str, Any]:
+def run_throughput(cfg: ThroughputConfig, console: Console | None = None) -> list[dict[str, Any]]:
     cfg.validate()
     console = console or Console(stderr=True)
-    out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
+    plan = RunPlan(experiment="throughput", target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
+                   system=SystemSpec(camera_ids=(CAMERA_ID,)), repeat=cfg.repeat, rebuild=cfg.rebuild,
+                   metrics=METRICS)
+    return run_repeated(plan, lambda ctx: run_once(cfg, ctx), console)
+
+
+def run_once(cfg: ThroughputConfig, ctx: RunContext) -> dict[str, Any]:
+    tb = ctx.testbed
+    sink = tb.start_sink(ctx.sink_out)
+    meter = meter_for(tb, sink)
+    with ctx.phase("quiescent"):
+        ctx.console.print(f"quiescent window: {cfg.quiet_s:g} s with nothing streaming")
+        quiet = quiet_window(meter, cfg.quiet_s)
     steps: list[dict[str, Any]] = []
-    with Supervisor(log_dir=out / "logs") as sup:
-        work = sup.temp_dir("throughput")
-        console.print(f"starting nats-server, sink, gateway, vision app (logs in {out / 'logs'})")
-        base = start_baseline(sup, work, out / "sink.jsonl", CAMERA_ID)
-        procs = {name: psutil.Process(child.pid) for name, child in base.measured().items()}
-        progress = make_progress(console, cfg.progress)
-        with progress if progress is not None else contextlib.nullcontext():
-            for rate in cfg.rates:
-                step = run_step(sup, base, cfg, rate, work, procs, progress)
-                steps.append(step)
-                if not step["sustained"]:
-                    break
+    progress = make_progress(ctx.console, cfg.progress)
+    with ctx.phase("ramp"), progress if progress is not None else contextlib.nullcontext():
+        for rate in cfg.rates:
+            step = run_step(ctx, cfg, rate, meter, quiet, progress)
+            steps.append(step)
+            if not step["sustained"]:
+                break
+    check_system(tb)
+    tb.stop_client(sink)
     sustained = [s["rate_fps"] for s in steps if s["sustained"]]
     summary = {"max_sustained_fps": max(sustained) if sustained else None, "p95_limit_ms": cfg.p95_limit_ms,
-               "frame_bytes": cfg.frame_bytes, "step_s": cfg.step_s, "steps": steps}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_steps(out / "throughput.png", steps, cfg)
+               "frame_bytes": cfg.frame_bytes, "step_s": cfg.step_s, "testbed": tb.kind, "steps": steps}
+    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_steps(ctx.run_dir / "throughput.png", steps, cfg)
     return summary
 
 
-def run_step(sup: Supervisor, base: Baseline, cfg: ThroughputConfig, rate: float, work: Path,
-             procs: dict[str, psutil.Process], progress: Any) -> dict[str, Any]:
+def run_step(ctx: RunContext, cfg: ThroughputConfig, rate: float, meter: ProcessMeter,
+             quiet: tuple[Sample, Sample], progress: Any) -> dict[str, Any]:
+    out = ctx.run_dir
     tag = f"r{rate:g}"
     frames = max(1, round(rate * cfg.step_s))
     prefix = f"{CAMERA_ID}-{tag}"
-    records_csv = cfg.out / f"camera-{tag}.csv"
-    status = work / f"camera-{tag}.json"
-    argv = camera_argv(base.gateway_address, CAMERA_ID, frames, rate, cfg.frame_bytes, records_csv, status,
-                       frame_id_prefix=prefix, drain_timeout_s=10.0)
-    cpu0 = cpu_seconds(procs)
-    _, cam = stream_camera(sup, f"camera-{tag}", argv, status, frames, cfg.step_s + 120, progress,
+    records_csv = out / f"camera-{tag}.csv"
+    status = out / f"camera-{tag}.json"
+    spec = launch.camera(gateway=ctx.testbed.endpoints.gateway_target, camera_id=CAMERA_ID, frames=frames,
+                         fps=rate, frame_bytes=cfg.frame_bytes, records=records_csv, status_file=status,
+                         drain_timeout_s=10.0, frame_id_prefix=prefix)
+    s0 = meter.sample()
+    _, cam = stream_camera(ctx.testbed, f"camera-{tag}", spec, status, frames, cfg.step_s + 120, progress,
                            f"{rate:g} fps")
-    cpu_ms = (sum(cpu_seconds(procs).values()) - sum(cpu0.values())) * 1000
-    records = join_records(records_csv, read_sink(base.sink_out, prefix + "-"))
-    write_records(cfg.out / f"records-{tag}.csv", records)
+    s1 = meter.sample()
+    records = join_records(records_csv, read_sink(ctx.sink_out), prefix + "-")
+    write_records(out / f"records-{tag}.csv", records)
     latencies = [r.latency_ms for r in records if r.latency_ms is not None]
     created = [r.created_ns for r in records]
     span_s = (max(created) - min(created)) / 1e9 if len(created) > 1 else 0.0
@@ -79,7 +92,7 @@ def run_step(sup: Supervisor, base: Baseline, cfg: ThroughputConfig, rate: float
     step = {"rate_fps": rate, "achieved_fps": round(achieved, 1), "frames_sent": len(records),
             "frames_received": len(latencies), "lost": lost, **stats,
             "resent": cam.get("resent"), "late_sends": cam.get("late_sends"),
-            "cpu_ms_per_frame": round(cpu_ms / max(len(records), 1), 3),
+            "cpu": cpu_report(quiet, (s0, s1), achieved, len(records)) if meter.components else None,
             "camera_cpu_ms_per_frame": round(cam.get("cpu_ms", 0.0) / max(len(records), 1), 3)}
     step["sustained"] = bool(lost == 0 and p95 is not None and p95 <= cfg.p95_limit_ms
                              and achieved >= ACHIEVED_SHARE * rate)

@@ -8,6 +8,7 @@ from typing import Any
 from infra.apps.manifests import deployment, gateway_target
 from infra.model import Testbed
 from infra.platform.components import nats_urls
+from workloads.vei import launch
 
 
 def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
@@ -16,23 +17,10 @@ def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
     cloud = vei.clouds[0].name if vei.clouds else "local"
     out = []
     for i in range(vei.cameras):
+        spec = launch.vision(gateway=gateway_target(testbed), camera_id=f"cam-{i}", app_name=f"vision-{i}",
+                             processing_ms=vei.vision_processing_ms, cloud=cloud)
         container = {
-            "name": "vision",
-            "command": ["python"],
-            "args": [
-                "-m",
-                "workloads.vei.vision",
-                "--gateway",
-                gateway_target(testbed),
-                "--camera-id",
-                f"cam-{i}",
-                "--app-name",
-                f"vision-{i}",
-                "--processing-ms",
-                str(vei.vision_processing_ms),
-                "--cloud",
-                cloud,
-            ],
+            **spec.container("vision"),
             "resources": {
                 "requests": {"cpu": "100m", "memory": "64Mi"},
                 "limits": {"cpu": "1", "memory": "256Mi"},
@@ -44,23 +32,14 @@ def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
 
 def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:
     vei = testbed.vei
+    if vei.clients == "operator":
+        return []  # `edgerig run` streams from the operator's machine
     out = []
     for i in range(vei.cameras):
+        spec = launch.camera(gateway=gateway_target(testbed), camera_id=f"cam-{i}", fps=vei.fps,
+                             frame_bytes=vei.frame_bytes)
         container = {
-            "name": "camera",
-            "command": ["python"],
-            "args": [
-                "-m",
-                "workloads.vei.camera",
-                "--gateway",
-                gateway_target(testbed),
-                "--camera-id",
-                f"cam-{i}",
-                "--fps",
-                str(vei.fps),
-                "--frame-bytes",
-                str(vei.frame_bytes),
-            ],
+            **spec.container("camera"),
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},
                 "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -72,19 +51,11 @@ def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:
 
 def sink_deployment(testbed: Testbed) -> dict[str, Any] | None:
     """The local sink records every result (experiments read it); only when a local sink is configured."""
-    if not any(c.kind == "local" for c in testbed.vei.clouds):
+    if testbed.vei.clients == "operator" or not any(c.kind == "local" for c in testbed.vei.clouds):
         return None
+    spec = launch.sink(nats_urls=nats_urls(testbed), out="/data/vei-sink.jsonl")
     container = {
-        "name": "sink",
-        "command": ["python"],
-        "args": [
-            "-m",
-            "workloads.vei.sink",
-            "--nats-url",
-            ",".join(nats_urls(testbed)),
-            "--out",
-            "/data/vei-sink.jsonl",
-        ],
+        **spec.container("sink"),
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     }

@@ -12,6 +12,7 @@ from typing import Any
 from infra.model import CloudSink, Testbed
 from infra.platform.components import nats_urls
 from infra.platform.placement import edge_tolerations, not_on_edgecore_affinity, prefer_edge_affinity
+from workloads.vei import launch
 
 CREDENTIALS_SECRET = "vei-cloud-credentials"
 GATEWAY = "vei-gateway"
@@ -130,23 +131,13 @@ def _gateway_env(testbed: Testbed) -> list[dict[str, Any]]:
 
 def gateway_deployment(testbed: Testbed) -> dict[str, Any]:
     vei = testbed.vei
-    args = [
-        "-m",
-        "workloads.vei.gateway",
-        "--listen",
-        f"0.0.0.0:{vei.grpc_port}",
-        "--nats-url",
-        ",".join(nats_urls(testbed)),
-        "--metrics-listen",
-        f"0.0.0.0:{vei.metrics_port}",
-    ]
-    for sink in vei.clouds:
-        args += ["--cloud", cloud_spec(sink)]
+    spec = launch.gateway(listen=f"0.0.0.0:{vei.grpc_port}", nats_urls=nats_urls(testbed),
+                          clouds=[cloud_spec(sink) for sink in vei.clouds],
+                          metrics_listen=f"0.0.0.0:{vei.metrics_port}")
+    plain = spec.container("gateway")
     container = {
-        "name": "gateway",
-        "command": ["python"],
-        "args": args,
-        "env": _gateway_env(testbed),
+        **plain,
+        "env": [*plain["env"], *_gateway_env(testbed)],
         "ports": [
             {"name": "grpc", "containerPort": vei.grpc_port},
             {"name": "metrics", "containerPort": vei.metrics_port},
@@ -198,6 +189,24 @@ def gateway_services(testbed: Testbed) -> list[dict[str, Any]]:
             "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
         },
     ]
+
+
+def external_gateway_service(testbed: Testbed) -> dict[str, Any] | None:
+    """With operator-side clients: every gateway replica on a node port of every node."""
+    vei = testbed.vei
+    if vei.clients != "operator":
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{GATEWAY}-external", "namespace": vei.namespace, "labels": _labels(GATEWAY)},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app.kubernetes.io/name": GATEWAY},
+            "ports": [{"name": "grpc", "port": vei.grpc_port, "targetPort": "grpc",
+                       "nodePort": vei.gateway_node_port}],
+        },
+    }
 
 
 def credentials_secret(testbed: Testbed, values: dict[str, Any]) -> dict[str, Any] | None:

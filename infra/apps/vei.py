@@ -46,6 +46,8 @@ class VeiApp(pulumi.ComponentResource):
         gateway = apply_object(f"{name}-gateway", manifests.gateway_deployment(testbed), child(ns, *creds))
         for svc in manifests.gateway_services(testbed):
             apply_object(f"{name}-svc-{svc['metadata']['name']}", svc, child(ns))
+        if (external := manifests.external_gateway_service(testbed)) is not None:
+            apply_object(f"{name}-svc-{external['metadata']['name']}", external, child(ns))
         sink = clients.sink_deployment(testbed)
         if sink is not None:
             apply_object(f"{name}-sink", sink, child(ns))

@@ -80,6 +80,10 @@ def admin_rules(testbed: Testbed) -> list[Rule]:
         ports.append(("OpenFaaS gateway NodePort", testbed.platform.openfaas.gateway_node_port))
     if testbed.platform.monitoring.enabled:
         ports.append(("Grafana NodePort", testbed.platform.monitoring.grafana_node_port))
+        ports.append(("Prometheus NodePort", testbed.platform.monitoring.prometheus_node_port))
+    if testbed.vei.enabled and testbed.vei.clients == "operator":
+        ports.append(("VEI gateway NodePort", testbed.vei.gateway_node_port))
+        ports.append(("NATS client NodePort", testbed.platform.nats.client_node_port))
     return [
         _r(f"{desc} from admin network", "tcp", port, source=str(cidr))
         for cidr in testbed.admin_cidrs

@@ -19,6 +19,7 @@ from infra.hosts.errors import HostStepError, RunSummary
 from infra.hosts.inventory import SshTarget, targets_from_nodes
 from infra.hosts.plan import GuardedCommand, HostPlan, install_plan, reset_commands, tool_for
 from infra.hosts.render import API_PORT, K3S_BIN
+from infra.hosts.ssh import run_ssh
 from infra.model import Node, Testbed, nodes_named
 
 Progress = Callable[[str, str], None]
@@ -43,16 +44,7 @@ def install_stages(testbed: Testbed, selected: Sequence[Node]) -> list[list[Node
 
 
 def _ssh(target: SshTarget, command: str) -> subprocess.CompletedProcess[str]:
-    opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(target.port), "-i", target.key_path]
-    if target.known_hosts:
-        opts += ["-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
-    return subprocess.run(
-        ["ssh", *opts, f"{target.user}@{target.address}", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_ssh(target, command)
 
 
 def _systemd(target: SshTarget) -> bool:

@@ -1,13 +1,10 @@
-"""`edgerig cluster up|reset` and `edgerig fleet up|down`."""
+"""`edgerig cluster up|reset`: install or reset K3s/KubeEdge on the hosts of a stack or inventory."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import typer
-import yaml
 
 from infra.hosts import api
 from infra.hosts.artefacts import ArtefactError
@@ -17,10 +14,6 @@ from infra.stackfile import StackConfigError
 
 cluster_app = typer.Typer(
     help="Install or reset K3s/KubeEdge on the hosts of a stack or inventory.", no_args_is_help=True
-)
-fleet_app = typer.Typer(
-    help="Local test fleet: Debian hosts in network namespaces, reachable over SSH (root).",
-    no_args_is_help=True,
 )
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,79 +88,5 @@ def cluster_reset(
     _show(summary)
 
 
-def write_stack_file(fleet: object, servers: int, kubeedge: bool) -> None:
-    """A Testbed-compatible stack file for `cluster up --inventory`: first `servers` hosts are servers."""
-    from experiments.fleet.fleet import Fleet
-
-    assert isinstance(fleet, Fleet)
-    nodes = []
-    for i, h in enumerate(fleet.hosts):
-        edge = h.pi and i >= servers
-        nodes.append(
-            {
-                "name": h.name,
-                "realm": "edge" if edge else "cloud",
-                "role": "server" if i < servers else ("edge" if edge and kubeedge else "agent"),
-                "provider": "static",
-                "address": h.address,
-                "sshUser": "root",
-                "sshKeyPath": str(fleet.key_path),
-                "model": "raspberry-pi-4-8gb" if h.pi else "fleet-vm",
-                "os": "raspios" if h.pi else "debian",
-            }
-        )
-    token = fleet.state_dir / "k3s-token"
-    token.write_text(secrets.token_hex(32) + "\n")
-    os.chmod(token, 0o600)
-    doc = {
-        "config": {
-            "edgerig:nodes": nodes,
-            "edgerig:kubeedge": {"enabled": kubeedge},
-            "edgerig:vei": {"enabled": False},
-        }
-    }
-    fleet.stack_path.write_text(
-        "# test fleet: the K3s token is in k3s-token next to this file (test only)\n"
-        + yaml.safe_dump(doc, sort_keys=False)
-    )
-
-
-@fleet_app.command("up")
-def fleet_up(
-    hosts: int = typer.Option(3, help="number of hosts (named host0..)"),
-    names: str = typer.Option("", help="comma-separated host names instead of --hosts"),
-    pi: bool = typer.Option(False, help="make every host Pi-like (boot files, pyinfra)"),
-    pi_names: str = typer.Option("", help="comma-separated Pi-like hosts"),
-    servers: int = typer.Option(1, help="how many of the first hosts are K3s servers in the stack file"),
-    kubeedge: bool = typer.Option(False, help="Pi-like agents join as KubeEdge EdgeCore"),
-) -> None:
-    from experiments.fleet import fleet as fleet_mod
-
-    host_names = [n for n in names.split(",") if n] or [f"host{i}" for i in range(hosts)]
-    pis = set(host_names) if pi else {n for n in pi_names.split(",") if n}
-    try:
-        f = fleet_mod.up(host_names, pis)
-        write_stack_file(f, servers, kubeedge)
-    except (fleet_mod.FleetError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    for h in f.hosts:
-        typer.echo(f"{h.name}: {h.address} ({'pi' if h.pi else 'vm'}) netns {h.netns}")
-    typer.echo(
-        f"inventory (Ansible/pyinfra): {f.inventory_path}\nstack file: {f.stack_path}\n"
-        f"ssh -i {f.key_path} -o UserKnownHostsFile={f.known_hosts} root@{f.hosts[0].address}\n"
-        f"rehearse: edgerig cluster up --inventory {f.stack_path}"
-    )
-
-
-@fleet_app.command("down")
-def fleet_down() -> None:
-    from experiments.fleet import fleet as fleet_mod
-
-    for item in fleet_mod.down():
-        typer.echo(f"removed {item}")
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(cluster_app, name="cluster")
-    app.add_typer(fleet_app, name="fleet")

@@ -46,6 +46,8 @@ class Nats(pulumi.ComponentResource):
             values=nats_values(testbed),
             opts=_opts(self, provider, ns),
         )
+        if (external := objects.nats_external_service(testbed)) is not None:
+            apply_object(f"{name}-external", external, _opts(self, provider, ns))
         self.urls = nats_urls(testbed)
         self.register_outputs({"urls": self.urls})
 

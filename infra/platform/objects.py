@@ -101,6 +101,30 @@ def function_hpas(testbed: Testbed) -> list[dict[str, Any]]:
     ]
 
 
+# The nats chart's selector labels for its server pods (release "nats").
+NATS_SERVER_LABELS = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats",
+                      "app.kubernetes.io/component": "nats"}
+
+
+def nats_external_service(testbed: Testbed) -> dict[str, Any] | None:
+    """With operator-side VEI clients: NATS's client port on a node port of every node (the sink and
+    the floor measurement connect from the operator's machine)."""
+    if not testbed.vei.enabled or testbed.vei.clients != "operator":
+        return None
+    nats = testbed.platform.nats
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "nats-external", "namespace": nats.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "edgerig"}},
+        "spec": {
+            "type": "NodePort",
+            "selector": dict(NATS_SERVER_LABELS),
+            "ports": [{"name": "nats", "port": 4222, "targetPort": 4222, "nodePort": nats.client_node_port}],
+        },
+    }
+
+
 def node_label_patches(testbed: Testbed) -> list[dict[str, Any]]:
     """Node labels a kubelet may not set on itself (NodeRestriction), e.g. node-role.kubernetes.io/edge
     on a K3s agent at the edge: applied through the API (server-side apply patch) once the node joined.

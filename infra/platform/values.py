@@ -86,6 +86,7 @@ def monitoring_values(testbed: Testbed) -> dict[str, Any]:
         "kubeProxy": {"enabled": False},
         "defaultRules": {"create": False},
         "prometheus": {
+            "service": {"type": "NodePort", "nodePort": mon.prometheus_node_port},
             "prometheusSpec": {
                 "retention": mon.retention,
                 "scrapeInterval": "15s",

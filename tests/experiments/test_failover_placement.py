@@ -10,29 +10,42 @@ import pytest
 from typer.testing import CliRunner
 
 from experiments.cli import app
-from experiments.failover.nats_cluster import render_config
-from experiments.failover.netns import make_nodes
-from experiments.failover.placement import (
-    COMPONENTS,
-    REPLICAS,
-    SCENARIOS,
-    PlacementError,
-    parse_scenarios,
-    place,
-)
+from experiments.failover.placement import SCENARIOS, parse_scenarios, placement_for
 from experiments.failover.report import aggregate, markdown
 from experiments.failover.run import RunConfig
+from experiments.testbeds import emulated, netns
+from experiments.testbeds.base import SYSTEM_COMPONENTS
+from experiments.testbeds.nats import cluster_configs
+from experiments.testbeds.placement import REPLICAS, PlacementError, nodes_with, parse, place
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_failed_node_holds_exactly_the_scenario_and_replicas_are_spread(scenario: str) -> None:
-    placement = place(scenario, make_nodes(5))
-    assert placement.target.name == "n1"
-    assert placement.components["n1"] == SCENARIOS[scenario]
-    for component in COMPONENTS:
-        holders = placement.nodes_with(component)
+    placement = placement_for(scenario, emulated.node_names(5))
+    assert next(iter(placement)) == "n1"
+    assert placement["n1"] == SCENARIOS[scenario]
+    for component in SYSTEM_COMPONENTS:
+        holders = nodes_with(placement, component)
         assert len(holders) == REPLICAS, component
-        assert len({n.name for n in holders}) == REPLICAS  # never two replicas on one node
+        assert len(set(holders)) == REPLICAS  # never two replicas on one node
+
+
+def test_default_spread_puts_every_component_on_three_nodes() -> None:
+    placement = place(["a", "b", "c", "d", "e"])
+    assert all(len(nodes_with(placement, c)) == REPLICAS for c in SYSTEM_COMPONENTS)
+    assert max(len(c) for c in placement.values()) - min(len(c) for c in placement.values()) <= 1
+    assert place(["a", "b", "c"]) == {n: frozenset(SYSTEM_COMPONENTS) for n in "abc"}
+
+
+def test_placement_text_and_its_bad_input() -> None:
+    assert parse("n1=nats+gateway,n2=vision") == {"n1": frozenset({"nats", "gateway"}),
+                                                  "n2": frozenset({"vision"})}
+    with pytest.raises(PlacementError, match="unknown component"):
+        parse("n1=nats+redis")
+    with pytest.raises(PlacementError, match="must be NODE=COMPONENT"):
+        parse("n1")
+    with pytest.raises(PlacementError, match="are not among the nodes"):
+        place(["a"], pinned={"b": frozenset({"nats"})})
 
 
 def test_the_seven_scenarios_are_seven_distinct_sets() -> None:
@@ -41,9 +54,9 @@ def test_the_seven_scenarios_are_seven_distinct_sets() -> None:
 
 
 def test_three_nodes_fit_only_the_node_with_everything() -> None:
-    assert place("all", make_nodes(3)).components["n1"] == SCENARIOS["all"]
-    with pytest.raises(PlacementError, match="needs at least 4 nodes"):
-        place("gateway", make_nodes(3))
+    assert placement_for("all", emulated.node_names(3))["n1"] == SCENARIOS["all"]
+    with pytest.raises(PlacementError, match="need at least 4 nodes"):
+        placement_for("gateway", emulated.node_names(3))
 
 
 def test_scenario_lists_and_unknown_names() -> None:
@@ -54,14 +67,15 @@ def test_scenario_lists_and_unknown_names() -> None:
 
 
 def test_nats_config_routes_to_the_other_servers_with_fast_pings(tmp_path: Path) -> None:
-    nodes = make_nodes(3)
-    conf = render_config(nodes[0], nodes, tmp_path)
+    nodes = netns.nodes_for(emulated.NETWORK, emulated.node_names(3))
+    assert [n.address for n in nodes] == ["10.231.0.11", "10.231.0.12", "10.231.0.13"]
+    conf = cluster_configs(nodes, tmp_path)[0].render()
     assert f'listen: "{nodes[0].address}:4222"' in conf
     routes = re.search(r"routes: \[(.*)\]", conf)
     assert routes is not None
     assert routes.group(1) == f'"nats-route://{nodes[1].address}:6222", "nats-route://{nodes[2].address}:6222"'
     assert 'ping_interval: "500ms"' in conf and "ping_max: 2" in conf
-    assert "jetstream {" in conf
+    assert "jetstream {" in conf and "max_payload: 8MB" in conf
 
 
 def _summary(scenario: str, fault: str, outage: float, recovery: float | None, lost: int = 0) -> dict:
@@ -93,8 +107,11 @@ runner = CliRunner()
 @pytest.mark.parametrize(("args", "message"), [
     (["--scenario", "bogus"], "unknown scenario bogus"),
     (["--fault", "reboot"], "unknown --fault reboot"),
-    (["--scenario", "nats", "--nodes", "3"], "needs at least 4 nodes"),
-    (["--nodes", "12"], "--nodes must be between 1 and 9"),
+    (["--scenario", "nats", "--nodes", "3"], "need at least 4 nodes"),
+    (["--nodes", "12"], "an emulated testbed has 1 to 9 nodes"),
+    (["--target", "nowhere"], "no stack file stacks/Pulumi.nowhere.yaml"),
+    (["--rebuild", "once"], "a failover run changes its testbed"),
+    (["--rebuild", "never"], "--rebuild never uses an already deployed Pulumi stack"),
     (["--down-for", "50", "--cap", "30"], "--cap (30.0 s) must be at least"),
     (["--repeat", "0"], "--repeat must be >= 1"),
 ])

@@ -2,25 +2,25 @@
 camera and sink in network namespaces. And: nothing is left behind, even when a run fails.
 
 Runs go through the CLI in a subprocess, as a user runs them; this also keeps the many forks of the
-orchestrator out of the pytest process, where other tests have loaded gRPC (see experiments/local/probe.py).
+orchestrator out of the pytest process, where other tests have loaded gRPC (see
+experiments/testbeds/probe.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from experiments.failover import cleanup, netns
+from experiments.testbeds import journal, netns
+from experiments.testbeds.emulated import NETWORK
 
 pytestmark = [
     pytest.mark.root,
@@ -42,9 +42,7 @@ def failover_cli(*args: str) -> list[str]:
 
 
 def leftovers(out: Path) -> list[str]:
-    found = [f"netns {n}" for n in netns.list_namespaces() if n.startswith(netns.NS_PREFIX)]
-    if netns.link_exists(netns.BRIDGE):
-        found.append(f"bridge {netns.BRIDGE}")
+    found = netns.leftovers(NETWORK)
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
         if "10.231.0." in cmd or str(out) in cmd:
@@ -127,38 +125,42 @@ def test_sigterm_mid_run_stops_and_leaves_nothing(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-def test_cleanup_removes_what_a_crashed_run_left(tmp_path: Path) -> None:
-    node = netns.make_nodes(1)[0]
-    with cleanup.run_lock():
-        cleanup.sweep_all()
-        netns.build([node])
-    # A process in the node and one in the root namespace, as a SIGKILLed run would leave them;
-    # tmp_path in the root one's argv ($0) lets leftovers() recognise it.
-    in_node = subprocess.Popen([*node.exec_prefix(), "sleep", "300"], start_new_session=True)
-    in_root = subprocess.Popen(["sh", "-c", "sleep 300", str(tmp_path)], start_new_session=True)
-    cleanup.remember_root_pid(in_root.pid)
-    stale_dir = Path(tempfile.mkdtemp(prefix=cleanup.TEMP_DIR_PREFIX))
-    (stale_dir / "nats-n2.conf").write_text("listen: 10.231.0.12:4222\n")
+@pytest.mark.slow
+def test_a_sigkilled_orchestrator_leaves_nothing_after_the_sweep(tmp_path: Path) -> None:
+    """SIGKILL only the orchestrator mid-run: its children (NATS, gateways, vision apps, camera,
+    sink) survive it, as after a crash. `--cleanup` must then remove every one of them, the
+    namespaces, the bridge and the temp dirs the run had made."""
+    run_dir = tmp_path / "all-cut-r1"
+    argv = failover_cli(*FAST, "--fault", "cut", "--baseline", "60", "--out", str(tmp_path))
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_streaming(proc, run_dir)
+        records = [j for j in journal.live_journals("emulated") if j.owner_pid == proc.pid]
+        assert len(records) == 1, "the run keeps a journal of what it made"
+        temp_dirs = [Path(d) for d in records[0].temp_dirs]
+        assert temp_dirs and all(d.exists() for d in temp_dirs)
+        proc.kill()  # the orchestrator alone: no cleanup code runs
+        proc.wait()
+        assert any(line.startswith("netns") for line in leftovers(tmp_path))
+        assert any(line.startswith("process") for line in leftovers(tmp_path)), "children survive a SIGKILL"
         result = subprocess.run(failover_cli("--cleanup"), capture_output=True, text=True, timeout=60,
                                 check=False)
         assert result.returncode == 0, result.stderr
         assert "netns erf-n1" in result.stdout and "bridge erfbr0" in result.stdout
-        assert in_node.wait(5) == -9 and in_root.wait(5) == -9
-        assert f"temp dir {stale_dir}" in result.stdout and not stale_dir.exists()
         assert leftovers(tmp_path) == []
+        assert not any(d.exists() for d in temp_dirs)
+        assert not journal.stale_journals("emulated")
     finally:
-        shutil.rmtree(stale_dir, ignore_errors=True)
-        for proc in (in_node, in_root):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(failover_cli("--cleanup"), capture_output=True, timeout=60, check=False)
 
 
 def test_a_second_run_waits_for_nobody_and_says_why(tmp_path: Path) -> None:
-    with cleanup.run_lock():
+    with journal.exclusive("emulated"):
         result = subprocess.run(failover_cli(*FAST, "--out", str(tmp_path)), capture_output=True, text=True,
                                 timeout=60, check=False)
     assert result.returncode == 2
-    assert "another failover run holds" in result.stderr
+    assert "another emulated testbed holds" in result.stderr
     assert leftovers(tmp_path) == []

@@ -18,7 +18,12 @@ from experiments.cli import app
     (["--frame-bytes", str(4 * 1024 * 1024 + 1)], "the gateway's maximum image size"),
     (["--floor-frames", "0"], "--floor-frames must be > 0"),
     (["--processing-ms", "-1"], "--processing-ms must be >= 0"),
-    (["--target", "lab-openstack"], "not implemented yet: deploy the stack with `pulumi up"),
+    (["--target", "lab-openstack"], "no stack file stacks/Pulumi.lab-openstack.yaml"),
+    (["--target", "emulated:zero"], "the node count after 'emulated:' must be a positive number"),
+    (["--repeat", "0"], "--repeat must be >= 1"),
+    (["--rebuild", "sometimes"], "--rebuild must be one of each-run, once, never"),
+    (["--rebuild", "never"], "--rebuild never uses an already deployed Pulumi stack"),
+    (["--quiet-s", "-1"], "--quiet-s must be >= 0"),
 ])
 def test_bad_latency_flags(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "results"
@@ -42,7 +47,7 @@ def test_existing_results_folder_is_refused(tmp_path: Path) -> None:
     (["--step-seconds", "0"], "--step-seconds must be > 0"),
     (["--p95-limit-ms", "0"], "--p95-limit-ms must be > 0"),
     (["--frame-bytes", "99999999"], "--frame-bytes must be in"),
-    (["--target", "prod"], "not implemented yet"),
+    (["--target", "prod"], "no stack file stacks/Pulumi.prod.yaml"),
 ])
 def test_bad_throughput_flags(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "tp"
@@ -58,4 +63,29 @@ def test_throughput_flag_of_latency_goes_to_the_ramp(tmp_path: Path) -> None:
                                       "--out", str(out), "--no-progress"])
     assert result.exit_code == 2
     assert "--frame-bytes must be in" in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_a_stack_target_without_the_pulumi_cli_fails_at_once_and_creates_nothing(tmp_path: Path) -> None:
+    """No Pulumi CLI on this machine: `--target pi-k3s` must say so within seconds, naming how to
+    install it, and leave no results folder behind."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGERIG_PULUMI_COMMAND", "EDGERIG_PULUMI_ROOT")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if not (Path(p) / "pulumi").exists())
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "experiments", "run", "latency", "--target", "pi-k3s",
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 1, done.stderr
+    message = " ".join(done.stderr.split())
+    assert "needs the Pulumi CLI, which is not installed here" in message
+    assert "https://www.pulumi.com/docs/install/" in message and "Nothing was created" in message
+    assert elapsed < 5, f"took {elapsed:.1f} s"
     assert not out.exists()

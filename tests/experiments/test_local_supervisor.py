@@ -12,9 +12,9 @@ import nats
 import psutil
 import pytest
 
-from experiments.local.nats import start_nats
-from experiments.local.ports import free_port, port_open
-from experiments.local.supervisor import Supervisor
+from experiments.testbeds.nats import start_nats
+from experiments.testbeds.ports import free_port, port_open
+from experiments.testbeds.processes import Supervisor
 
 
 def group_alive(pgid: int) -> list[int]:

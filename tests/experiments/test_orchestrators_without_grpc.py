@@ -1,6 +1,7 @@
 """Experiment orchestrators fork many children, and a process that has loaded gRPC can hang in gRPC's
 fork handler (seen in the failover experiment). They must check readiness through
-experiments.local.probe instead of importing gRPC themselves."""
+experiments.testbeds.probe instead of importing gRPC themselves; the stack testbed runs the
+Automation API (which serves gRPC) in a process of its own for the same reason."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import subprocess
 import sys
 
 ORCHESTRATORS = (
-    "experiments.latency.run", "experiments.latency.throughput", "experiments.latency.system",
-    "experiments.failover.run", "experiments.failover.cluster", "experiments.local.readiness",
+    "experiments.latency.run", "experiments.latency.throughput", "experiments.failover.run",
+    "experiments.failover.cli", "experiments.runs.repeat", "experiments.testbeds.local",
+    "experiments.testbeds.emulated", "experiments.testbeds.fleet.testbed", "experiments.testbeds.stack",
+    "experiments.testbeds.readiness", "experiments.testbeds.sweep",
 )
 
 

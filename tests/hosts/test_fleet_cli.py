@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hosts_support import needs_root
 
-from experiments.local.ports import free_port
+from experiments.testbeds.ports import free_port
 from infra.hosts.inventory import targets_from_inventory
 
 pytestmark = [needs_root, pytest.mark.root]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hosts_support import Mirror, fleet_testbed, needs_root
 
-from experiments.fleet import fleet as fleet_mod
+from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, pyinfra_runner
 from infra.hosts.artefacts import VerifiedBinary, fetch, k3s_artefact
 from infra.hosts.errors import HostStepError

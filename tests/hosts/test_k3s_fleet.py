@@ -16,7 +16,7 @@ import pytest
 import yaml
 from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, needs_root, snapshot
 
-from experiments.fleet import fleet as fleet_mod
+from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api
 from infra.hosts.artefacts import ArtefactError
 

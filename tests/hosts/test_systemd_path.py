@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hosts_support import Mirror, fleet_testbed, needs_root
 
-from experiments.fleet import fleet as fleet_mod
+from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]

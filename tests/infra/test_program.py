@@ -168,7 +168,14 @@ def test_security_group_rules(name: str) -> None:
         6443,
         tb.platform.openfaas.gateway_node_port,
         tb.platform.monitoring.grafana_node_port,
+        tb.platform.monitoring.prometheus_node_port,
+        # operator-side VEI clients reach the gateway and NATS on node ports
+        tb.vei.gateway_node_port,
+        tb.platform.nats.client_node_port,
     }
+    assert tb.vei.clients == "operator"
+    opened = {x["portRangeMin"] for x in rules if x.get("remoteIpPrefix") in admin}
+    assert {tb.vei.gateway_node_port, tb.platform.nats.client_node_port} <= opened
     static_hosts = {f"{n.address}/32" for n in tb.static_nodes}
     for x in rules:
         prefix = x.get("remoteIpPrefix")
@@ -257,10 +264,8 @@ def test_edge_tolerations_only_where_intended(name: str) -> None:
         if res.typ.startswith("kubernetes:"):
             label = res.inputs.get("chart") or res.inputs.get("metadata", {}).get("name")
             tolerating |= {f"{label}{p}" for p in _edge_tolerating(res.inputs)}
-    vei = {
-        f"{d}.spec.template.spec.tolerations"
-        for d in ("vei-gateway", "vei-vision-0", "vei-camera-0", "vei-sink")
-    }
+    # The shipped stacks run their VEI clients on the operator's side: no camera or sink Deployment.
+    vei = {f"{d}.spec.template.spec.tolerations" for d in ("vei-gateway", "vei-vision-0")}
     exporter = {"kube-prometheus-stack.values.prometheus-node-exporter.tolerations"}
     assert tolerating == vei | exporter
     if "openfaasEdgePlacementPatch" in r.outputs:  # functions opt in via the documented patch
@@ -313,7 +318,7 @@ def test_first_server_install_yields_the_kubeconfig() -> None:
 COMPONENT_CHILDREN = {
     "cluster": ("pulumi-python:dynamic:Resource",),
     "cloud": ("openstack:",),
-    "vei": ("kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service"),
+    "vei": ("kubernetes:apps/v1:Deployment",),
 }
 
 
@@ -328,6 +333,8 @@ def test_children_are_parented_to_their_component(name: str) -> None:
         for component, prefixes in COMPONENT_CHILDREN.items():
             if res.typ.startswith(prefixes) and not res.name.startswith("openstack-provider"):
                 assert parent == component or r.mocks.parent_name(parent) == component, (res.name, parent)
+        if res.typ == "kubernetes:core/v1:Service":  # vei-* belong to the app, nats-* to NATS
+            assert parent == res.name.split("-", 1)[0], (res.name, parent)
 
 
 def test_dependencies_order_the_cluster_and_the_platform() -> None:
@@ -383,3 +390,30 @@ def test_clouds_yaml_entry_and_no_floating_ips() -> None:
     assert r.count("openstack:networking/floatingIp:FloatingIp") == 0
     addresses = {x.inputs["node"]: x.inputs["address"] for x in r.mocks.of_type(DYNAMIC)}
     assert all(a.startswith("192.168.50.") for a in addresses.values())  # the fixed IPs
+
+
+def test_operator_clients_publish_gateway_and_nats_on_node_ports() -> None:
+    r = run("pi-k3s")
+    tb = r.program.testbed
+    services = {res.inputs["metadata"]["name"]: res.inputs
+                for res in r.mocks.of_type("kubernetes:core/v1:Service")}
+    gw, nats = services["vei-gateway-external"], services["nats-external"]
+    assert gw["spec"]["type"] == nats["spec"]["type"] == "NodePort"
+    assert gw["spec"]["ports"][0]["nodePort"] == tb.vei.gateway_node_port
+    assert nats["spec"]["ports"][0]["nodePort"] == tb.platform.nats.client_node_port
+    addresses = [str(n.address) for n in tb.nodes]
+    assert r.outputs["veiClients"] == "operator"
+    assert r.outputs["veiGatewayEndpoints"] == [f"{a}:{tb.vei.gateway_node_port}" for a in addresses]
+    assert r.outputs["natsUrls"] == [f"nats://{a}:{tb.platform.nats.client_node_port}" for a in addresses]
+    assert r.outputs["prometheusUrl"] == f"http://{addresses[0]}:{tb.platform.monitoring.prometheus_node_port}"
+    deployments = {res.inputs["metadata"]["name"] for res in r.mocks.of_type("kubernetes:apps/v1:Deployment")}
+    assert "vei-camera-0" not in deployments and "vei-sink" not in deployments
+
+
+def test_cluster_clients_run_camera_and_sink_in_the_cluster() -> None:
+    r = run_program(variant("pi-k3s", vei={"clients": "cluster"}))
+    deployments = {res.inputs["metadata"]["name"] for res in r.mocks.of_type("kubernetes:apps/v1:Deployment")}
+    assert {"vei-camera-0", "vei-sink"} <= deployments
+    services = {res.inputs["metadata"]["name"] for res in r.mocks.of_type("kubernetes:core/v1:Service")}
+    assert "vei-gateway-external" not in services and "nats-external" not in services
+    assert r.outputs["veiClients"] == "cluster" and "veiGatewayEndpoints" not in r.outputs

@@ -27,7 +27,11 @@ def test_etcd_only_between_several_servers() -> None:
 def test_public_ports_follow_enabled_features_and_every_admin_cidr() -> None:
     tb = stack("hybrid")
     for cidr in tb.admin_cidrs:
-        assert ports(security_rules(tb), str(cidr)) == {("tcp", p, p) for p in (22, 6443, 31112, 31300)}
+        # SSH, API, OpenFaaS, Grafana, Prometheus, and for operator-side VEI clients gateway and NATS
+        expected = (22, 6443, 31112, 31300, 30090, 30051, 30422)
+        assert ports(security_rules(tb), str(cidr)) == {("tcp", p, p) for p in expected}
+    in_cluster = variant("hybrid", vei={"clients": "cluster"})
+    assert ("tcp", 30051, 30051) not in ports(security_rules(in_cluster), "203.0.113.0/24")
     bare = variant(
         "hybrid",
         platform={
@@ -35,6 +39,7 @@ def test_public_ports_follow_enabled_features_and_every_admin_cidr() -> None:
             "openfaas": {"enabled": False},
             "monitoring": {"enabled": False},
         },
+        vei={"enabled": False},
     )
     assert ports(security_rules(bare), "203.0.113.0/24") == {("tcp", 22, 22), ("tcp", 6443, 6443)}
 
@@ -50,4 +55,5 @@ def test_world_open_only_when_an_operator_asks_for_it() -> None:
     for name in ("openstack-kubeedge", "hybrid"):
         assert not [r for r in security_rules(stack(name)) if r.is_world_open]
     opened = security_rules(variant("hybrid", adminCidrs=["0.0.0.0/0"]))
-    assert {r.port_min for r in opened if r.is_world_open} == {22, 6443, 31112, 31300}  # public ports only
+    public = {22, 6443, 31112, 31300, 30090, 30051, 30422}
+    assert {r.port_min for r in opened if r.is_world_open} == public  # public ports only

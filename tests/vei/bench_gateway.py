@@ -29,8 +29,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from experiments.local.nats import nats_server_binary  # noqa: E402
-from experiments.local.ports import free_port  # noqa: E402
+from experiments.testbeds.nats import nats_server_binary  # noqa: E402
+from experiments.testbeds.ports import free_port  # noqa: E402
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc  # noqa: E402
 
 

@@ -1,34 +1,31 @@
 """The local test fleet: N Debian hosts on this machine, each reachable over real SSH.
 
 Per host: an overlay of the cached rootfs, a network namespace `erh-<name>` with a veth pair on the
-bridge `erhbr0` (10.232.0.0/24, this machine is .1), its own UTS namespace (hostname) and an sshd
-running chrooted inside. There is no systemd and no route out: steps that need either are skipped by
-the deploys (they check a fact), everything else runs for real.
+bridge `erhbr0` (10.232.0.0/24, this machine is .1; built by the shared namespace library), its own
+UTS namespace (hostname) and an sshd running chrooted inside. There is no systemd and no route out:
+steps that need either are skipped by the deploys (they check a fact), everything else runs for real.
 
 `up` is all-or-nothing: on any failure (or Ctrl-C) it tears down what it already built.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from experiments.fleet import hostfs, rootfs
-from experiments.fleet.inventory import write_inventory
+from experiments.testbeds import netns as nslib
+from experiments.testbeds.fleet import hostfs
+from experiments.testbeds.fleet.inventory import write_inventory
+from workloads.images import rootfs
 
-BRIDGE = "erhbr0"
-SUBNET_PREFIX = "10.232.0"
-GATEWAY = f"{SUBNET_PREFIX}.1"
-FIRST_HOST_OCTET = 10
-NETNS_PREFIX = "erh-"
+NETWORK = nslib.NetworkSpec(prefix="erh-", bridge="erhbr0", veth_prefix="erhv", subnet="10.232.0.0/24",
+                            first_host=10)
+BRIDGE = NETWORK.bridge
 DEFAULT_STATE_DIR = Path(os.environ.get("EDGERIG_FLEET_STATE", "/run/edgerig/fleet"))
-MAX_HOSTS = 200
 
 
 class FleetError(RuntimeError):
@@ -43,6 +40,12 @@ class FleetHost:
     netns: str
     veth: str
     pid: int = 0
+
+    @property
+    def node(self) -> nslib.NetNode:
+        """This host as a node of the fleet's network (the shared namespace library's view)."""
+        index = int(self.veth.removeprefix(NETWORK.veth_prefix))
+        return nslib.NetNode(self.name, index, NETWORK)
 
 
 @dataclass
@@ -76,10 +79,10 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def _validate(names: list[str]) -> None:
     if not names:
         raise FleetError("a fleet needs at least one host (--hosts N with N >= 1)")
-    if len(names) > MAX_HOSTS:
-        raise FleetError(f"at most {MAX_HOSTS} hosts fit in {SUBNET_PREFIX}.0/24 after .{FIRST_HOST_OCTET}")
-    if len(set(names)) != len(names):
-        raise FleetError(f"host names must be unique, got {names}")
+    try:
+        nslib.nodes_for(NETWORK, names)
+    except ValueError as err:
+        raise FleetError(str(err)) from None
     for name in names:
         ok = name.replace("-", "").isalnum() and name[0].isalpha() and len(name) <= 40 and name.islower()
         if not ok:
@@ -145,7 +148,7 @@ def up(
     unknown = pi_names - set(names)
     if unknown:
         raise FleetError(f"--pi-names {sorted(unknown)} are not fleet hosts {names}")
-    if (state_dir / "fleet.json").exists() or _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+    if (state_dir / "fleet.json").exists() or nslib.link_exists(BRIDGE):
         raise FleetError(
             f"a fleet is already up (bridge {BRIDGE} or {state_dir} exists): run `edgerig fleet down` first"
         )
@@ -159,35 +162,23 @@ def up(
         inventory_path=state_dir / "inventory.yaml",
         stack_path=state_dir / "Pulumi.fleet.yaml",
     )
-    for i, name in enumerate(names):
+    for node in nslib.nodes_for(NETWORK, names):
         fleet.hosts.append(
-            FleetHost(
-                name=name,
-                address=f"{SUBNET_PREFIX}.{FIRST_HOST_OCTET + i}",
-                pi=name in pi_names,
-                netns=f"{NETNS_PREFIX}{name}",
-                veth=f"erhv{i}",
-            )
+            FleetHost(name=node.name, address=node.address, pi=node.name in pi_names, netns=node.netns,
+                      veth=node.host_veth)
         )
     fleet.save()
     try:
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgerig-fleet", "-f", str(fleet.key_path))
         pubkey = fleet.key_path.with_suffix(".pub").read_text()
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
-        _run("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
-        _run("ip", "link", "set", BRIDGE, "up")
+        nslib.create_bridge(NETWORK)
         known = []
         for host in fleet.hosts:
             host_dir = state_dir / "hosts" / host.name
             root = hostfs.mount_host_root(base, host_dir)
             hostkey = hostfs.prepare_host_files(root, host.name, host.address, pubkey, host.pi)
             known.append(f"{host.address} {hostkey.rsplit(' ', 1)[0]}\n")
-            _run("ip", "netns", "add", host.netns)
-            _run("ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
-            _run("ip", "link", "set", host.veth, "master", BRIDGE, "up")
-            _run("ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
-            _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
-            _run("ip", "-n", host.netns, "link", "set", "lo", "up")
+            nslib.create_node(host.node)
             host.pid = _start_sshd(host, root, host_dir / "sshd.log")
             fleet.save()
         fleet.known_hosts.write_text("".join(known))
@@ -199,13 +190,6 @@ def up(
     return fleet
 
 
-def _kill_netns_processes(netns: str) -> None:
-    pids = _run("ip", "netns", "pids", netns, check=False).stdout.split()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-
-
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     """Remove everything `up` made; safe to call on a half-built or already removed fleet."""
     removed: list[str] = []
@@ -213,12 +197,10 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     if (state_dir / "fleet.json").exists():
         hosts = Fleet.load(state_dir).hosts
     for host in hosts:
-        _kill_netns_processes(host.netns)
-        if _run("ip", "netns", "del", host.netns, check=False).returncode == 0:
-            removed.append(f"netns {host.netns}")
-        _run("ip", "link", "del", host.veth, check=False)
-    if _run("ip", "link", "del", BRIDGE, check=False).returncode == 0:
-        removed.append(f"bridge {BRIDGE}")
+        nslib.kill_namespace_processes(host.netns)
+        nslib.wait_namespace_empty(host.netns, 3.0)
+    # Also what a crashed `up` never recorded: every erh-* namespace, veth and the bridge.
+    removed += nslib.sweep(NETWORK)
     if state_dir.exists():
         # sshd may still hold the chroot for a moment after SIGKILL; lazy unmount detaches anyway.
         hostfs.unmount_all(state_dir)

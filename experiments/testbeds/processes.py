@@ -19,7 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from experiments.testbeds.journal import Journal
 
 
 class Interrupted(Exception):
@@ -58,8 +61,12 @@ def _unblock_signals() -> None:
 
 
 class Supervisor:
-    def __init__(self, log_dir: Path | None = None, stop_timeout_s: float = 5.0) -> None:
+    def __init__(self, log_dir: Path | None = None, stop_timeout_s: float = 5.0,
+                 handle_signals: bool = True, journal: Journal | None = None) -> None:
         self.children: list[Child] = []
+        self.handle_signals = handle_signals
+        # Where a testbed records what it starts, so a sweep after a crash can remove it.
+        self.journal = journal
         self.stop_timeout_s = stop_timeout_s
         self._temp_dirs: list[Path] = []
         self._log_dir = log_dir
@@ -70,7 +77,7 @@ class Supervisor:
         if self._log_dir is None:
             self._log_dir = self.temp_dir("logs")
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM) if self.handle_signals else ():
             with contextlib.suppress(ValueError):  # not the main thread: caller handles signals
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
         return self
@@ -97,6 +104,8 @@ class Supervisor:
     def temp_dir(self, purpose: str) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"edgerig-{purpose}-"))
         self._temp_dirs.append(path)
+        if self.journal is not None:
+            self.journal.temp_dir_made(path)
         return path
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
@@ -113,6 +122,8 @@ class Supervisor:
             )
             child = Child(name, popen, log_path, log)
             self.children.append(child)
+            if self.journal is not None:
+                self.journal.process_started(popen.pid)
         except BaseException:
             log.close()
             raise

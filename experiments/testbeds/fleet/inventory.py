@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from experiments.fleet.fleet import Fleet
+    from experiments.testbeds.fleet.hosts import Fleet
 
 
 def inventory_data(fleet: Fleet) -> dict[str, Any]:

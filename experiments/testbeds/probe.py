@@ -1,13 +1,13 @@
 """Gateway readiness probe, run as its own short-lived process:
 
-    python -m experiments.local.probe --timeout 30 127.0.0.1:50051 10.231.0.13:50051
+    python -m experiments.testbeds.probe --timeout 30 127.0.0.1:50051 10.231.0.13:50051
 
 exits 0 once every endpoint answers grpc.health.v1 Check("") with SERVING, 1 on timeout.
 
 Why a process: an experiment's orchestrator forks many children, and a process that has loaded
 gRPC can hang in gRPC's fork handler when it forks while gRPC is shutting its threads down (seen
 here: `Popen` blocked for minutes in the prefork handler after a health-check channel was closed).
-So the orchestrator never imports gRPC itself: experiments.local.readiness runs this probe for it.
+So the orchestrator never imports gRPC itself: experiments.testbeds.readiness runs this probe for it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def wait_serving(endpoints: Sequence[str], timeout_s: float) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.local.probe", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m experiments.testbeds.probe", description=__doc__)
     parser.add_argument("endpoints", nargs="+", help="HOST:PORT of each gateway")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for all of them")
     args = parser.parse_args(argv)

@@ -1,0 +1,1 @@
+"""`edgerig run resources` and the process meter every experiment uses for CPU and memory."""

@@ -1,0 +1,1 @@
+"""Runs: repeat with rebuild, provenance (run.json), campaigns (resume) and their reports."""

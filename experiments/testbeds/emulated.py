@@ -1,0 +1,151 @@
+"""`emulated`: an N-node cluster of network namespaces on this machine (root only).
+
+Every node is a namespace `erf-<node>` (10.231.0.11.. on bridge `erfbr0`, this machine is
+10.231.0.1) running its replicas of NATS (a routed 3-server cluster with clustered JetStream), the
+VEI gateway and the vision app, as the placement says. Clients (camera, sink) run in the root
+namespace and never fail. Faults:
+
+- `kill`: SIGKILL every process of the node (`ip netns pids`), as a power loss or a crashed
+  kubelet would; `restore` starts the node's replicas again, each waited for.
+- `cut`: take the node's host-side veth down: silent, no RST; `restore` brings it back.
+
+One emulated testbed at a time: the network's names are machine-wide, so `up` holds a lock, and a
+crashed run's namespaces are swept by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import Any
+
+from experiments.testbeds import journal, netns
+from experiments.testbeds.base import CleanCheck, Endpoints, FaultRecord, NodeInfo, Testbed, TestbedError
+from experiments.testbeds.placement import Placement, place
+from experiments.testbeds.processes import Child
+from experiments.testbeds.system import Host, VeiSystem
+from workloads.vei import subjects
+
+NETWORK = netns.NetworkSpec(prefix="erf-", bridge="erfbr0", veth_prefix="erfv", subnet="10.231.0.0/24",
+                            first_host=11)
+MAX_NODES = 9
+
+
+def node_names(count: int) -> list[str]:
+    if not 1 <= count <= MAX_NODES:
+        raise ValueError(f"an emulated testbed has 1 to {MAX_NODES} nodes, got {count}")
+    return [f"n{i}" for i in range(1, count + 1)]
+
+
+def require_root(what: str = "the emulated testbed") -> None:
+    if os.geteuid() != 0:
+        raise TestbedError(f"{what} creates network namespaces and needs root: run it with sudo (or as root)")
+
+
+def _sweep_network(teardown: dict[str, Any]) -> list[str]:
+    return netns.sweep(NETWORK)
+
+
+journal.register_sweeper("emulated", _sweep_network)
+
+
+class EmulatedTestbed(Testbed):
+    kind = "emulated"
+    fault_kinds = ("kill", "cut")
+
+    system: VeiSystem | None = None
+
+    @property
+    def placement(self) -> Placement:
+        names = node_names(self.spec.nodes) if self.spec.placement is None else list(self.spec.placement)
+        return dict(self.spec.placement) if self.spec.placement is not None else place(names)
+
+    def preflight(self) -> None:
+        require_root()
+
+    def _hold(self) -> contextlib.AbstractContextManager[None]:
+        return journal.exclusive("emulated")
+
+    def _up(self) -> None:
+        placement = self.placement
+        if len(placement) > MAX_NODES:
+            raise TestbedError(f"an emulated testbed has at most {MAX_NODES} nodes; the placement names "
+                               f"{len(placement)}")
+        # Under the lock nobody else owns erf-* names: whatever exists is a crashed run's.
+        self.swept += netns.sweep(NETWORK)
+        self.net_nodes = {n.name: n for n in netns.nodes_for(NETWORK, list(placement))}
+        self.progress(f"building {len(self.net_nodes)} namespace nodes on {NETWORK.bridge} "
+                      f"({NETWORK.subnet})")
+        netns.build(NETWORK, list(self.net_nodes.values()))
+        sup = self.supervisor
+        hosts = {name: Host(name, node) for name, node in self.net_nodes.items()}
+        self.system = VeiSystem(sup, sup.temp_dir("emulated"), hosts, placement, self.spec)
+        self.progress("starting NATS cluster, gateways and vision apps")
+        self.system.start()
+
+    def _down(self) -> None:
+        self.system = None
+        netns.sweep(NETWORK)
+
+    @property
+    def _sys(self) -> VeiSystem:
+        if self.system is None:
+            raise TestbedError("the emulated testbed is not up")
+        return self.system
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(gateways=tuple(self._sys.gateways), nats_urls=tuple(self._sys.nats_urls))
+
+    @property
+    def nodes(self) -> list[NodeInfo]:
+        return [NodeInfo(name, node.address, "cloud", (), tuple(sorted(self._sys.placement.get(name, ()))))
+                for name, node in self.net_nodes.items()]
+
+    def _sink_ready(self) -> bool:
+        return self._sys.subscribed(subjects.LOCAL_SINK)
+
+    def system_processes(self) -> dict[str, list[int]]:
+        return self._sys.processes()
+
+    def dead_system_processes(self) -> list[Child]:
+        return self._sys.dead(skip=list(self._down_nodes))
+
+    _down_nodes: set[str] = set()
+
+    def _check_clean(self, check: CleanCheck) -> None:
+        check.checked.append("only this testbed's namespaces exist, each running only its processes")
+        ours = {n.netns for n in self.net_nodes.values()}
+        others = [n for n in netns.list_namespaces() if n.startswith(NETWORK.prefix) and n not in ours]
+        if others:
+            check.problems.append(f"foreign namespaces: {', '.join(others)}")
+        started = {c.pid for kids in self._sys.children.values() for c in kids}
+        for node in self.net_nodes.values():
+            strays = [p for p in netns.namespace_pids(node.netns) if p not in started]
+            if strays:
+                check.problems.append(f"{node.netns} runs processes this testbed did not start: {strays}")
+        dead = self._sys.dead()
+        if dead:
+            check.problems.append(f"exited: {', '.join(c.name for c in dead)}")
+
+    # -- faults ------------------------------------------------------------------------------------
+    def _fail(self, node: str, kind: str, down_for_s: float | None) -> FaultRecord:
+        target = self.net_nodes[node]
+        record = FaultRecord(kind, node, time.time_ns())
+        self._down_nodes = {*self._down_nodes, node}
+        if kind == "kill":
+            record.killed_pids = len(netns.kill_namespace_processes(target.netns, signal.SIGKILL))
+            netns.wait_namespace_empty(target.netns)
+        else:
+            netns.set_link(target, up=False)
+        return record
+
+    def _restore(self, fault: FaultRecord) -> None:
+        target = self.net_nodes[fault.node]
+        if fault.kind == "kill":
+            self._sys.start_node(fault.node)
+        else:
+            netns.set_link(target, up=True)
+        self._down_nodes = self._down_nodes - {fault.node}
