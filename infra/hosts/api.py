@@ -8,7 +8,6 @@ pin and downloaded before any host is touched. Any failure raises HostStepError(
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import versions
-from infra.hosts import ansible, artefacts, pyinfra_runner, run_dir
+from infra.hosts import ansible, artefacts, node_objects, pyinfra_runner, run_dir
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.hosts.inventory import SshTarget, targets_from_nodes
 from infra.hosts.plan import HostPlan, install_plan, reset_plan
@@ -139,8 +138,9 @@ def prepare(
     artefact_pins: Mapping[str, Pin] | None = None,
     artefact_cache: Path | None = None,
 ) -> tuple[run_dir.RunDir, RunSummary]:
-    """Write the run directory users drive with `ansible-playbook` and `pyinfra` themselves. The edges'
-    join token is fetched from CloudCore when it runs; otherwise their join is left out (noted)."""
+    """Write the run directory users drive with `ansible-playbook` and `pyinfra` themselves, and the
+    Node-object steps as node-objects.sh. The edges' join token is fetched from CloudCore when it runs;
+    otherwise their join is left out (noted): prepare again once CloudCore runs."""
     selected = nodes_named(testbed, nodes)
     addr = dict(addresses or {})
     targets = targets_from_nodes(list(testbed.nodes), addr, known_hosts)
@@ -153,7 +153,11 @@ def prepare(
     )
     for plan in plans:
         summary.notes.setdefault(plan.node.name, []).extend(plan.notes)
-    return run_dir.write(out_dir, testbed, plans, targets), summary
+    written = run_dir.write(out_dir, testbed, plans, targets)
+    script = written.path / node_objects.SCRIPT
+    script.write_text(node_objects.script(testbed, selected))
+    script.chmod(0o700)
+    return written, summary
 
 
 def install(
@@ -208,26 +212,14 @@ def install(
 
 
 def _label_and_taint_through_api(testbed: Testbed, selected: Sequence[Node], first: SshTarget) -> None:
-    """Labels NodeRestriction forbids a kubelet to set on itself (e.g. node-role.kubernetes.io/edge),
-    and the taints of EdgeCore nodes (keadm join has no flag for them)."""
-    for node in selected:
-        labels = testbed.api_labels(node)
-        taints = testbed.node_taints(node) if node.role == "edge" else []
-        if not labels and not taints:
-            continue
-        if node.role == "edge":  # EdgeCore registers its Node through CloudCore, shortly after the join
-            found = f"{KUBECTL} get node {node.name} >/dev/null 2>&1"
-            wait = f"for i in $(seq 60); do {found} && break; sleep 2; done"
-            _ssh(first, wait)
-        if labels:
-            pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(labels.items()))
-            done = _ssh(first, f"{KUBECTL} label node {node.name} {pairs} --overwrite")
-            if done.returncode != 0:
-                raise HostStepError(node.name, "label node through the API", done.stderr)
-        for taint in taints:
-            done = _ssh(first, f"{KUBECTL} taint node {node.name} {shlex.quote(taint.render())} --overwrite")
-            if done.returncode != 0:
-                raise HostStepError(node.name, "taint node through the API", done.stderr)
+    _run_api_steps(node_objects.install_steps(testbed, selected, KUBECTL), first)
+
+
+def _run_api_steps(steps: Sequence[node_objects.ApiStep], target: SshTarget) -> None:
+    for step in steps:
+        done = _ssh(target, step.command)
+        if done.returncode != 0 and not step.may_fail:
+            raise HostStepError(step.node, step.step, done.stderr)
 
 
 def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: RunSummary) -> str | None:
@@ -281,15 +273,7 @@ def _delete_node_objects(
                 "Node object not deleted: no running cluster left to delete it from"
             )
         return
-    api = targets[survivors[0].name]
-    for n in selected:
-        cmd = (
-            f"{KUBECTL} delete node {n.name} --ignore-not-found && {KUBECTL} -n kube-system "
-            f"delete secret {n.name}.node-password.k3s --ignore-not-found"
-        )
-        done = _ssh(api, cmd)
-        if done.returncode != 0:
-            raise HostStepError(n.name, "delete Node object", done.stderr)
+    _run_api_steps(node_objects.reset_steps(selected, KUBECTL), targets[survivors[0].name])
 
 
 __all__ = ["InstallResult", "install", "install_stages", "prepare", "reset", "versions"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from infra import versions
-from infra.hosts import api
+from infra.hosts import api, node_objects
 from infra.hosts.artefacts import ArtefactError, catalogue, required, unpinned
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.model import Testbed
@@ -112,6 +112,7 @@ def cluster_prepare(
     _show(summary)
     typer.echo(f"ansible-playbook -i {written.ansible_inventory} {REPO / 'playbooks/ansible/install.yml'}")
     typer.echo(f"pyinfra {written.pyinfra_inventory} edgerig_deploy.install")
+    typer.echo(f"then, where kubectl reaches the cluster: sh {written.path / node_objects.SCRIPT} install")
 
 
 @cluster_app.command("reset")
@@ -144,8 +145,9 @@ def artefacts_pin(
     ),
     pins_file: Path = typer.Option(versions.ARTEFACT_PINS_FILE, help="the pins file to fill"),  # noqa: B008
 ) -> None:
-    """Fill the missing pins of the pinned versions from a mirror: each file is checked against the
-    checksum file published beside it; existing pins are never changed. Writes nothing on a mismatch."""
+    """Fill the missing pins from a mirror, each file checked against its published checksum file.
+
+    Existing pins are never changed; nothing is written when a file or an image does not match."""
     from infra.hosts.pinning import pin_from_mirror
 
     registries = {}

@@ -22,7 +22,7 @@ import pytest
 from hosts_support import AIRGAP_KEY, FAKE_AIRGAP, Mirror, fleet_testbed, needs_root, snapshot
 
 from experiments.testbeds.fleet import hosts as fleet_mod
-from infra.hosts import api, render_kubeedge
+from infra.hosts import api, node_objects, render_kubeedge
 from infra.model import KNOWN_REGISTRIES
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
@@ -194,6 +194,10 @@ def _changed_tasks(stdout: str) -> dict[str, list[str]]:
 
 def test_each_tools_own_cli_on_the_run_directory(ke: dict[str, Any]) -> None:
     written, _ = api.prepare(ke["testbed"], ke["run"], **ke["kw"])
+    # What `cluster up` changes through the API is written beside the inventories for these users.
+    objects = written.path / node_objects.SCRIPT
+    assert objects.stat().st_mode & 0o777 == 0o700
+    assert "taint node edge0 node-role.kubernetes.io/edge:NoSchedule" in objects.read_text()
     kept = _fake_old_cni_plugins(ke)
     try:
         # pyinfra's CLI on both hosts: only the CNI config changes, to the version the plugins support.

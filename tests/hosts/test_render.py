@@ -14,7 +14,7 @@ from edgerig_deploy import common, k3s, kubeedge, raspberrypi
 from edgerig_deploy.raspberrypi import merged_cmdline
 from hosts_support import K3S_KEY, TOKEN, Mirror, image_pins
 
-from infra.hosts import api, render, render_kubeedge, run_dir
+from infra.hosts import api, node_objects, render, render_kubeedge, run_dir
 from infra.hosts.artefacts import fetch, k3s_binary
 from infra.hosts.inventory import targets_from_nodes
 from infra.hosts.plan import CGROUP_FLAGS, ROLE_INPUTS, install_plan
@@ -376,3 +376,39 @@ def test_install_plan_splits_by_concern(mirror: Mirror, tmp_path: Path) -> None:
     assert plan.concerns["k3s"].service == "k3s" and plan.tool == "ansible"
     assert [c.creates for c in plan.concerns["kubeedge_cloud"].commands] == [render_kubeedge.CLOUDCORE_READY]
     assert [c.removes for c in plan.concerns["k3s"].reset_commands] == ["/usr/local/bin/k3s-uninstall.sh"]
+
+
+def test_node_objects_script_labels_taints_and_deletes_with_the_operators_kubectl(tmp_path: Path) -> None:
+    """node-objects.sh runs the API steps of `edgerig cluster up|reset` with any kubectl (a recording
+    stand-in here: there is no Kubernetes on this machine)."""
+    calls = tmp_path / "calls"
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    kubectl.chmod(0o755)
+    for testbed in (_testbed(kubeedge={"enabled": True}), _hybrid(flannel_backend="wireguard-native")):
+        script = tmp_path / node_objects.SCRIPT
+        script.write_text(node_objects.script(testbed, testbed.nodes))
+        calls.write_text("")
+        env = {"PATH": "/usr/bin:/bin", "KUBECTL": str(kubectl)}
+        subprocess.run(["sh", str(script), "install"], check=True, env=env)
+        installed = calls.read_text().splitlines()
+        subprocess.run(["sh", str(script), "reset"], check=True, env=env)
+        deleted = calls.read_text().splitlines()[len(installed):]
+        if testbed.name == "t":  # the EdgeCore node: waited for, labelled, tainted (keadm has no taint flag)
+            assert installed == [
+                "get node e0",
+                "label node e0 node-role.kubernetes.io/edge= --overwrite",
+                "taint node e0 node-role.kubernetes.io/edge:NoSchedule --overwrite",
+            ]
+        else:  # K3s agents at the edge: the label NodeRestriction keeps from their kubelets, and the taint
+            # is in their config.yaml already
+            assert installed == [
+                f"label node pi{i} node-role.kubernetes.io/edge= --overwrite" for i in range(2)
+            ]
+        assert deleted == [
+            f"{verb} --ignore-not-found"
+            for n in testbed.nodes
+            for verb in (f"delete node {n.name}", f"-n kube-system delete secret {n.name}.node-password.k3s")
+        ]
+    bad = subprocess.run(["sh", str(script)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
