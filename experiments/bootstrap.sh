@@ -12,8 +12,9 @@ dev=0
 python=${PYTHON:-python3}
 
 if (( dev )) && [[ $(id -u) == 0 ]]; then
-  # Debian packages the test suite runs for real (broker, test-host tooling). Installed only when missing.
-  want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables)
+  # Debian packages the test suite runs for real (broker, test-host tooling, a headless browser for the
+  # campaign report). Installed only when missing.
+  want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables chromium)
   missing=()
   for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
   if (( ${#missing[@]} )); then

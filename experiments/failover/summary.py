@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from experiments.failover import analysis
+from experiments.failover.config import RunConfig
 from experiments.failover.placement import THESIS_OUTAGE_S
 from experiments.testbeds.base import FaultRecord, Testbed
 from workloads.vei.records import read_camera_csv, read_sink, read_status, sent_frame_ids, sink_stats
-
-if TYPE_CHECKING:
-    from experiments.failover.run import RunConfig
 
 NS = 1_000_000_000
 # The targets, per fault kind: outage (s); every scenario also needs 0 lost, 0 duplicates at

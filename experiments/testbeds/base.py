@@ -107,6 +107,8 @@ class SystemSpec:
     max_image_bytes: int = 4 * 1024 * 1024
     nodes: int = 5
     placement: dict[str, frozenset[str]] | None = None
+    # How a stack's `kill` fault fails a real node: reboot -f (power cut) or k3s (stop K3s and its pods).
+    kill_mode: str = "reboot"
 
 
 class Testbed(ABC):

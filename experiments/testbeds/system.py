@@ -13,9 +13,19 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from experiments.testbeds import nats
-from experiments.testbeds.base import GATEWAY, NATS, VISION, SystemSpec
+from experiments.testbeds.base import (
+    GATEWAY,
+    NATS,
+    VISION,
+    CleanCheck,
+    Endpoints,
+    SystemSpec,
+    Testbed,
+    TestbedError,
+)
 from experiments.testbeds.netns import NetNode
 from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
@@ -160,3 +170,42 @@ class VeiSystem:
 
     def dead(self, skip: Sequence[str] = ()) -> list[Child]:
         return [c for n, kids in self.children.items() if n not in skip for c in kids if not c.alive()]
+
+
+class SystemTestbed(Testbed):
+    """A testbed that runs the VEI system itself as a `VeiSystem` (local, emulated, fleet): its
+    endpoints, nodes' components, processes and the sink's readiness all come from that system."""
+
+    system: VeiSystem | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._down_nodes: frozenset[str] = frozenset()  # nodes a fault has taken away for now
+
+    @property
+    def _sys(self) -> VeiSystem:
+        if self.system is None:
+            raise TestbedError(f"the {self.kind} testbed is not up")
+        return self.system
+
+    def _components(self, node: str) -> tuple[str, ...]:
+        return tuple(sorted(self._sys.placement.get(node, ())))
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(gateways=tuple(self._sys.gateways), nats_urls=tuple(self._sys.nats_urls))
+
+    def _sink_ready(self) -> bool:
+        return self._sys.subscribed(subjects.LOCAL_SINK)
+
+    def system_processes(self) -> dict[str, list[int]]:
+        return self._sys.processes()
+
+    def dead_system_processes(self) -> list[Child]:
+        return self._sys.dead(skip=list(self._down_nodes))
+
+    def _check_clean(self, check: CleanCheck) -> None:
+        check.checked.append("every system process of this testbed running")
+        dead = self._sys.dead()
+        if dead:
+            check.problems.append(f"exited: {', '.join(c.name for c in dead)}")

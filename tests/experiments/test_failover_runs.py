@@ -164,3 +164,25 @@ def test_a_second_run_waits_for_nobody_and_says_why(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "another emulated testbed holds" in result.stderr
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_on_the_fleet_both_faults_go_over_ssh_and_nothing_is_lost(tmp_path: Path) -> None:
+    """The fleet's SSH test hosts run the system; the kill (SIGKILL from the host of the processes
+    in its pid file) and the cut (a firewall drop the host lifts itself) go over SSH, as on a stack."""
+    result = subprocess.run(failover_cli("--target", "fleet:3", "--scenario", "all", "--fault", "kill,cut",
+                                         "--warmup", "1", "--baseline", "3", "--down-for", "3",
+                                         "--margin", "2", "--cap", "30", "--out", str(tmp_path)),
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for fault in ("kill", "cut"):
+        run_dir = tmp_path / f"all-{fault}-r1"
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["testbed"] == "fleet" and summary["lost"] == 0, summary["lost_ids"]
+        assert summary["duplicates_delivered"] == 0 and summary["outage_s"] is not None
+        assert all(summary["targets_met"].values()), summary["targets_met"]
+        run = json.loads((run_dir / "run.json").read_text())
+        assert run["testbed"]["kind"] == "fleet" and run["config"]["fault"] == fault
+        assert {"up", "warm-up", "baseline", "fault", "recovery", "down"} <= set(run["phases"])
+    assert not [n for n in netns.list_namespaces() if n.startswith("erh-")]
+    assert not Path("/run/edgerig/fleet-testbed").exists()
