@@ -118,8 +118,11 @@ def _sweep_stack(teardown: dict[str, Any]) -> list[str]:
     name = teardown.get("stack")
     if not name or teardown.get("attach") or not teardown.get("up_started"):
         return []
-    run_engine("destroy", str(name))
-    return [f"stack {name} destroyed"]
+    left = run_engine("destroy", str(name))["resources"]
+    if left:
+        raise TestbedError(f"pulumi destroy {name} left {left} resources in the stack a crashed run had "
+                           f"deployed; run `pulumi destroy --stack {name}` and check the cloud by hand")
+    return [f"stack {name} destroyed (0 resources left)"]
 
 
 journal.register_sweeper("stack", _sweep_stack)

@@ -8,6 +8,7 @@ experiments/testbeds/probe.py).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -78,6 +79,9 @@ def test_failover_run_loses_nothing(fault: str, tmp_path: Path) -> None:
     if fault == "kill":
         assert summary["killed_pids"] == 3  # its NATS server, gateway and vision app
     assert (run_dir / "latency.png").stat().st_size > 0
+    with (run_dir / "records.csv").open() as handle:  # tidy: one row per frame the camera created
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == summary["sent"] and all(r["cloud_arrival_unix_ns"] for r in rows)
     assert "| {gateway, nats, vision} |" in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "errors.json").read_text()) == []
     assert leftovers(tmp_path) == []

@@ -172,3 +172,66 @@ def test_the_engine_runs_in_a_process_of_its_own() -> None:
     code = "import experiments.testbeds.stack, sys; print('pulumi.automation' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_hard_stop_goes_through_the_openstack_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenStack cannot run here: a stand-in for openstacksdk records the calls. The node's "sshd" is
+    a real listener on loopback that sends an SSH banner once the VM is started again."""
+    import socket
+    import threading
+    import types
+
+    calls: list[tuple[str, str]] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        listener.listen()
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-stand-in\r\n")
+            conn.close()
+
+    class Compute:
+        def find_server(self, name: str) -> Any:
+            calls.append(("find", name))
+            return types.SimpleNamespace(id=f"id-{name}")
+
+        def stop_server(self, server_id: str) -> None:
+            calls.append(("stop", server_id))
+
+        def start_server(self, server_id: str) -> None:
+            calls.append(("start", server_id))
+            threading.Thread(target=serve, daemon=True).start()  # the VM boots: sshd answers
+
+    conn = types.SimpleNamespace(compute=Compute(), close=lambda: calls.append(("close", "")))
+    monkeypatch.setitem(sys.modules, "openstack", types.SimpleNamespace(connect=lambda cloud=None: conn))
+    tb = StackTestbed("openstack-kubeedge")
+    tb.outputs = {"inventory": {"value": {
+        "edge": {"address": "127.0.0.1", "provider": "openstack", "ssh": {"user": "ubuntu", "port": port}},
+        "pi": {"address": "127.0.0.1", "provider": "static", "ssh": {"user": "pi", "port": port}}},
+        "secret": False}}
+
+    class Ready:
+        def nodes(self) -> list[NodeState]:
+            return [NodeState("edge", True, {}), NodeState("pi", True, {})]
+
+        def pods(self, namespace: str, selector: str = "") -> list[PodState]:
+            return []
+
+    tb.cluster = Ready()
+    try:
+        fault = tb.fail("edge", "hard-stop", down_for_s=1)
+        assert fault.detail == {"via": "openstack"} and ("stop", "id-edge") in calls
+        tb.restore(fault)
+        assert ("start", "id-edge") in calls and fault.restored_unix_ns is not None
+        with pytest.raises(TestbedError, match="node pi is not an OpenStack VM"):
+            tb.fail("pi", "hard-stop")
+        with pytest.raises(TestbedError, match="cannot inject fault 'unplug'"):
+            tb.fail("edge", "unplug")
+    finally:
+        listener.close()
