@@ -127,6 +127,7 @@ class Testbed(ABC):
         self.journal: journals.Journal | None = None
         self.swept: list[str] = []
         self._exclusive: contextlib.ExitStack | None = None
+        self._held = False  # the kind's exclusive hold is ours: tearing down its parts is safe
         self.phases: dict[str, dict[str, float]] = {}
         self._clients: list[Child] = []
 
@@ -149,6 +150,7 @@ class Testbed(ABC):
             try:
                 self.preflight()
                 self._exclusive.enter_context(self._hold())  # before the sweep: it may remove shared names
+                self._held = True
                 self.swept = journals.sweep_stale(self.kind)
                 self.journal = journals.Journal.open(self.kind, self._teardown_record())
                 self.sup = Supervisor(log_dir=self.log_dir, journal=self.journal)
@@ -171,7 +173,8 @@ class Testbed(ABC):
                 for child in reversed(self._clients):
                     sup.stop(child)
                 sup.stop_all()
-            self._down()
+            if self._held:  # never tear down what another holder of the kind's names owns
+                self._down()
         finally:
             if sup is not None:
                 self.sup = None
@@ -180,6 +183,7 @@ class Testbed(ABC):
             if self._exclusive is not None:
                 self._exclusive.close()
                 self._exclusive = None
+            self._held = False
         # Only a complete teardown closes the journal; otherwise a later sweep finishes the job.
         if self.journal is not None:
             self.journal.close()

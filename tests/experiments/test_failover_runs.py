@@ -190,3 +190,18 @@ def test_on_the_fleet_both_faults_go_over_ssh_and_nothing_is_lost(tmp_path: Path
         assert {"up", "warm-up", "baseline", "fault", "recovery", "down"} <= set(run["phases"])
     assert not [n for n in netns.list_namespaces() if n.startswith("erh-")]
     assert not Path("/run/edgerig/fleet-testbed").exists()
+
+
+def test_a_second_emulated_testbed_is_refused_and_touches_nothing_of_the_first(tmp_path: Path) -> None:
+    from experiments.testbeds.base import SystemSpec
+    from experiments.testbeds.emulated import EmulatedTestbed
+    from experiments.testbeds.journal import BusyError
+
+    with EmulatedTestbed(SystemSpec(nodes=3), log_dir=tmp_path / "first") as first:
+        second = EmulatedTestbed(SystemSpec(nodes=3), log_dir=tmp_path / "second")
+        with pytest.raises(BusyError, match="another emulated testbed holds"):
+            second.up()
+        expected = ["bridge erfbr0", "netns erf-n1", "netns erf-n2", "netns erf-n3"]
+        assert sorted(netns.leftovers(NETWORK)) == expected
+        assert not first.dead_system_processes() and first.check_clean().clean
+    assert netns.leftovers(NETWORK) == []
