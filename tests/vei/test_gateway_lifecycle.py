@@ -297,7 +297,7 @@ def test_no_nats_reachable_is_a_clear_start_up_error() -> None:
                            "--nats-url", dead], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "VEI_NATS_STARTUP_TIMEOUT_S": "1.5"})
     assert proc.returncode == 1
-    assert f"cannot reach any NATS server ({dead}): none answered within 1.5 s" in proc.stderr
+    assert f"cannot connect to any NATS server ({dead}): none answered within 1.5 s" in proc.stderr
     assert proc.stderr.count("Connect call failed") <= 2  # retries are not logged one by one
 
 

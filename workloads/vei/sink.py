@@ -2,12 +2,16 @@
 
     python -m workloads.vei.sink --nats-url nats://127.0.0.1:4222 --out results/sink.jsonl
 
-Gateways configured with `--cloud local` send each result as a NATS request on
-`vei.v1.sink.local`. The sink writes the line, flushes it, and only then replies, so an
-acknowledgement means "on disk". Results are de-duplicated on (cameraID, frameId): a resent
-frame is answered (so the camera gets its ack) but not written twice. An empty request is a
-readiness probe and is answered with b"ready". On SIGTERM/SIGINT it drains NATS and writes
-`<out>.stats.json` with the number of accepted results and duplicates.
+Gateways configured with `--cloud local` send each result on `vei.v1.sink.local`. The sink writes
+the line, flushes it, and only then answers, so an acknowledgement means "on disk":
+
+- a result whose reply subject is a camera's ack subject (`vei.v1.ack.<camera>`) is answered with a
+  serialized FrameAck there, which the gateway holding that camera's stream passes on as is;
+- any other reply subject (a plain NATS request) gets b"ok", b"dup" or an error text.
+
+Results are de-duplicated on (cameraID, frameId): a resent frame is acknowledged (so the camera stops
+resending) but not written twice. An empty request is a readiness probe, answered with b"ready". On
+SIGTERM/SIGINT it drains NATS and writes `<out>.stats.json` (accepted results, duplicates).
 """
 
 from __future__ import annotations
@@ -30,12 +34,11 @@ from pydantic import ValidationError
 
 from workloads.vei import nats_conn, subjects
 from workloads.vei.proto import vei_pb2
-from workloads.vei.settings import SinkSettings
+from workloads.vei.settings import SinkSettings, explain
 from workloads.vei.sinks.base import result_record
-from workloads.vei.sinks.local import ACCEPTED, DUPLICATE
+from workloads.vei.sinks.local import ACCEPTED, DUPLICATE, READY
 
 log = logging.getLogger("vei.sink")
-READY = b"ready"
 
 
 class ResultRecorder:
@@ -99,20 +102,30 @@ async def run_sink(settings: SinkSettings, stop: asyncio.Event, ready: asyncio.E
 
     async def on_result(msg: Msg) -> None:
         arrived = time.time_ns()
+        reply = msg.reply
         if not msg.data:
-            await msg.respond(READY)
+            if reply:
+                await nc.publish(reply, READY)
             return
         try:
             result = vei_pb2.PubCloudParams.FromString(msg.data)
         except DecodeError as exc:
-            await msg.respond(f"malformed PubCloudParams: {exc}".encode())
+            log.warning("malformed PubCloudParams: %s", exc)
+            if not reply.startswith(subjects.ACK_PREFIX):  # an ack subject only takes FrameAcks
+                await nc.publish(reply, f"malformed PubCloudParams: {exc}".encode())
             return
+        error, written = "", False
         try:
             written = recorder.record(result, arrived)
         except OSError as exc:
-            await msg.respond(f"sink cannot write {settings.out}: {exc}".encode())
+            error = f"sink cannot write {settings.out}: {exc}"
+        if not reply:
             return
-        await msg.respond(ACCEPTED if written else DUPLICATE)
+        if reply.startswith(subjects.ACK_PREFIX):
+            ack = vei_pb2.FrameAck(frameId=result.frameId, cameraID=result.cameraID, error=error)
+            await nc.publish(reply, ack.SerializeToString())
+        else:
+            await nc.publish(reply, error.encode() or (ACCEPTED if written else DUPLICATE))
 
     try:
         await nc.subscribe(subjects.LOCAL_SINK, queue=subjects.LOCAL_SINK_QUEUE, cb=on_result)
@@ -155,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = SinkSettings(**overrides)
     except ValidationError as exc:
-        print(f"vei sink: invalid settings: {exc}", file=sys.stderr)
+        print(f"vei sink: invalid settings: {explain(exc)}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_main(settings))
