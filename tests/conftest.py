@@ -8,6 +8,9 @@ gateway subprocesses. Every port is picked free at run time; everything started 
                            `gateway.address` is HOST:PORT for grpc.aio.insecure_channel
     gateway_factory        async make_gateway(**settings) -> Gateway, for several replicas
     gateway_process        spawn(*args) -> (Popen, address) running `python -m workloads.vei.gateway`
+    moto_iot               (endpoint, published()) of moto's AWS IoT data plane in its own process
+    mosquitto_factory      start(config_lines, files) -> port of a mosquitto (auth, TLS, ...)
+    mosquitto              port of a plain, anonymous mosquitto
 
 Plain helpers live in tests/testkit.py (`from testkit import wait_serving`): importing them from
 `conftest` is ambiguous, because tests/hosts has a conftest.py of its own.

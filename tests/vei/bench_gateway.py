@@ -43,8 +43,14 @@ sys.path.insert(0, str(ROOT))
 # could point elsewhere), so a copy of an older commit can be measured while the tree changes.
 os.environ["PYTHONPATH"] = str(ROOT)
 
-from experiments.latency.system import camera_argv, has_subscription, start_baseline  # noqa: E402
-from experiments.local.nats import NatsServer, nats_server_binary  # noqa: E402
+from experiments.latency.system import (  # noqa: E402
+    NATS_CONFIG,
+    Baseline,
+    camera_argv,
+    has_subscription,
+    start_baseline,
+)
+from experiments.local.nats import NatsServer, nats_server_binary, start_nats  # noqa: E402
 from experiments.local.ports import free_port, port_open  # noqa: E402
 from experiments.local.readiness import wait_gateways_serving  # noqa: E402
 from experiments.local.supervisor import Child, Supervisor  # noqa: E402
@@ -125,14 +131,15 @@ class Implementation:
     start: Callable[[Supervisor, Path], Child]
 
 
-def start_original_nats(sup: Supervisor, work: Path) -> NatsServer:
+def start_original_nats(sup: Supervisor, work: Path, gomaxprocs: int = 0) -> NatsServer:
     """The original connects to nats://127.0.0.1:4222 only, so this server must be there (the run is in
     its own network namespace, so the fixed ports collide with nothing)."""
     monitor = free_port()
     store = work / "jetstream"
     argv = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(ORIGINAL_NATS_PORT), "-m", str(monitor),
             "-js", "-sd", str(store), "-n", "bench"]
-    child = sup.start("nats-server", argv, ready=lambda: port_open("127.0.0.1", ORIGINAL_NATS_PORT)
+    env = {"GOMAXPROCS": str(gomaxprocs)} if gomaxprocs else None
+    child = sup.start("nats-server", argv, env=env, ready=lambda: port_open("127.0.0.1", ORIGINAL_NATS_PORT)
                       and port_open("127.0.0.1", monitor))
     return NatsServer(child, "127.0.0.1", ORIGINAL_NATS_PORT, monitor)
 
@@ -162,15 +169,15 @@ def edgerig_gateway(sup: Supervisor, work: Path) -> Child:
     return child
 
 
-def run_original(impl: Implementation, fps: float, frames: int, quiet_s: float,
-                 frame_bytes: int) -> dict[str, Any]:
+def run_original(impl: Implementation, fps: float, frames: int, quiet_s: float, frame_bytes: int,
+                 nats_gomaxprocs: int = 0) -> dict[str, Any]:
     """One rate against a fresh nats-server and gateway: the original exits (log.Fatal) on the first
     frame after a subscriber went away, so one gateway cannot serve two rounds."""
     with Supervisor() as sup:
         work = sup.temp_dir(f"bench-{impl.name}")
         os.chdir(work)  # the Go binary reads ./gcp relative to its working directory
         try:
-            nats = start_original_nats(sup, work)
+            nats = start_original_nats(sup, work, nats_gomaxprocs)
             gateway = impl.start(sup, work)
             out = work / "received.csv"
             sub = sup.start("subscriber", [PY, str(CLIENTS), "subscribe", "--gateway", ORIGINAL_GRPC,
@@ -226,11 +233,33 @@ def original(args: argparse.Namespace) -> dict[str, Any]:
              Implementation("edgerig", subjects.frames(CAMERA), edgerig_gateway)]
     if args.edgerig_first:
         impls.reverse()
-    return {impl.name: {f"{fps:g}": run_original(impl, fps, frames, args.quiet_s, args.frame_bytes)
+    if args.only:
+        impls = [impl for impl in impls if impl.name == args.only]
+    return {impl.name: {f"{fps:g}": run_original(impl, fps, frames, args.quiet_s, args.frame_bytes,
+                                                 args.nats_gomaxprocs)
                         for fps, frames in rates} for impl in impls}
 
 
 # ---- the whole pipeline --------------------------------------------------------------------------
+
+def start_file_pipeline(sup: Supervisor, work: Path, sink_out: Path) -> Baseline:
+    """The baseline system with the gateway's own `file:` sink instead of the sink process (the
+    original VEI delivered from the gateway process too): nats-server, gateway, vision app. The same
+    processes and flags as `start_baseline`, except `--cloud local=file:...` and no sink process."""
+    conf = work / "nats.conf"
+    conf.write_text(NATS_CONFIG)
+    nats = start_nats(sup, extra_args=["-c", str(conf)])
+    address = f"127.0.0.1:{free_port()}"
+    gateway = sup.start("gateway", [PY, "-m", "workloads.vei.gateway", "--listen", address,
+                                    "--nats-url", nats.url, "--cloud", f"local=file:{sink_out}",
+                                    "--log-level", "WARNING"],
+                        ready=lambda: port_open("127.0.0.1", int(address.rsplit(":", 1)[1])))
+    wait_gateways_serving([gateway], [address])
+    vision = sup.start("vision", [PY, "-m", "workloads.vei.vision", "--gateway", address,
+                                  "--camera-id", CAMERA],
+                       ready=lambda: has_subscription(nats, subjects.frames(CAMERA)))
+    return Baseline(nats, gateway, gateway, vision, address, sink_out)
+
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     if args.gomaxprocs:
@@ -238,8 +267,12 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     with Supervisor() as sup:
         work = sup.temp_dir("bench-pipeline")
         sink_out = work / "sink.jsonl"
-        base = start_baseline(sup, work, sink_out, CAMERA, processing_ms=args.processing_ms)
-        measured = {**base.measured(), "sink": base.sink}
+        if args.sink == "file":
+            base = start_file_pipeline(sup, work, sink_out)
+            measured = base.measured()  # the sink is inside the gateway
+        else:
+            base = start_baseline(sup, work, sink_out, CAMERA, processing_ms=args.processing_ms)
+            measured = {**base.measured(), "sink": base.sink}
         sampler = CpuSampler(measured)
         sampler.sample()
         quiet_start = time.time_ns()
@@ -259,7 +292,7 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     return {"fps": args.fps, "frames": args.frames, "at_sink_unique": len(unique),
             "lost": args.frames - len(unique),
             "duplicates_at_sink": len(sink_rows) - len(unique), "camera": stats,
-            "gomaxprocs": args.gomaxprocs or None,
+            "gomaxprocs": args.gomaxprocs or None, "sink": args.sink,
             "p50_ms": round(pct(lat, 0.5), 3), "p95_ms": round(pct(lat, 0.95), 3), **fig}
 
 
@@ -271,12 +304,18 @@ def main() -> None:
     o.add_argument("--rates", default="10:1000,1000:5000,2000:8000", help="FPS:FRAMES,...")
     o.add_argument("--quiet-s", type=float, default=30.0)
     o.add_argument("--edgerig-first", action="store_true", help="measure edgerig's gateway first")
+    o.add_argument("--only", choices=("original-go", "edgerig"), help="measure one implementation only")
+    o.add_argument("--nats-gomaxprocs", type=int, default=0,
+                   help="GOMAXPROCS for nats-server in both runs (0 = Go's default)")
     p = sub.add_parser("pipeline", help="the whole pipeline with acks")
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--quiet-s", type=float, default=60.0)
     p.add_argument("--processing-ms", type=float, default=0.0)
     p.add_argument("--gomaxprocs", type=int, default=0, help="GOMAXPROCS for nats-server (0 = Go's default)")
+    p.add_argument("--sink", choices=("process", "file"), default="process",
+                   help="the local sink process over NATS (as `edgerig run latency`), or the gateway's "
+                        "own file: sink")
     for parser in (o, p):
         parser.add_argument("--frame-bytes", type=int, default=24 * 1024)
         parser.add_argument("--out", type=Path, help="also write the JSON result here")

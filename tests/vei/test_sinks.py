@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from google.protobuf import empty_pb2
 from testkit import ROOT, free_port, stop_process
-from vei_helpers import frames, read_jsonl, spawn, stubs, wait_until
+from vei_helpers import frame, frames, metric, read_jsonl, spawn, stubs, subscribed, wait_until
 
 from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
@@ -237,3 +237,43 @@ def test_gateway_cli_rejects_bad_cloud_spec_before_starting() -> None:
                           timeout=60, env={**os.environ})
     assert proc.returncode == 2
     assert "iot-data needs region" in proc.stderr
+
+
+# ---- the gateway's own file sink -----------------------------------------------------------------------
+
+async def test_file_sink_records_and_acks_inside_the_gateway(gateway_factory: Any, tmp_path: Path) -> None:
+    out = tmp_path / "results" / "sink.jsonl"
+    gw = await gateway_factory(clouds=[f"local=file:{out}"])
+    (tmp_path / "missing").write_text("a file, so no folder can be made here")
+    broken = await gateway_factory(clouds=[f"broken=file:{tmp_path / 'missing' / 'y.jsonl'}"])
+    async with grpc.aio.insecure_channel(gw.address) as ch, grpc.aio.insecure_channel(broken.address) as ch_b:
+        vei, reliable = stubs(ch)
+        vei_b, _ = stubs(ch_b)
+        sub = vei.SubscribeImage(vei_pb2.SubImageParams(cameraID="cam9", queueGroup="vision"))
+        await subscribed(sub)
+
+        async def results() -> Any:
+            async for img in sub:
+                yield vei_pb2.PubCloudParams(analyticsName="emu", analyticalOutput=["car"],
+                                             cloudProvider="local", frameId=img.frameId,
+                                             cameraID=img.cameraID, createdUnixNs=img.createdUnixNs)
+
+        vision = vei.PublishToCloud(results())
+        sent = [frame("cam9", i, size=100) for i in range(10)]
+        acks = [a async for a in reliable.PublishImageAcked(frames(sent + sent[:3], gap_s=0.01))]
+        sub.cancel()
+        vision.cancel()
+        clouds_b = list((await vei_b.ListClouds(empty_pb2.Empty())).availClouds)
+        refused = await vei_b.PublishToCloud(frames([result(1, provider="broken")]))
+    assert sorted(a.frameId for a in acks if not a.error) == sorted(f.frameId for f in sent + sent[:3])
+    lines = read_jsonl(out)
+    assert sorted(r["frameId"] for r in lines) == sorted(f.frameId for f in sent)  # resends not written twice
+    assert all(r["cameraID"] == "cam9" and r["sinkUnixNs"] >= r["createdUnixNs"] for r in lines)
+    assert clouds_b == [] and "file sink 'broken': cannot open" in refused.errorMsg
+    assert metric(gw, "vei_cloud_results_total", {"provider": "local", "outcome": "accepted"}) == 13
+
+
+def test_file_sink_spec() -> None:
+    assert parse_cloud_specs(["local=file:/var/lib/vei/results.jsonl"])[0].kind == "file"
+    with pytest.raises(CloudSpecError, match="write file:PATH"):
+        parse_cloud_specs(["local=file:"])

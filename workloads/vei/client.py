@@ -37,16 +37,17 @@ def service_config(health_service: str = HEALTH_SERVICE) -> str:
     })
 
 
-def channel_options(health_service: str = HEALTH_SERVICE) -> list[tuple[str, str | int]]:
+def channel_options(health_service: str = HEALTH_SERVICE,
+                    keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, str | int]]:
     return [
         ("grpc.service_config", service_config(health_service)),
-        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         # Without this, an unanswered ping (keepalive or BDP probe) to a silently dead replica is only
         # given up after the default 60 s ping timeout (measured: no failover for > 10 s).
-        ("grpc.http2.ping_timeout_ms", KEEPALIVE_MS),
+        ("grpc.http2.ping_timeout_ms", keepalive_ms),
         # Reconnect quickly when a replica comes back (the default backoff grows to 120 s).
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
@@ -158,7 +159,8 @@ def open_channel(endpoints: Sequence[str] | str, health_service: str = HEALTH_SE
                  security: GatewayClientSettings | None = None) -> grpc.aio.Channel:
     """One channel over every replica; TLS and the token come from VEI_GATEWAY_* / VEI_GRPC_TOKEN*."""
     security = security or GatewayClientSettings()
-    target, options = grpc_target(endpoints), channel_options(health_service)
+    target = grpc_target(endpoints)
+    options = channel_options(health_service, round(security.grpc_keepalive_s * 1000))
     interceptors = (token_interceptors(security.grpc_token.get_secret_value())
                     if security.grpc_token is not None else None)
     if not security.tls:

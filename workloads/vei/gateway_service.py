@@ -60,6 +60,8 @@ class VeiService:
             self.max_image_bytes = settings.max_image_bytes
             self.limit_source = "VEI_MAX_IMAGE_BYTES"
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Cameras whose PublishImageAcked stream is on this gateway (the latest stream of each).
+        self._ack_trackers: dict[str, AckTracker] = {}
         self._warn = ThrottledLog(log, every_s=10.0)
         self._sink_metrics = {name: SinkMetrics(metrics, name) for name in sinks}
         self._streams = {rpc: metrics.active_streams.labels(rpc) for rpc in (
@@ -139,6 +141,8 @@ class VeiService:
             with contextlib.suppress(BaseException):
                 await reader
             await acked.close()
+            if self._ack_trackers.get(acked.camera) is acked:
+                del self._ack_trackers[acked.camera]
 
     async def _read_acked(self, requests: AsyncIterator[Any], acked: AckTracker) -> None:
         ingest = FrameIngest(self)
@@ -150,6 +154,7 @@ class VeiService:
                         raise Reject(INVALID, f"a PublishImageAcked stream carries one camera; it started "
                                      f"with {acked.camera!r} and then sent {ingest.camera!r}")
                     await acked.subscribe(self.nc, ingest.camera)
+                    self._ack_trackers[ingest.camera] = acked
                 acked.sent(req.frameId)
                 try:
                     await ingest.publish(req)
@@ -259,6 +264,9 @@ class VeiService:
                     outcome.ok += 1
                     self._sink_metrics[sink.name].forwarded.inc()
                     continue
+                if sink.inline:  # quick and local (a file): no task, no semaphore
+                    await self._deliver(sink, req, outcome)
+                    continue
                 await slots.acquire()
                 task = asyncio.create_task(self._deliver(sink, req, outcome))
                 mine.add(task)
@@ -291,9 +299,14 @@ class VeiService:
             if req.gatewayInUnixNs:
                 m.gateway_to_sink.observe((time.time_ns() - req.gatewayInUnixNs) / 1e9)
         if req.frameId and req.cameraID:
-            ack = vei_pb2.FrameAck(frameId=req.frameId, cameraID=req.cameraID, error=error)
+            ack = vei_pb2.FrameAck(frameId=req.frameId, cameraID=req.cameraID,
+                                   error=error).SerializeToString()
+            local = self._ack_trackers.get(req.cameraID)
+            if local is not None:  # the camera streams through this gateway: no NATS hop needed
+                local.deliver(req.frameId, ack)
+                return
             try:
-                await self.nc.publish(subjects.ack(req.cameraID), ack.SerializeToString())
+                await self.nc.publish(subjects.ack(req.cameraID), ack)
             except Exception:
                 self.metrics.errors.labels("ack_publish").inc()
 

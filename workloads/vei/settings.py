@@ -164,6 +164,9 @@ class GatewaySettings(NatsSettings):
     grpc_tls_cert_file: str = ""
     grpc_tls_key_file: str = ""
     grpc_client_ca_file: str = ""
+    # Keepalive ping interval (and timeout) towards each client: a silently dead client (its node cut
+    # off) is dropped after about twice this, and its queue-group share of frames goes elsewhere.
+    grpc_keepalive_s: float = Field(1.0, ge=0.1)
 
     @field_validator("clouds", mode="before")
     @classmethod
@@ -219,6 +222,9 @@ class GatewayClientSettings(BaseSettings):
 
     grpc_token: SecretStr | None = None
     grpc_token_file: str = ""
+    # Keepalive ping interval (and ping timeout) towards the gateway: a silently dead replica is left
+    # after about twice this; each ping wakes both ends (see docs/benchmarks.md for the trade-off).
+    grpc_keepalive_s: float = Field(default=1.0, ge=0.1)
     gateway_ca_file: str = ""
     gateway_cert_file: str = ""
     gateway_key_file: str = ""

@@ -14,6 +14,9 @@ class SinkError(Exception):
 
 class CloudSink(abc.ABC):
     kind: ClassVar[str]
+    # True: `deliver` is quick and never waits on the network, so the gateway calls it inside the
+    # PublishToCloud loop instead of in a task of its own.
+    inline: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name

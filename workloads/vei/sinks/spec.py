@@ -5,6 +5,7 @@
     NAME=mqtt://HOST[:PORT]/TOPIC[?qos=0|1]
     NAME=mqtts://HOST[:PORT]/TOPIC[?qos=0|1][&ca=/path/to/ca.pem]     TLS; default port 8883
     NAME=iot-data?region=R&topic=T[&endpoint=URL][&qos=0|1]
+    NAME=file:PATH            the gateway writes the results itself (JSONL, as the local sink)
 
 NAME is what clients pass as `cloudProvider` (A-Z a-z 0-9 _ -). The original VEI clients send "AWS",
 so `AWS=iot-data?...` serves them unchanged. Examples:
@@ -26,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from workloads.vei.validation import NAME_RULE, is_valid_name
 
 SYNTAX = ("NAME | NAME=local[?timeout=S] | NAME=mqtt[s]://HOST[:PORT]/TOPIC[?qos=0|1][&ca=FILE] | "
-          "NAME=iot-data?region=R&topic=T[&endpoint=URL][&qos=0|1]")
+          "NAME=iot-data?region=R&topic=T[&endpoint=URL][&qos=0|1] | NAME=file:PATH")
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 # Option values shown in errors; anything else (an unknown option may be a secret) is masked.
 _SHOWN_OPTIONS = {"qos", "timeout", "region", "topic", "ca", "endpoint"}
@@ -40,7 +41,7 @@ class CloudSpecError(ValueError):
 @dataclass(frozen=True)
 class CloudSpec:
     name: str
-    kind: str  # local | mqtt | aws
+    kind: str  # local | mqtt | aws | file
     target: str
     params: dict[str, str] = field(default_factory=dict)
 
@@ -92,6 +93,11 @@ def parse_cloud_spec(spec: str) -> CloudSpec:
             raise CloudSpecError(f"cloud spec {shown!r}: ca= needs the path of a PEM file of CA certificates")
         mqtt_target(CloudSpec(name, "mqtt", target, params), shown)  # checks host, port, topic, credentials
         return CloudSpec(name, "mqtt", target, params)
+    if base.startswith("file:"):
+        if query or not base[len("file:"):]:
+            raise CloudSpecError(f"cloud spec {shown!r}: write file:PATH, e.g. "
+                                 f"{name}=file:results/sink.jsonl")
+        return CloudSpec(name, "file", target)
     if base == "iot-data":
         _allow(shown, params, {"region", "topic", "endpoint", "qos"})
         missing = [key for key in ("region", "topic") if not params.get(key)]
