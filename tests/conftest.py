@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import ROOT, free_port, stop_process
+from testkit import ROOT, free_port, stop_process, wait_for_port
 
 from workloads.vei import launch
 

@@ -43,18 +43,13 @@ sys.path.insert(0, str(ROOT))
 # could point elsewhere), so a copy of an older commit can be measured while the tree changes.
 os.environ["PYTHONPATH"] = str(ROOT)
 
-from experiments.latency.system import (  # noqa: E402
-    NATS_CONFIG,
-    Baseline,
-    camera_argv,
-    has_subscription,
-    start_baseline,
-)
-from experiments.local.nats import NatsServer, nats_server_binary, start_nats  # noqa: E402
-from experiments.local.ports import free_port, port_open  # noqa: E402
-from experiments.local.readiness import wait_gateways_serving  # noqa: E402
-from experiments.local.supervisor import Child, Supervisor  # noqa: E402
-from workloads.vei import subjects  # noqa: E402
+from experiments.testbeds.base import SystemSpec  # noqa: E402
+from experiments.testbeds.local import LocalTestbed  # noqa: E402
+from experiments.testbeds.nats import NatsServer, start_nats  # noqa: E402
+from experiments.testbeds.ports import free_port, port_open  # noqa: E402
+from experiments.testbeds.processes import Child, Supervisor  # noqa: E402
+from experiments.testbeds.readiness import wait_gateways_serving  # noqa: E402
+from workloads.vei import launch, subjects  # noqa: E402
 
 PY = sys.executable
 CLIENTS = Path(__file__).with_name("bench_clients.py")
@@ -69,10 +64,10 @@ def pct(values: Sequence[float], q: float) -> float:
 
 
 class CpuSampler:
-    """CPU seconds (user + system) of a set of processes over time."""
+    """CPU seconds (user + system) of a set of processes (name -> pid) over time."""
 
-    def __init__(self, children: dict[str, Child]) -> None:
-        self.procs = {name: psutil.Process(child.pid) for name, child in children.items()}
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.samples: list[tuple[int, dict[str, float]]] = []
 
     def sample(self) -> None:
@@ -131,17 +126,16 @@ class Implementation:
     start: Callable[[Supervisor, Path], Child]
 
 
-def start_original_nats(sup: Supervisor, work: Path, gomaxprocs: int = 0) -> NatsServer:
-    """The original connects to nats://127.0.0.1:4222 only, so this server must be there (the run is in
+def start_original_nats(sup: Supervisor, gomaxprocs: int = 0) -> NatsServer:
+    """The original connects to nats://127.0.0.1:4222 only, so the server must be there (the run is in
     its own network namespace, so the fixed ports collide with nothing)."""
-    monitor = free_port()
-    store = work / "jetstream"
-    argv = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(ORIGINAL_NATS_PORT), "-m", str(monitor),
-            "-js", "-sd", str(store), "-n", "bench"]
-    env = {"GOMAXPROCS": str(gomaxprocs)} if gomaxprocs else None
-    child = sup.start("nats-server", argv, env=env, ready=lambda: port_open("127.0.0.1", ORIGINAL_NATS_PORT)
-                      and port_open("127.0.0.1", monitor))
-    return NatsServer(child, "127.0.0.1", ORIGINAL_NATS_PORT, monitor)
+    # The launcher passes this process's environment on; GOMAXPROCS must reach nats-server only.
+    if gomaxprocs:
+        os.environ["GOMAXPROCS"] = str(gomaxprocs)
+    try:
+        return start_nats(sup, name="nats-server", port=ORIGINAL_NATS_PORT)
+    finally:
+        os.environ.pop("GOMAXPROCS", None)
 
 
 def go_vei(binary: Path) -> Callable[[Supervisor, Path], Child]:
@@ -162,8 +156,9 @@ def go_vei(binary: Path) -> Callable[[Supervisor, Path], Child]:
 
 
 def edgerig_gateway(sup: Supervisor, work: Path) -> Child:
-    child = sup.start("gateway", [PY, "-m", "workloads.vei.gateway", "--listen", ORIGINAL_GRPC, "--nats-url",
-                                  f"nats://127.0.0.1:{ORIGINAL_NATS_PORT}", "--log-level", "WARNING"],
+    spec = launch.gateway(listen=ORIGINAL_GRPC, nats_urls=[f"nats://127.0.0.1:{ORIGINAL_NATS_PORT}"],
+                          log_level="WARNING")
+    child = sup.start("gateway", spec.argv(), env=spec.process_env(),
                       ready=lambda: port_open("127.0.0.1", 50051))
     wait_gateways_serving([child], [ORIGINAL_GRPC])
     return child
@@ -177,12 +172,12 @@ def run_original(impl: Implementation, fps: float, frames: int, quiet_s: float, 
         work = sup.temp_dir(f"bench-{impl.name}")
         os.chdir(work)  # the Go binary reads ./gcp relative to its working directory
         try:
-            nats = start_original_nats(sup, work, nats_gomaxprocs)
+            nats = start_original_nats(sup, nats_gomaxprocs)
             gateway = impl.start(sup, work)
             out = work / "received.csv"
             sub = sup.start("subscriber", [PY, str(CLIENTS), "subscribe", "--gateway", ORIGINAL_GRPC,
                                            "--camera-id", CAMERA, "--frames", str(frames), "--out", str(out)],
-                            ready=lambda: has_subscription(nats, impl.subject), ready_timeout_s=30)
+                            ready=lambda: nats.has_subscription(impl.subject), ready_timeout_s=30)
             cam = subprocess.Popen([PY, str(CLIENTS), "publish", "--gateway", ORIGINAL_GRPC,
                                     "--camera-id", CAMERA, "--frames", str(frames), "--fps", str(fps),
                                     "--frame-bytes", str(frame_bytes)],
@@ -191,7 +186,7 @@ def run_original(impl: Implementation, fps: float, frames: int, quiet_s: float, 
                 assert cam.stdout is not None and cam.stdin is not None
                 if cam.stdout.readline().strip() != "ready":
                     raise RuntimeError("the benchmark camera did not connect")
-                sampler = CpuSampler({"gateway": gateway, "nats-server": nats.child})
+                sampler = CpuSampler({"gateway": gateway.pid, "nats-server": nats.child.pid})
                 quiet_start = time.time_ns()
                 sampler.run_until(lambda: time.time_ns() - quiet_start > quiet_s * 1e9, quiet_s + 10)
                 quiet_end = time.time_ns()
@@ -242,58 +237,66 @@ def original(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- the whole pipeline --------------------------------------------------------------------------
 
-def start_file_pipeline(sup: Supervisor, work: Path, sink_out: Path) -> Baseline:
+def start_file_pipeline(sup: Supervisor, sink_out: Path) -> tuple[dict[str, int], str]:
     """The baseline system with the gateway's own `file:` sink instead of the sink process (the
-    original VEI delivered from the gateway process too): nats-server, gateway, vision app. The same
-    processes and flags as `start_baseline`, except `--cloud local=file:...` and no sink process."""
-    conf = work / "nats.conf"
-    conf.write_text(NATS_CONFIG)
-    nats = start_nats(sup, extra_args=["-c", str(conf)])
+    original VEI delivered from the gateway process too): nats-server, gateway, vision app, rendered
+    from workloads.vei.launch like every testbed's; only `--cloud local=file:...` differs and no sink
+    process runs. Returns (name -> pid of the measured processes, gateway address)."""
+    nats = start_nats(sup)
     address = f"127.0.0.1:{free_port()}"
-    gateway = sup.start("gateway", [PY, "-m", "workloads.vei.gateway", "--listen", address,
-                                    "--nats-url", nats.url, "--cloud", f"local=file:{sink_out}",
-                                    "--log-level", "WARNING"],
+    gw = launch.gateway(listen=address, nats_urls=[nats.url], clouds=(f"local=file:{sink_out}",),
+                        log_level="WARNING")
+    gateway = sup.start("gateway", gw.argv(), env=gw.process_env(),
                         ready=lambda: port_open("127.0.0.1", int(address.rsplit(":", 1)[1])))
     wait_gateways_serving([gateway], [address])
-    vision = sup.start("vision", [PY, "-m", "workloads.vei.vision", "--gateway", address,
-                                  "--camera-id", CAMERA],
-                       ready=lambda: has_subscription(nats, subjects.frames(CAMERA)))
-    return Baseline(nats, gateway, gateway, vision, address, sink_out)
+    vi = launch.vision(gateway=address, camera_id=CAMERA)
+    vision = sup.start("vision", vi.argv(), env=vi.process_env(),
+                       ready=lambda: nats.has_subscription(subjects.frames(CAMERA)))
+    return {"gateway": gateway.pid, "vision": vision.pid, "nats-server": nats.child.pid}, address
 
 
-def pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    if args.gomaxprocs:
-        os.environ["GOMAXPROCS"] = str(args.gomaxprocs)  # inherited by nats-server (the only Go process)
-    with Supervisor() as sup:
-        work = sup.temp_dir("bench-pipeline")
-        sink_out = work / "sink.jsonl"
-        if args.sink == "file":
-            base = start_file_pipeline(sup, work, sink_out)
-            measured = base.measured()  # the sink is inside the gateway
-        else:
-            base = start_baseline(sup, work, sink_out, CAMERA, processing_ms=args.processing_ms)
-            measured = {**base.measured(), "sink": base.sink}
-        sampler = CpuSampler(measured)
-        sampler.sample()
-        quiet_start = time.time_ns()
-        sampler.run_until(lambda: time.time_ns() - quiet_start > args.quiet_s * 1e9, args.quiet_s + 10)
-        quiet_end = time.time_ns()
-        records, status = work / "camera.csv", work / "camera-status.json"
-        cam = sup.start("camera", camera_argv(base.gateway_address, CAMERA, args.frames, args.fps,
-                                              args.frame_bytes, records, status))
-        sampler.run_until(lambda: not cam.alive(), timeout_s=args.frames / args.fps + 120)
-        sink_rows = [json.loads(line) for line in sink_out.read_text().splitlines()]
-        stats = json.loads(status.read_text())
+def stream_pipeline(args: argparse.Namespace, sup: Supervisor, pids: dict[str, int], gateway: str,
+                    work: Path, sink_out: Path) -> dict[str, Any]:
+    sampler = CpuSampler(pids)
+    quiet_start = time.time_ns()
+    sampler.run_until(lambda: time.time_ns() - quiet_start > args.quiet_s * 1e9, args.quiet_s + 10)
+    quiet_end = time.time_ns()
+    status = work / "camera-status.json"
+    cam = launch.camera(gateway=gateway, camera_id=CAMERA, fps=args.fps, frames=args.frames,
+                        frame_bytes=args.frame_bytes, records=work / "camera.csv", status_file=status)
+    camera = sup.start("camera", cam.argv(), env=cam.process_env())
+    sampler.run_until(lambda: not camera.alive(), timeout_s=args.frames / args.fps + 120)
+    sink_rows = [json.loads(line) for line in sink_out.read_text().splitlines()]
     lat = [(r["sinkUnixNs"] - r["createdUnixNs"]) / 1e6 for r in sink_rows]
     unique = {r["frameId"] for r in sink_rows}
     first_created = min(r["createdUnixNs"] for r in sink_rows)
     last_sink = max(r["sinkUnixNs"] for r in sink_rows)
     fig = figures(sampler, (quiet_start, quiet_end), (first_created, last_sink), len(unique), args.fps)
     return {"fps": args.fps, "frames": args.frames, "at_sink_unique": len(unique),
-            "lost": args.frames - len(unique),
-            "duplicates_at_sink": len(sink_rows) - len(unique), "camera": stats,
-            "gomaxprocs": args.gomaxprocs or None, "sink": args.sink,
+            "lost": args.frames - len(unique), "duplicates_at_sink": len(sink_rows) - len(unique),
+            "camera": json.loads(status.read_text()), "gomaxprocs": args.gomaxprocs or None,
+            "sink": args.sink,
             "p50_ms": round(pct(lat, 0.5), 3), "p95_ms": round(pct(lat, 0.95), 3), **fig}
+
+
+def pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    if args.gomaxprocs:
+        os.environ["GOMAXPROCS"] = str(args.gomaxprocs)  # inherited by nats-server (the only Go process)
+    if args.sink == "file":
+        with Supervisor() as sup:
+            work = sup.temp_dir("bench-pipeline")
+            sink_out = work / "sink.jsonl"
+            pids, gateway = start_file_pipeline(sup, sink_out)
+            return stream_pipeline(args, sup, pids, gateway, work, sink_out)
+    with LocalTestbed(SystemSpec(camera_ids=(CAMERA,), processing_ms=args.processing_ms)) as testbed:
+        sup = testbed.supervisor
+        work = sup.temp_dir("bench-pipeline")
+        sink_out = work / "sink.jsonl"
+        sink = testbed.start_sink(sink_out)
+        pids = {name: pid[0] for name, pid in testbed.system_processes().items()}
+        pids["nats-server"] = pids.pop("nats")
+        pids["sink"] = sink.pid
+        return stream_pipeline(args, sup, pids, testbed.endpoints.gateways[0], work, sink_out)
 
 
 def main() -> None:

@@ -127,7 +127,7 @@ def mqtt_target(spec: CloudSpec, shown: str | None = None) -> MqttTarget:
     if not url.hostname or not topic:
         raise CloudSpecError(f"cloud spec {shown!r}: MQTT target needs a host and a topic, "
                              f"e.g. {url.scheme}://127.0.0.1:{MQTT_PORTS[url.scheme]}/vei/results")
-    if "+" in topic or "#" in topic:
+    if "+" in topic or "#" in spec.target.partition("?")[0]:  # urlsplit would take '#...' as a fragment
         raise CloudSpecError(f"cloud spec {shown!r}: MQTT topic {topic!r} has a wildcard (+ or #); "
                              "results are published to one fixed topic")
     return MqttTarget(url.hostname, port, topic, url.scheme == "mqtts", spec.params.get("ca") or None)
