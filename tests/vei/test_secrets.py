@@ -327,3 +327,39 @@ def test_client_settings_explain_half_configured_tls() -> None:
         GatewayClientSettings(gateway_ca_file=__file__, gateway_cert_file=__file__)
     with pytest.raises(ValueError, match="needs TLS: set VEI_GRPC_TLS_CERT_FILE"):
         GatewaySettings(grpc_client_ca_file=__file__)
+
+
+async def test_gateway_stderr_never_shows_its_secrets(nats_server_factory: Callable[..., str],
+                                                      tmp_path: Path) -> None:
+    """At DEBUG, through a refused login, a wrong token and a clean shutdown, neither the NATS password
+    nor the gateway token appears in anything the gateway prints."""
+    from testkit import free_port
+
+    from workloads.vei import launch
+
+    password, token = fresh_secret(), fresh_secret()
+    (tmp_path / "pw").write_text(password)
+    (tmp_path / "token").write_text(token)
+    url = nats_server_factory(config=f'authorization {{ users: [{{user: vei, password: "{password}"}}] }}')
+    address = f"127.0.0.1:{free_port()}"
+    spec = launch.gateway(listen=address, nats_urls=[url], log_level="DEBUG")
+    env = {**os.environ, "VEI_NATS_USER": "vei", "VEI_NATS_PASSWORD_FILE": str(tmp_path / "pw"),
+           "VEI_GRPC_TOKEN_FILE": str(tmp_path / "token")}
+    proc = await asyncio.to_thread(subprocess.Popen, spec.argv(), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+    try:
+        await wait_serving(address)
+        async with grpc.aio.insecure_channel(address) as ch:
+            vei, _ = stubs(ch)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await vei.ListClouds(EMPTY, metadata=(("authorization", "Bearer wrong"),))
+            await vei.ListClouds(EMPTY, metadata=(("authorization", f"Bearer {token}"),))
+    finally:
+        output = stop_and_read(proc)
+    wrong = {**env, "VEI_NATS_PASSWORD": password + "x", "VEI_NATS_PASSWORD_FILE": ""}
+    refused = await asyncio.to_thread(subprocess.run, spec.argv(), cwd=ROOT, capture_output=True, text=True,
+                                      timeout=60, check=False, env=wrong)
+    assert refused.returncode == 1 and "Authorization Violation" in refused.stderr
+    for text in (output, refused.stdout + refused.stderr):
+        assert password not in text and token not in text
+    assert "DEBUG" in output  # it did log at DEBUG
