@@ -14,7 +14,7 @@ python=${PYTHON:-python3}
 if (( dev )) && [[ $(id -u) == 0 ]]; then
   # Debian packages the test suite runs for real (broker, test-host tooling, a headless browser for the
   # campaign report). Installed only when missing.
-  want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables chromium)
+  want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables openssl chromium)
   missing=()
   for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
   if (( ${#missing[@]} )); then

@@ -109,6 +109,11 @@ class SystemSpec:
     placement: dict[str, frozenset[str]] | None = None
     # How a stack's `kill` fault fails a real node: reboot -f (power cut) or k3s (stop K3s and its pods).
     kill_mode: str = "reboot"
+    # nats-server's GOMAXPROCS on self-built testbeds; None = Go's default (one thread per core).
+    nats_gomaxprocs: int | None = 1
+    # The gateways' --cloud specs; `local` delivers to the sink process an experiment starts, and
+    # `local=file:PATH` makes each gateway write (and ack) results itself, with no sink process.
+    clouds: tuple[str, ...] = ("local",)
 
 
 class Testbed(ABC):

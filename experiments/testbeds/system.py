@@ -86,10 +86,11 @@ class VeiSystem:
             raise ValueError(f"a VEI system needs at least one NATS server and one gateway; placement: "
                              f"{ {n: sorted(c) for n, c in self.placement.items()} }")
         if len(nats_nodes) == 1 and self.hosts[nats_nodes[0]].node is None:
-            server = nats.start_nats(self.sup)  # loopback: free ports, no cluster
+            server = nats.start_nats(self.sup, gomaxprocs=self.spec.nats_gomaxprocs)  # loopback, no cluster
             self._add_nats(nats_nodes[0], server)
         else:
-            configs = nats.cluster_configs(self._net_nodes(nats_nodes), self.work_dir)
+            configs = nats.cluster_configs(self._net_nodes(nats_nodes), self.work_dir,
+                                           self.spec.nats_gomaxprocs)
             self._cluster = {c.name: c for c in configs}
             for name in nats_nodes:
                 self._start_cluster_member(name, wait=False)
@@ -140,7 +141,7 @@ class VeiSystem:
         port = GATEWAY_PORT if host.node is not None else free_port()
         address = f"{host.address}:{port}"
         self.gateway_addresses[name] = address
-        spec = launch.gateway(listen=address, nats_urls=self.nats_urls, clouds=("local",),
+        spec = launch.gateway(listen=address, nats_urls=self.nats_urls, clouds=self.spec.clouds,
                               max_image_bytes=self.spec.max_image_bytes, log_level=self.log_level)
         child = self.sup.start(f"gateway-{name}", host.argv(spec.argv()), env=spec.process_env(),
                                ready=lambda: port_open(host.address, port), ready_timeout_s=READY_TIMEOUT_S)

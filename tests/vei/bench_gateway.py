@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ os.environ["PYTHONPATH"] = str(ROOT)
 from experiments.testbeds.base import SystemSpec  # noqa: E402
 from experiments.testbeds.local import LocalTestbed  # noqa: E402
 from experiments.testbeds.nats import NatsServer, start_nats  # noqa: E402
-from experiments.testbeds.ports import free_port, port_open  # noqa: E402
+from experiments.testbeds.ports import port_open  # noqa: E402
 from experiments.testbeds.processes import Child, Supervisor  # noqa: E402
 from experiments.testbeds.readiness import wait_gateways_serving  # noqa: E402
 from workloads.vei import launch, subjects  # noqa: E402
@@ -129,13 +130,7 @@ class Implementation:
 def start_original_nats(sup: Supervisor, gomaxprocs: int = 0) -> NatsServer:
     """The original connects to nats://127.0.0.1:4222 only, so the server must be there (the run is in
     its own network namespace, so the fixed ports collide with nothing)."""
-    # The launcher passes this process's environment on; GOMAXPROCS must reach nats-server only.
-    if gomaxprocs:
-        os.environ["GOMAXPROCS"] = str(gomaxprocs)
-    try:
-        return start_nats(sup, name="nats-server", port=ORIGINAL_NATS_PORT)
-    finally:
-        os.environ.pop("GOMAXPROCS", None)
+    return start_nats(sup, name="nats-server", port=ORIGINAL_NATS_PORT, gomaxprocs=gomaxprocs or None)
 
 
 def go_vei(binary: Path) -> Callable[[Supervisor, Path], Child]:
@@ -237,24 +232,6 @@ def original(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- the whole pipeline --------------------------------------------------------------------------
 
-def start_file_pipeline(sup: Supervisor, sink_out: Path) -> tuple[dict[str, int], str]:
-    """The baseline system with the gateway's own `file:` sink instead of the sink process (the
-    original VEI delivered from the gateway process too): nats-server, gateway, vision app, rendered
-    from workloads.vei.launch like every testbed's; only `--cloud local=file:...` differs and no sink
-    process runs. Returns (name -> pid of the measured processes, gateway address)."""
-    nats = start_nats(sup)
-    address = f"127.0.0.1:{free_port()}"
-    gw = launch.gateway(listen=address, nats_urls=[nats.url], clouds=(f"local=file:{sink_out}",),
-                        log_level="WARNING")
-    gateway = sup.start("gateway", gw.argv(), env=gw.process_env(),
-                        ready=lambda: port_open("127.0.0.1", int(address.rsplit(":", 1)[1])))
-    wait_gateways_serving([gateway], [address])
-    vi = launch.vision(gateway=address, camera_id=CAMERA)
-    vision = sup.start("vision", vi.argv(), env=vi.process_env(),
-                       ready=lambda: nats.has_subscription(subjects.frames(CAMERA)))
-    return {"gateway": gateway.pid, "vision": vision.pid, "nats-server": nats.child.pid}, address
-
-
 def stream_pipeline(args: argparse.Namespace, sup: Supervisor, pids: dict[str, int], gateway: str,
                     work: Path, sink_out: Path) -> dict[str, Any]:
     sampler = CpuSampler(pids)
@@ -280,23 +257,21 @@ def stream_pipeline(args: argparse.Namespace, sup: Supervisor, pids: dict[str, i
 
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    if args.gomaxprocs:
-        os.environ["GOMAXPROCS"] = str(args.gomaxprocs)  # inherited by nats-server (the only Go process)
-    if args.sink == "file":
-        with Supervisor() as sup:
-            work = sup.temp_dir("bench-pipeline")
-            sink_out = work / "sink.jsonl"
-            pids, gateway = start_file_pipeline(sup, sink_out)
-            return stream_pipeline(args, sup, pids, gateway, work, sink_out)
-    with LocalTestbed(SystemSpec(camera_ids=(CAMERA,), processing_ms=args.processing_ms)) as testbed:
-        sup = testbed.supervisor
-        work = sup.temp_dir("bench-pipeline")
+    """The baseline system on the local testbed. `--sink file`: the gateway's own `file:` sink instead
+    of the sink process (the original VEI delivered from the gateway process too)."""
+    with tempfile.TemporaryDirectory(prefix="edgerig-bench-pipeline-") as tmp:
+        work = Path(tmp)
         sink_out = work / "sink.jsonl"
-        sink = testbed.start_sink(sink_out)
-        pids = {name: pid[0] for name, pid in testbed.system_processes().items()}
-        pids["nats-server"] = pids.pop("nats")
-        pids["sink"] = sink.pid
-        return stream_pipeline(args, sup, pids, testbed.endpoints.gateways[0], work, sink_out)
+        clouds = (f"local=file:{sink_out}",) if args.sink == "file" else ("local",)
+        spec = SystemSpec(camera_ids=(CAMERA,), processing_ms=args.processing_ms,
+                          nats_gomaxprocs=args.gomaxprocs or None, clouds=clouds)
+        with LocalTestbed(spec) as testbed:
+            pids = {name: pid[0] for name, pid in testbed.system_processes().items()}
+            pids["nats-server"] = pids.pop("nats")
+            if args.sink != "file":
+                pids["sink"] = testbed.start_sink(sink_out).pid
+            return stream_pipeline(args, testbed.supervisor, pids, testbed.endpoints.gateways[0], work,
+                                   sink_out)
 
 
 def main() -> None:
