@@ -55,6 +55,11 @@ def _host_vars(
         "edgerig_binaries": [
             {"src": str(b.path), "dest": dest, "sha256": b.sha256} for b, dest in plan.binaries
         ],
+        # images hook: air-gapped image delivery (role airgap_images)
+        "airgap_images_archives": [
+            {"src": str(a.source), "dest": a.dest, "sha256": a.sha256} for a in plan.images
+        ],
+        "airgap_images_import": plan.node.role == "edge",
         "edgerig_commands": [
             {
                 "name": c.name,

@@ -120,12 +120,13 @@ def load_handler(module: str) -> Handler:
     handle = getattr(importlib.import_module(module), "handle", None)
     if not callable(handle):
         raise SystemExit(f"{module} has no handle(event, context) function")
-    return handle  # type: ignore[no-any-return]
+    return handle
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("handler", help="module with handle(event, context), e.g. workloads.functions.dd.handler")
+    parser.add_argument("handler",
+                        help="module with handle(event, context), e.g. workloads.functions.dd.handler")
     parser.add_argument("--listen", default=f"0.0.0.0:{PORT}", help="HOST:PORT (default %(default)s)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent requests (default %(default)s)")
     args = parser.parse_args(argv)

@@ -99,7 +99,8 @@ def preflight(arches: list[Arch], out: Path) -> None:
     uv_binary()
     lock.load()
     if lock.recorded_inputs_digest() != lock.inputs_digest():
-        raise BuildError(f"{lock.LOCK_FILE.name} is older than pyproject.toml's pins: run `edgerig images lock`")
+        raise BuildError(f"{lock.LOCK_FILE.name} is older than pyproject.toml's pins: "
+                         "run `edgerig images lock`")
     if out.exists() and not out.is_dir():
         raise BuildError(f"--out {out} exists and is not a directory")
 
@@ -168,7 +169,8 @@ class Builder:
         return name
 
     def base_image(self, arch: Arch) -> tuple[str, str, Path, list[base.Package]]:
-        spec = rootfs.RootfsSpec("image-base", (*BASE_PACKAGES, "coreutils"), arch=arch.name)
+        extras = sorted({pkg for d in IMAGES.values() for pkg in d.debian_extra})
+        spec = rootfs.RootfsSpec("image-base", (*BASE_PACKAGES, *extras), arch=arch.name)
         if not rootfs.is_cached(spec=spec):
             self.log(f"{arch.name}: debootstrap {spec.suite} (cached for later builds; "
                      f"{'several minutes under qemu-user' if spec.foreign else 'about a minute'})")
@@ -215,7 +217,8 @@ class Builder:
         shutil.rmtree(tree)
         return name, key
 
-    def final_image(self, parent: tuple[str, str], image: ImageDef, arch: Arch, src: Source) -> tuple[str, str]:
+    def final_image(self, parent: tuple[str, str], image: ImageDef, arch: Arch,
+                    src: Source) -> tuple[str, str]:
         files = code_files(image)
         labels = {
             "org.opencontainers.image.revision": src.revision,
@@ -254,9 +257,6 @@ class Builder:
             self.buildah.push_to_layout(name, self.layout, ref)
         return oci.ArchImage(arch.name, arch.oci_platform(), oci.manifest_descriptor(self.layout, ref))
 
-    def uncompressed_bytes(self, name: str) -> int:
-        out = self.buildah.run("images", "--json", name)
-        return int(json.loads(out)[0]["size"])
 
 
 def build(arches: list[Arch], out: Path, names: list[str] | None = None, cache: Path = DEFAULT_CACHE,
@@ -278,8 +278,8 @@ def build(arches: list[Arch], out: Path, names: list[str] | None = None, cache: 
                 parent = builder.packages_image((base_name, base_key), image, arch)
                 parent = builder.extra_image(parent, image, arch, root, packages)
                 final, key = builder.final_image(parent, image, arch, src)
-                built[image.name][arch.name] = (builder.export(final, key, image, arch),
-                                                builder.uncompressed_bytes(final))
+                exported = builder.export(final, key, image, arch)
+                built[image.name][arch.name] = (exported, oci.unpacked_bytes(builder.layout, exported))
         record = _write_outputs(builder.layout, out, built, src)
     record.seconds = round(time.monotonic() - started, 1)
     record.write(out)
@@ -309,7 +309,8 @@ def _write_outputs(layout: Path, out: Path, built: dict[str, dict[str, tuple[oci
                                        f"{LOCAL_REPOSITORY}/{name}", tag)
                 doc = img.manifest_doc(layout)
                 arch_builds[arch_name] = ArchBuild(
-                    arch=arch_name, manifest_digest=img.manifest["digest"], config_digest=doc["config"]["digest"],
+                    arch=arch_name, manifest_digest=img.manifest["digest"],
+                    config_digest=doc["config"]["digest"],
                     archive=archive, archive_sha256=oci.sha256_file(staging / archive),
                     compressed_bytes=img.compressed_bytes(layout), uncompressed_bytes=uncompressed)
             images[name] = ImageBuild(name=name, tag=tag, index_digest=oci.digest_of(index),

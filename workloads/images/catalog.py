@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Debian packages of the base every image starts from (their dependency closure is copied, see
-# base.py). python-is-python3 gives `python`, the command the Kubernetes manifests run.
-BASE_PACKAGES = ("python3", "python-is-python3", "ca-certificates")
+# base.py). python-is-python3 gives `python`, the command the Kubernetes manifests run; libstdc++6
+# is the C++ runtime that manylinux wheels (grpcio, pydantic-core) expect from the system.
+BASE_PACKAGES = ("python3", "python-is-python3", "ca-certificates", "libstdc++6")
 USER_ID = 10001
 USER_NAME = "edgerig"
 

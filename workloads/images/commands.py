@@ -45,8 +45,9 @@ def build_cmd(
                f"{time.monotonic() - started:.0f} s from {record.revision[:12]}"
                f"{' (dirty tree)' if record.dirty else ''} -> {target}")
     for name, img in record.images.items():
-        sizes = ", ".join(f"{a} {b.compressed_bytes / 1e6:.1f} MB ({b.uncompressed_bytes / 1e6:.0f} MB unpacked)"
-                          for a, b in img.arches.items())
+        sizes = ", ".join(
+            f"{a} {b.compressed_bytes / 1e6:.1f} MB ({b.uncompressed_bytes / 1e6:.0f} MB unpacked)"
+            for a, b in img.arches.items())
         typer.echo(f"  {name:22} {img.index_digest}  {sizes}")
 
 
@@ -65,7 +66,8 @@ def lock_cmd() -> None:
 @images_app.command("push")
 def push_cmd(
     registry: Annotated[str, typer.Option(help="HOST[:PORT][/PATH] of the lab's registry")],
-    source: Annotated[Path | None, typer.Option("--from", help="a build folder (default build/images)")] = None,
+    source: Annotated[Path | None,
+                      typer.Option("--from", help="a build folder (default build/images)")] = None,
     tls_verify: Annotated[bool, typer.Option(help="verify the registry's TLS certificate")] = True,
 ) -> None:
     """Push a build to a registry (digests kept), for stacks that set edgerig:images.registry."""

@@ -89,6 +89,26 @@ class ArchImage:
         return int(doc["config"]["size"] + sum(layer["size"] for layer in doc["layers"]))
 
 
+_UNPACKED: dict[str, int] = {}
+
+
+def unpacked_bytes(layout: Path, image: ArchImage) -> int:
+    """The image's files on a node's disk: its layers decompressed (what `du` of the rootfs says)."""
+    import gzip
+
+    total = 0
+    for layer in image.manifest_doc(layout)["layers"]:
+        digest = layer["digest"]
+        if digest not in _UNPACKED:
+            n = 0
+            with gzip.open(blob_path(layout, digest), "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    n += len(chunk)
+            _UNPACKED[digest] = n
+        total += _UNPACKED[digest]
+    return total
+
+
 def make_index(images: Iterable[ArchImage], annotations: Mapping[str, str]) -> bytes:
     manifests = [{**img.manifest, "platform": img.platform} for img in images]
     return canonical({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests,
@@ -156,7 +176,7 @@ def read_archive_index(archive: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def _member(tar: tarfile.TarFile, name: str) -> bytes:
     f = tar.extractfile(name)
     if f is None:
-        raise OciError(f"{name} missing from {tar.name}")
+        raise OciError(f"{name} missing from {tar.name!r}")
     return f.read()
 
 

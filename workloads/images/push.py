@@ -49,7 +49,8 @@ def push(folder: Path, registry: str, tls_verify: bool = True,
     if shutil.which("skopeo") is None:
         raise PushError("missing tool: skopeo (apt-get install skopeo)")
     if not registry or "://" in registry or registry.endswith("/"):
-        raise PushError(f"--registry {registry!r} must look like HOST[:PORT][/PATH], e.g. registry.lab:5000/edgerig")
+        raise PushError(f"--registry {registry!r} must look like HOST[:PORT][/PATH], "
+                        "e.g. registry.lab:5000/edgerig")
     try:
         build = record.load(folder / record.RECORD_NAME)
     except record.RecordError as exc:
@@ -73,8 +74,9 @@ def push(folder: Path, registry: str, tls_verify: bool = True,
 
 def registry_manifest(registry: str, name: str, digest: str, tls_verify: bool = True) -> dict[str, object]:
     """The manifest the registry serves for name@digest (skopeo inspect --raw)."""
-    done = subprocess.run(["skopeo", "inspect", "--raw", f"--tls-verify={'true' if tls_verify else 'false'}",
-                           f"docker://{registry}/{name}@{digest}"], capture_output=True, text=True, check=False)
+    cmd = ["skopeo", "inspect", "--raw", f"--tls-verify={'true' if tls_verify else 'false'}",
+           f"docker://{registry}/{name}@{digest}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise PushError(f"{registry}/{name}@{digest}: {done.stderr.strip()}")
     return dict(json.loads(done.stdout))

@@ -127,7 +127,7 @@ def check_foreign(arch: arches.Arch) -> None:
                           f"{arch.qemu_binary} is missing (apt-get install qemu-user-static binfmt-support)")
     raise RootfsError(f"{arch.name} binaries cannot run on this machine: qemu-user-static is installed but "
                       f"not registered with binfmt_misc; run `update-binfmts --enable qemu-{arch.machine}` "
-                      "(mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc first if it is not mounted)")
+                      "(first `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` if not mounted)")
 
 
 def rootfs_dir(cache_dir: Path = DEFAULT_CACHE_DIR, spec: RootfsSpec = FLEET) -> Path:
