@@ -5,7 +5,6 @@ Config keys: edgerig:platform (nats, openfaas, monitoring, metricsServer) and ed
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -103,9 +102,8 @@ class ImageSettings(_Model):
 
     registry: str | None = None
     # The images.json of the build to deploy; a relative path is taken from the repository root.
-    # EDGERIG_IMAGES_RECORD overrides the default (a build kept outside the checkout).
-    build_record: str = Field(
-        default_factory=lambda: os.environ.get("EDGERIG_IMAGES_RECORD", "build/images/images.json"))
+    # Unset: $EDGERIG_IMAGES_RECORD, else build/images/images.json (see infra/images.py).
+    build_record: str | None = None
 
     @field_validator("registry")
     @classmethod

@@ -10,6 +10,7 @@ With a registry: `<registry>/<image>@<index digest>`, pulled if not present.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,12 @@ class ImageRef:
         return {"image": self.reference, "imagePullPolicy": self.pull_policy}
 
 
+DEFAULT_RECORD = "build/images/images.json"
+
+
 def record_path(testbed: Testbed) -> Path:
-    path = Path(testbed.images.build_record).expanduser()
+    chosen = testbed.images.build_record or os.environ.get("EDGERIG_IMAGES_RECORD") or DEFAULT_RECORD
+    path = Path(chosen).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
 
 
