@@ -87,8 +87,7 @@ def function(testbed: Testbed, name: str) -> ImageRef:
 
 def function_env(testbed: Testbed) -> dict[str, str]:
     """The variables workloads/functions/stack.yaml takes its images from (faas-cli expands them)."""
-    return {f"EDGERIG_IMAGE_{fn.upper().replace('-', '_')}": function(testbed, fn).reference
-            for fn in catalog.FUNCTIONS}
+    return {catalog.function_env_var(fn): function(testbed, fn).reference for fn in catalog.FUNCTIONS}
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,8 @@ IMAGES: dict[str, ImageDef] = {VEI.name: VEI, **{d.name: d for d in FUNCTIONS.va
 def function_image(function: str) -> str:
     """The image name of an OpenFaaS function as the faas-cli stack file names it."""
     return FUNCTIONS[function].name
+
+
+def function_env_var(function: str) -> str:
+    """The variable workloads/functions/stack.yaml reads the function's image reference from."""
+    return f"EDGERIG_IMAGE_{function.upper().replace('-', '_')}"

@@ -80,3 +80,25 @@ def push_cmd(
         raise _fail(str(exc), 1) from exc
     for ref in refs:
         typer.echo(ref)
+
+
+@images_app.command("env")
+def env_cmd(
+    registry: Annotated[str | None, typer.Option(help="reference the images in this registry "
+                                                      "(as edgerig:images.registry)")] = None,
+    source: Annotated[Path | None,
+                      typer.Option("--from", help="a build folder (default build/images)")] = None,
+) -> None:
+    """Print `export EDGERIG_IMAGE_<FUNCTION>=<ref>` lines for the faas-cli stack file."""
+    from workloads.images import build, catalog, record
+
+    try:
+        rec = record.load((source or build.DEFAULT_OUT) / record.RECORD_NAME)
+    except record.RecordError as exc:
+        raise _fail(str(exc), 1) from exc
+    for function, image in catalog.FUNCTIONS.items():
+        built = rec.images.get(image.name)
+        if built is None:
+            raise _fail(f"the build has no {image.name}: run `sudo edgerig images build`", 1)
+        ref = built.registry_reference(registry) if registry else built.local_reference()
+        typer.echo(f"export {catalog.function_env_var(function)}={ref}")
