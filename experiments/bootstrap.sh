@@ -17,7 +17,7 @@ if (( dev )) && [[ $(id -u) == 0 ]]; then
   # Debian packages the test suite runs for real (broker, test-host tooling, image build and run).
   # Installed only when missing.
   want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables
-        buildah podman runc skopeo qemu-user-static binfmt-support git)
+        buildah podman runc skopeo containerd docker-registry qemu-user-static binfmt-support git)
   missing=()
   for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
   if (( ${#missing[@]} )); then

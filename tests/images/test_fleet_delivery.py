@@ -20,7 +20,8 @@ from infra.hosts.inventory import targets_from_nodes
 from infra.hosts.plan import HostPlan, tool_for
 from infra.model import Testbed
 
-pytestmark = [pytest.mark.root, pytest.mark.slow,
+# timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
               pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root")]
 
 ROLES = {"vm0": ("cloud", "server"), "pi0": ("edge", "agent"), "edge0": ("edge", "edge")}

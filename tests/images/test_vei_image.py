@@ -16,7 +16,8 @@ from testkit import free_port, wait_serving
 from workloads.images import oci
 from workloads.vei import launch
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+# timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")

@@ -22,20 +22,24 @@ class PushError(RuntimeError):
     pass
 
 
-def _join(folder: Path, image: record.ImageBuild, layout: Path) -> None:
+def _verify(folder: Path, image: record.ImageBuild) -> None:
     for build in image.arches.values():
         archive = folder / build.archive
         if not archive.exists():
             raise PushError(f"{archive} is missing: rebuild with `sudo edgerig images build`")
         if oci.sha256_file(archive) != build.archive_sha256:
             raise PushError(f"{archive} does not match its sha256 in {record.RECORD_NAME}: rebuild it")
-        with tarfile.open(archive) as tar:
+    if oci.digest_of((folder / image.index_file).read_bytes()) != image.index_digest:
+        raise PushError(f"{image.index_file} does not match the index digest in {record.RECORD_NAME}")
+
+
+def _join(folder: Path, image: record.ImageBuild, layout: Path) -> None:
+    for build in image.arches.values():
+        with tarfile.open(folder / build.archive) as tar:
             for member in tar.getmembers():
                 if member.isfile() and member.name.startswith("blobs/"):
                     tar.extract(member, layout, filter="data")
     index = (folder / image.index_file).read_bytes()
-    if oci.digest_of(index) != image.index_digest:
-        raise PushError(f"{image.index_file} does not match the index digest in {record.RECORD_NAME}")
     oci.blob_path(layout, image.index_digest).write_bytes(index)
     (layout / "oci-layout").write_bytes(oci.canonical({"imageLayoutVersion": "1.0.0"}))
     (layout / "index.json").write_bytes(oci.canonical({"schemaVersion": 2, "manifests": [
@@ -55,6 +59,8 @@ def push(folder: Path, registry: str, tls_verify: bool = True,
         build = record.load(folder / record.RECORD_NAME)
     except record.RecordError as exc:
         raise PushError(str(exc)) from exc
+    for image in build.images.values():  # every file checked before anything is pushed
+        _verify(folder, image)
     refs = []
     for image in build.images.values():
         with tempfile.TemporaryDirectory(prefix="edgerig-push-") as tmp:
