@@ -122,3 +122,15 @@ def test_arm64_image_says_arm64_and_its_python_starts_under_qemu(built: Built, p
                       extra=["--arch", "arm64"], timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "aarch64"
+
+
+def test_the_aws_sink_clients_still_load_from_the_pruned_botocore(podman: Podman, vei_image: str) -> None:
+    probe = ("import boto3, botocore, os, pathlib\n"
+             "boto3.client('iot-data', region_name='eu-north-1', endpoint_url='http://127.0.0.1:9',"
+             " aws_access_key_id='x', aws_secret_access_key='y')\n"
+             "boto3.client('sts', region_name='eu-north-1')\n"
+             "data = pathlib.Path(botocore.__file__).parent / 'data'\n"
+             "print(sorted(p.name for p in data.iterdir() if p.is_dir()))")
+    done = podman.run(vei_image, ["python", "-c", probe])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['iot-data', 'sso', 'sso-oidc', 'sts']"
