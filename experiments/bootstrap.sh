@@ -32,7 +32,7 @@ if (( dev )) && [[ $(id -u) == 0 ]]; then
   if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
   fi
-  if [[ -e /proc/sys/fs/binfmt_misc/status && ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+  if [[ -e /proc/sys/fs/binfmt_misc/status ]] && ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
     update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || echo "bootstrap: could not enable qemu-aarch64 (arm64 image tests will fail)" >&2
   fi
 fi

@@ -18,6 +18,7 @@ from workloads.images import arches, build, lock, oci
 EDGERIG = [sys.executable, "-m", "experiments"]
 
 
+@pytest.mark.images
 @pytest.mark.timeout(1500)  # the session build runs here when this test comes first
 def test_record_archives_and_index_agree(built: Built) -> None:
     for name in TESTED:
@@ -59,6 +60,7 @@ def _layers(built: Built, name: str, arch: str) -> list[str]:
     return [layer["digest"] for layer in doc["layers"]]
 
 
+@pytest.mark.images
 @pytest.mark.timeout(900)
 def test_second_build_of_the_same_commit_reuses_every_layer_and_gives_the_same_digests(
     built: Built, tmp_path: Path

@@ -14,7 +14,7 @@ import pytest
 from images_support import Built
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
+pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
               pytest.mark.skipif(shutil.which("containerd") is None, reason="containerd not installed")]
 
 

@@ -21,7 +21,7 @@ from infra.hosts.plan import HostPlan, tool_for
 from infra.model import Testbed
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
+pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
               pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root")]
 
 ROLES = {"vm0": ("cloud", "server"), "pi0": ("edge", "agent"), "edge0": ("edge", "edge")}

@@ -15,7 +15,7 @@ from podman_cli import Podman
 from testkit import free_port
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _get(url: str, data: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:

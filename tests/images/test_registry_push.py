@@ -16,7 +16,7 @@ from testkit import free_port
 from workloads.images import oci, push
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
+pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
               pytest.mark.skipif(shutil.which("docker-registry") is None or shutil.which("skopeo") is None,
                                  reason="docker-registry and skopeo not installed")]
 

@@ -17,7 +17,7 @@ from workloads.images import oci
 from workloads.vei import launch
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
