@@ -45,8 +45,24 @@ def _uv(uv: str, *args: str, cache: Path) -> str:
 
 
 def locked_closure(uv: str, requirements: tuple[str, ...], arch: Arch, cache: Path) -> list[lock.Locked]:
-    """The lock entries `requirements` need on linux/<arch>, CPython 3.11."""
+    """The lock entries `requirements` need on linux/<arch>, CPython 3.11.
+
+    Remembered per (requirements, lock file, arch), so a rebuild asks no index at all."""
     locked = lock.for_arch(lock.load(), arch)
+    memo_key = hashlib.sha256("\n".join([arch.name, *requirements, lock.LOCK_FILE.read_text()]).encode())
+    memo = cache / "closures" / f"{memo_key.hexdigest()[:24]}.txt"
+    if memo.exists():
+        names = memo.read_text().split()
+        if all(n in locked for n in names):
+            return [locked[n] for n in names]
+    chosen = _resolve_closure(uv, requirements, arch, cache, locked)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text("\n".join(e.name for e in chosen) + "\n")
+    return chosen
+
+
+def _resolve_closure(uv: str, requirements: tuple[str, ...], arch: Arch, cache: Path,
+                     locked: dict[str, lock.Locked]) -> list[lock.Locked]:
     with tempfile.TemporaryDirectory(prefix="edgerig-closure-") as tmp:
         roots = Path(tmp) / "roots.in"
         pins = Path(tmp) / "pins.txt"
