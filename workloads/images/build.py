@@ -174,7 +174,9 @@ class Builder:
         if not rootfs.is_cached(spec=spec):
             self.log(f"{arch.name}: debootstrap {spec.suite} (cached for later builds; "
                      f"{'several minutes under qemu-user' if spec.foreign else 'about a minute'})")
-        root = rootfs.ensure_rootfs(spec=spec)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with (self.cache / f"debootstrap-{arch.name}.log").open("w") as log:  # its output is long
+            root = rootfs.ensure_rootfs(spec=spec, log=log)
         packages = base.closure(root, BASE_PACKAGES)
         key = hashlib.sha256("\n".join([spec.stamp_text(), base.BUILD_RECIPE,
                                         *(p.stanza for p in packages)]).encode()).hexdigest()
