@@ -168,7 +168,7 @@ def ensure_rootfs(
     )
     if result.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
-        tail = (result.stderr or "")[-2000:]
+        tail = (result.stderr or "")[-2000:] or (f"see {log.name}" if log is not None else "")
         raise RootfsError(
             f"debootstrap {spec.suite} ({spec.debian_arch}) from {mirror} failed "
             f"(exit {result.returncode}): {tail}"
