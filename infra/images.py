@@ -18,10 +18,26 @@ from infra.model import Node, Testbed
 from workloads.images import catalog, record
 from workloads.images.lock import REPO_ROOT
 
-# containerd on a K3s node imports every archive in this directory when K3s starts.
+# K3s imports every archive in this directory into its containerd when it starts.
 K3S_IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 # On KubeEdge edges the archives wait here and are imported into containerd's k8s.io namespace.
 EDGE_IMAGES_DIR = "/var/lib/edgerig/images"
+
+
+@dataclass(frozen=True)
+class ImportCommand:
+    """How a node's running containerd takes a new archive now (K3s would only at its next start)."""
+
+    argv: tuple[str, ...]  # followed by the archive path
+    socket: str  # the import runs only when this exists: a stopped or not yet installed runtime skips it
+
+
+def import_command(node: Node) -> ImportCommand:
+    if node.role == "edge":
+        return ImportCommand(("ctr", "--namespace", "k8s.io", "images", "import"),
+                             "/run/containerd/containerd.sock")
+    return ImportCommand(("/usr/local/bin/k3s", "ctr", "--namespace", "k8s.io", "images", "import"),
+                         "/run/k3s/containerd/containerd.sock")
 
 
 @dataclass(frozen=True)

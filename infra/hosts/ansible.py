@@ -59,7 +59,8 @@ def _host_vars(
         "airgap_images_archives": [
             {"src": str(a.source), "dest": a.dest, "sha256": a.sha256} for a in plan.images
         ],
-        "airgap_images_import": plan.node.role == "edge",
+        "airgap_images_import": list(plan.image_import.argv) if plan.image_import else [],
+        "airgap_images_containerd_socket": plan.image_import.socket if plan.image_import else "",
         "edgerig_commands": [
             {
                 "name": c.name,

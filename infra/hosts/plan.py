@@ -39,6 +39,7 @@ class HostPlan:
     boot_delay: int | None = None
     # images hook (air-gapped image delivery, infra/images.py): archives for this node's architecture
     images: list[images_delivery.NodeArchive] = field(default_factory=list)
+    image_import: images_delivery.ImportCommand | None = None
 
 
 def is_pi(node: Node) -> bool:
@@ -62,6 +63,7 @@ def install_plan(
     plan = HostPlan(node=node, tool=tool_for(node), boot_delay=boot_delay if is_pi(node) else None)
     if images_delivery.has_build(testbed):  # images hook: air-gapped delivery when a build exists
         plan.images = images_delivery.node_archives(testbed, node)
+        plan.image_import = images_delivery.import_command(node)
     plan.files.append(render.RenderedFile(CHRONY_CONF, CHRONY_SETTINGS))
     plan.commands.append(
         GuardedCommand(

@@ -1,6 +1,7 @@
 """pyinfra deploy for air-gapped image delivery (Raspberry Pis): the archives of the node's architecture
-to the directory its container runtime imports from (K3s: at start; KubeEdge edges: imported into
-containerd's k8s.io namespace here). What to copy comes rendered in the host's plan (`images`)."""
+to the directory its container runtime imports from (K3s: at its start), and each new archive into the
+running containerd's k8s.io namespace at once. What to copy and how to import come rendered in the
+host's plan (`images`, `image_import`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 DEFAULTS: dict[str, Any] = {"edgerig_plan": None}
-CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 
 
 @deploy("Deliver image archives", data_defaults=DEFAULTS)
@@ -32,8 +32,8 @@ def deliver_images() -> None:
                       f"then mv -f {tmp} {archive.dest}; else rm -f {tmp}; "
                       f"echo 'sha256 mismatch for {archive.dest} after upload' >&2; exit 1; fi"],
         )
-        if plan.node.role == "edge":
-            dest = shlex.quote(archive.dest)
-            server.shell(name=f"Import {name} into containerd (k8s.io)",
-                         commands=[f"if test -S {CONTAINERD_SOCKET}; "
-                                   f"then ctr -n k8s.io images import {dest}; fi"])
+        cmd = plan.image_import
+        if cmd is not None:
+            argv = " ".join(shlex.quote(a) for a in (*cmd.argv, archive.dest))
+            server.shell(name=f"Import {name} into the running containerd (k8s.io)",
+                         commands=[f"if test -S {shlex.quote(cmd.socket)}; then {argv}; fi"])

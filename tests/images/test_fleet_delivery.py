@@ -53,7 +53,8 @@ def _deliver(up: Any, testbed: Any) -> dict[str, int]:
     targets = targets_from_nodes(list(testbed.nodes), {}, str(up.known_hosts))
     changed: dict[str, int] = {}
     for tool, runner in (("ansible", ansible.run), ("pyinfra", pyinfra_runner.run)):
-        plans = [HostPlan(node=n, tool=tool, images=images.node_archives(testbed, n))
+        plans = [HostPlan(node=n, tool=tool, images=images.node_archives(testbed, n),
+                          image_import=images.import_command(n))
                  for n in testbed.nodes if tool_for(n) == tool]
         if plans:
             changed.update(runner(plans, targets, stage="install").changed)

@@ -83,3 +83,31 @@ def test_no_build_fails_naming_the_command(tmp_path: Path) -> None:
     with pytest.raises(record.RecordError, match=r"sudo edgerig images build"):
         images.vei(testbed)
     assert not images.has_build(testbed)
+
+
+def test_new_archives_go_into_the_running_runtime_k3s_or_edgecore() -> None:
+    testbed = stack("hybrid")
+    for node in testbed.nodes:
+        cmd = images.import_command(node)
+        if node.role == "edge":
+            assert cmd.argv[0] == "ctr" and cmd.socket == "/run/containerd/containerd.sock"
+        else:
+            assert cmd.argv[:2] == ("/usr/local/bin/k3s", "ctr")
+            assert cmd.socket == "/run/k3s/containerd/containerd.sock"
+        assert cmd.argv[-4:] == ("--namespace", "k8s.io", "images", "import")
+
+
+def test_a_new_image_build_changes_the_host_config_hash(tmp_path: Path) -> None:
+    from infra.cluster.hashing import host_config_hash
+
+    (tmp_path / "a").mkdir()
+    first = write_record(tmp_path / "a")
+    other = tmp_path / "b"
+    other.mkdir()
+    data = json.loads(first.read_text())
+    data["images"]["vei"]["arches"]["arm64"]["archive_sha256"] = "f" * 64
+    (other / "images.json").write_text(json.dumps(data))
+    a = variant("pi-k3s", images={"buildRecord": str(first)})
+    b = variant("pi-k3s", images={"buildRecord": str(other / "images.json")})
+    node = next(n for n in a.nodes if n.arch == "arm64")
+    assert host_config_hash(a, node) != host_config_hash(b, node)
