@@ -71,6 +71,11 @@ def test_second_build_of_the_same_commit_reuses_every_layer_and_gives_the_same_d
         n: i.index_digest for n, i in built.record.images.items()}
     assert not [ln for ln in lines if "built" in ln or "debootstrap" in ln or "Python packages" in ln], lines
     assert sum("cached" in ln for ln in lines) == 2 * len(TESTED) + 2  # every image and both bases
+    # earlier builds' code layers are pruned: one image per (image, arch) stays in the store
+    names = build.Builder(build.DEFAULT_CACHE, log=lambda _l: None).buildah.image_names()
+    for image in TESTED:
+        for arch in ("amd64", "arm64"):
+            assert sum(n.startswith(f"localhost/edgerig-cache/{image}:{arch}-") for n in names) == 1, names
 
 
 def _without(tool: str, tmp_path: Path) -> dict[str, str]:

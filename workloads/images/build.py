@@ -253,6 +253,24 @@ class Builder:
         self.log(f"{arch.name}: {image.name} built")
         return name, key
 
+    def prune(self, current: dict[tuple[str, str], str], used: set[str], whole_catalog: bool) -> None:
+        """Drop the code-layer images (and their exported blobs) of earlier builds of the images and
+        architectures just built: one per commit would otherwise pile up (a full copy each in vfs).
+        After a build of every image, base and package layers no image uses any more go too."""
+        arches = {arch for _, arch in current}
+        for name in self.buildah.image_names():
+            repo, _, tag = name.rpartition(":")
+            image = repo.removeprefix("localhost/edgerig-cache/")
+            arch = tag.split("-", 1)[0]
+            stale_code = (image, arch) in current and current[(image, arch)] != name
+            stale_layer = (whole_catalog and arch in arches and image in ("base", "packages", "extra")
+                           and name not in used)
+            if stale_code or stale_layer:
+                self.buildah.remove_image(name)
+        refs = {f"{image}-{arch}-{final.rpartition('-')[2]}" for (image, arch), final in current.items()}
+        prefixes = tuple(f"{image}-{arch}-" for image, arch in current)
+        oci.prune_layout(self.layout, lambda ref: ref.startswith(prefixes) and ref not in refs)
+
     def export(self, name: str, key: str, image: ImageDef, arch: Arch) -> oci.ArchImage:
         ref = f"{image.name}-{arch.name}-{key[:16]}"
         if not oci.has_ref(self.layout, ref):
@@ -274,15 +292,22 @@ def build(arches: list[Arch], out: Path, names: list[str] | None = None, cache: 
     with _exclusive(cache):
         builder = Builder(cache, log)
         built: dict[str, dict[str, tuple[oci.ArchImage, int]]] = {d.name: {} for d in wanted}
+        current: dict[tuple[str, str], str] = {}
+        used: set[str] = set()
         for arch in arches:
             base_name, base_key, root, packages = builder.base_image(arch)
+            used.add(base_name)
             for image in wanted:
                 parent = builder.packages_image((base_name, base_key), image, arch)
+                used.add(parent[0])
                 parent = builder.extra_image(parent, image, arch, root, packages)
+                used.add(parent[0])
                 final, key = builder.final_image(parent, image, arch, src)
+                current[(image.name, arch.name)] = final
                 exported = builder.export(final, key, image, arch)
                 built[image.name][arch.name] = (exported, oci.unpacked_bytes(builder.layout, exported))
         record = _write_outputs(builder.layout, out, built, src)
+        builder.prune(current, used, whole_catalog=len(wanted) == len(IMAGES))
     record.seconds = round(time.monotonic() - started, 1)
     record.write(out)
     return record

@@ -82,5 +82,12 @@ class Buildah:
     def remove_container(self, container: str) -> None:
         subprocess.run([*self._base(), "rm", container], capture_output=True, check=False)
 
+    def image_names(self) -> list[str]:
+        out = self.run("images", "--format", "{{.Name}}:{{.Tag}}")
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def remove_image(self, name: str) -> None:
+        self.run("rmi", name)
+
     def push_to_layout(self, image: str, layout: Path, ref: str) -> None:
         self.run("push", "--quiet", "--format", "oci", image, f"oci:{layout}:{ref}")

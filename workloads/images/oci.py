@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,3 +186,29 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def prune_layout(layout: Path, drop: Callable[[str], bool]) -> int:
+    """Forget the refs for which `drop(ref)` is true and delete blobs no remaining ref uses.
+    Returns the bytes freed."""
+    index_path = layout / "index.json"
+    if not index_path.exists():
+        return 0
+    index = json.loads(index_path.read_text())
+    keep = [d for d in index.get("manifests", []) if not drop(d.get("annotations", {}).get(REF_NAME, ""))]
+    used: set[str] = set()
+    for desc in keep:
+        used.add(desc["digest"])
+        doc = json.loads(read_blob(layout, desc["digest"]))
+        used.add(doc["config"]["digest"])
+        used.update(layer["digest"] for layer in doc["layers"])
+    index["manifests"] = keep
+    tmp = index_path.with_name("index.json.tmp")
+    tmp.write_text(json.dumps(index))
+    tmp.replace(index_path)
+    freed = 0
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        if f"sha256:{blob.name}" not in used:
+            freed += blob.stat().st_size
+            blob.unlink()
+    return freed
