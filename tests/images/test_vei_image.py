@@ -25,6 +25,14 @@ def vei_image(built: Built, podman: Podman) -> str:
     return podman.load(built.archive("vei"), built.record.images["vei"].tag)
 
 
+def _python(podman: Podman, image: str, code: str, extra: tuple[str, ...] = (),
+            timeout: float = 120) -> str:
+    """Run `python -c code` in the image; its stripped output (the run must succeed)."""
+    done = podman.run(image, ["python", "-c", code], extra=extra, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def _start(podman: Podman, name: str, image: str, spec: launch.Launch, volumes: tuple[str, ...] = ()) -> None:
     """Start a VEI process the way its Kubernetes container does: Launch.container()'s command + env."""
     container = spec.container(name)
@@ -44,9 +52,7 @@ def test_image_labels_user_and_contents(built: Built, podman: Podman, vei_image:
              "if u.find_spec(m)], "
              "[t for t in ('sh','bash','apt','dpkg','gcc','cc','perl') if shutil.which(t)], "
              "os.getuid())")
-    done = podman.run(vei_image, ["python", "-c", probe])
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[] [] 10001"
+    assert _python(podman, vei_image, probe) == "[] [] 10001"
 
 
 def test_gateway_container_answers_the_standard_health_check(
@@ -118,10 +124,7 @@ def test_arm64_image_says_arm64_and_its_python_starts_under_qemu(built: Built, p
     info = json.loads(podman("image", "inspect", image).stdout)[0]
     assert info["Architecture"] == "arm64"
     probe = "import platform, grpc, pydantic_core; print(platform.machine())"
-    done = podman.run(image, ["python", "-c", probe],
-                      extra=["--arch", "arm64"], timeout=180)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "aarch64"
+    assert _python(podman, image, probe, extra=("--arch", "arm64"), timeout=180) == "aarch64"
 
 
 def test_the_aws_sink_clients_still_load_from_the_pruned_botocore(podman: Podman, vei_image: str) -> None:
@@ -131,6 +134,4 @@ def test_the_aws_sink_clients_still_load_from_the_pruned_botocore(podman: Podman
              "boto3.client('sts', region_name='eu-north-1')\n"
              "data = pathlib.Path(botocore.__file__).parent / 'data'\n"
              "print(sorted(p.name for p in data.iterdir() if p.is_dir()))")
-    done = podman.run(vei_image, ["python", "-c", probe])
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['iot-data', 'sso', 'sso-oidc', 'sts']"
+    assert _python(podman, vei_image, probe) == "['iot-data', 'sso', 'sso-oidc', 'sts']"
