@@ -118,10 +118,32 @@ class CloudSink(_Model):
         return self
 
 
+class ImageSettings(_Model):
+    """Where the Kubernetes objects find edgerig's images (config key edgerig:images).
+
+    Unset `registry` (the default) is air-gapped delivery: host configuration copies each node's
+    architecture archives to the node, and the objects name `edgerig.local/<image>@<digest>` with
+    imagePullPolicy Never. With `registry` (HOST[:PORT][/PATH]) the images are pushed there
+    (`edgerig images push`) and the objects name `<registry>/<image>@<digest>`.
+    """
+
+    registry: str | None = None
+    # The images.json of the build to deploy; a relative path is taken from the repository root.
+    # Unset: $EDGERIG_IMAGES_RECORD, else build/images/images.json (see infra/images.py).
+    build_record: str | None = None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "://" in v or v.endswith("/") or "@" in v or " " in v):
+            raise ValueError(f"images.registry {v!r} must look like HOST[:PORT][/PATH], e.g. "
+                             "registry.lab:5000/edgerig (no scheme, no trailing slash)")
+        return v
+
+
 class VeiSettings(_Model):
     enabled: bool = True
     namespace: str = "vei"
-    image: str = versions.VEI_IMAGE
     gateway_replicas: int = Field(default=3, ge=1)
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     metrics_port: int = Field(default=9102, ge=1, le=65535)

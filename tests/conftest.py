@@ -34,6 +34,19 @@ from testkit import ROOT, free_port, stop_process, wait_for_port
 from workloads.vei import launch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_local_image_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read a developer's build/images: the default build record is a path with nothing
+    there (tests/infra and tests/images point at their own records)."""
+    old = os.environ.get("EDGERIG_IMAGES_RECORD")
+    os.environ["EDGERIG_IMAGES_RECORD"] = str(tmp_path_factory.mktemp("no-image-build") / "images.json")
+    yield
+    if old is None:
+        os.environ.pop("EDGERIG_IMAGES_RECORD", None)
+    else:
+        os.environ["EDGERIG_IMAGES_RECORD"] = old
+
+
 @pytest.fixture
 def nats_server_factory() -> Iterator[Callable[..., str]]:
     """start_nats(extra_args=(), config=None, jetstream=True, port=None) -> URL, through the project's

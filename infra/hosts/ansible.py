@@ -55,6 +55,12 @@ def _host_vars(
         "edgerig_binaries": [
             {"src": str(b.path), "dest": dest, "sha256": b.sha256} for b, dest in plan.binaries
         ],
+        # images hook: air-gapped image delivery (role airgap_images)
+        "airgap_images_archives": [
+            {"src": str(a.source), "dest": a.dest, "sha256": a.sha256} for a in plan.images
+        ],
+        "airgap_images_import": list(plan.image_import.argv) if plan.image_import else [],
+        "airgap_images_containerd_socket": plan.image_import.socket if plan.image_import else "",
         "edgerig_commands": [
             {
                 "name": c.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from infra import images as images_delivery
 from infra.hosts import render, render_kubeedge
 from infra.hosts.artefacts import VerifiedBinary
 from infra.model import Node, Testbed
@@ -36,6 +37,9 @@ class HostPlan:
     binaries: list[tuple[VerifiedBinary, str]] = field(default_factory=list)
     commands: list[GuardedCommand] = field(default_factory=list)
     boot_delay: int | None = None
+    # images hook (air-gapped image delivery, infra/images.py): archives for this node's architecture
+    images: list[images_delivery.NodeArchive] = field(default_factory=list)
+    image_import: images_delivery.ImportCommand | None = None
 
 
 def is_pi(node: Node) -> bool:
@@ -57,6 +61,9 @@ def install_plan(
     boot_delay: int | None = None,
 ) -> HostPlan:
     plan = HostPlan(node=node, tool=tool_for(node), boot_delay=boot_delay if is_pi(node) else None)
+    if images_delivery.has_build(testbed):  # images hook: air-gapped delivery when a build exists
+        plan.images = images_delivery.node_archives(testbed, node)
+        plan.image_import = images_delivery.import_command(node)
     plan.files.append(render.RenderedFile(CHRONY_CONF, CHRONY_SETTINGS))
     plan.commands.append(
         GuardedCommand(

@@ -51,6 +51,7 @@ def run(
     from pyinfra.api.operations import run_ops
 
     deploys = _deploys()
+    image_deploys = importlib.import_module("edgerig_images")  # images hook (after _deploys set sys.path)
     notes: dict[str, list[str]] = {p.node.name: [] for p in plans}
     names = []
     for plan in plans:
@@ -81,7 +82,8 @@ def run(
             detail = "; ".join(line for line in capture.lines if host.name in line) or "connection failed"
             raise HostStepError(host.name, "connect (pyinfra)", detail)
         steps = (
-            [deploys.prepare_pi, deploys.deliver, deploys.run_commands]
+            # images hook: deliver_images
+            [deploys.prepare_pi, deploys.deliver, image_deploys.deliver_images, deploys.run_commands]
             if stage == "install"
             else [deploys.run_commands]
         )
