@@ -47,8 +47,9 @@ started=$SECONDS
 log=.venv/bootstrap.log
 pip=(.venv/bin/python -m pip --disable-pip-version-check --no-input)
 # The lock holds pip and setuptools too, so even the build backend of the editable install is hashed.
+# `pip check` catches a lock that misses a dependency pyproject.toml names (run `edgerig images lock`).
 if ! { "${pip[@]}" install --require-hashes --no-deps -r requirements.lock &&
-       "${pip[@]}" install --no-deps --no-build-isolation -e . ; } >"$log" 2>&1; then
+       "${pip[@]}" install --no-deps --no-build-isolation -e . && "${pip[@]}" check ; } >"$log" 2>&1; then
   # This machine's pip config may add local package folders that do not exist ("Location ... is
   # ignored"): noise, not the failure.
   grep -v "^WARNING: Location '.*' is ignored" "$log" | tail -n 40 >&2
