@@ -31,6 +31,7 @@ from experiments.testbeds.commands import register as _register_testbed; _regist
 from experiments.testbeds.fleet.commands import register as _register_fleet; _register_fleet(app)  # noqa: E402, E702, I001
 from infra.commands import register as _register_stack; _register_stack(app)  # noqa: E402, E702, I001
 from infra.hosts.commands import register as _register_hosts; _register_hosts(app)  # noqa: E402, E702, I001
+from workloads.images.commands import register as _register_images; _register_images(app)  # noqa: E402, E702, I001
 from workloads.vei.client_commands import register as _register_vei_clients; _register_vei_clients(vei_app)  # noqa: E402, E702, I001
 from workloads.vei.commands import register as _register_vei_gateway; _register_vei_gateway(vei_app)  # noqa: E402, E702, I001
 

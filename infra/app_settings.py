@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from infra import versions
 from infra.model_base import ConfigModel as _Model
+from workloads.vei.sinks.spec import CloudSpecError, parse_cloud_spec
+from workloads.vei.validation import NAME_RULE, is_valid_name
 
 
 class NatsSettings(_Model):
@@ -73,7 +75,14 @@ class PlatformSettings(_Model):
 
 
 class CloudSink(_Model):
-    """One VEI cloud sink; `name` is the cloudProvider string clients send."""
+    """One VEI cloud sink; `name` is the cloudProvider string clients send (the original VEI clients
+    send "AWS": name an aws sink "AWS" to serve them unchanged).
+
+    The MQTT URL is checked with the gateway's own spec parser, so a URL the gateway would refuse fails
+    here, before anything is deployed; it must not hold credentials (they would land in Pulumi state,
+    the Deployment's args and `stack render`): the user goes into mqttUsername and the password into
+    the secret edgerig:mqttPassword. Errors never repeat the URL.
+    """
 
     name: str
     kind: Literal["local", "mqtt", "aws"]
@@ -85,17 +94,57 @@ class CloudSink(_Model):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> CloudSink:
-        if self.kind == "mqtt" and not self.mqtt_url:
-            raise ValueError(f"cloud sink {self.name!r} is mqtt but has no mqttUrl (e.g. mqtt://broker:1883)")
-        if self.kind == "aws" and not self.aws_region:
-            raise ValueError(f"cloud sink {self.name!r} is aws but has no awsRegion (e.g. eu-central-1)")
+        if not is_valid_name(self.name):
+            raise ValueError(f"cloud sink name {self.name[:80]!r} must be {NAME_RULE} (clients send it as "
+                             "cloudProvider)")
+        if self.kind == "mqtt":
+            if not self.mqtt_url:
+                raise ValueError(f"cloud sink {self.name!r} is mqtt but has no mqttUrl "
+                                 "(e.g. mqtt://broker:1883/vei/results or mqtts://broker:8883/vei/results)")
+            if "@" in self.mqtt_url.partition("://")[2].partition("/")[0]:
+                raise ValueError(f"cloud sink {self.name!r}: mqttUrl must not hold credentials "
+                                 "(user:password@); put the user into mqttUsername and the password into "
+                                 "the secret edgerig:mqttPassword "
+                                 "(`pulumi config set --secret edgerig:mqttPassword ...`)")
+            try:
+                parse_cloud_spec(f"{self.name}={self.mqtt_url}")
+            except CloudSpecError as exc:
+                raise ValueError(f"cloud sink {self.name!r}: {exc}") from None
+        if self.kind == "aws":
+            if not self.aws_region:
+                raise ValueError(f"cloud sink {self.name!r} is aws but has no awsRegion (e.g. eu-central-1)")
+            if self.aws_endpoint and "@" in self.aws_endpoint.partition("://")[2].partition("/")[0]:
+                raise ValueError(f"cloud sink {self.name!r}: awsEndpoint must not hold credentials; the keys "
+                                 "are the secrets edgerig:awsAccessKeyId / edgerig:awsSecretAccessKey")
         return self
+
+
+class ImageSettings(_Model):
+    """Where the Kubernetes objects find edgerig's images (config key edgerig:images).
+
+    Unset `registry` (the default) is air-gapped delivery: host configuration copies each node's
+    architecture archives to the node, and the objects name `edgerig.local/<image>@<digest>` with
+    imagePullPolicy Never. With `registry` (HOST[:PORT][/PATH]) the images are pushed there
+    (`edgerig images push`) and the objects name `<registry>/<image>@<digest>`.
+    """
+
+    registry: str | None = None
+    # The images.json of the build to deploy; a relative path is taken from the repository root.
+    # Unset: $EDGERIG_IMAGES_RECORD, else build/images/images.json (see infra/images.py).
+    build_record: str | None = None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "://" in v or v.endswith("/") or "@" in v or " " in v):
+            raise ValueError(f"images.registry {v!r} must look like HOST[:PORT][/PATH], e.g. "
+                             "registry.lab:5000/edgerig (no scheme, no trailing slash)")
+        return v
 
 
 class VeiSettings(_Model):
     enabled: bool = True
     namespace: str = "vei"
-    image: str = versions.VEI_IMAGE
     gateway_replicas: int = Field(default=3, ge=1)
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     metrics_port: int = Field(default=9102, ge=1, le=65535)

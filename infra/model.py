@@ -19,6 +19,7 @@ from infra import versions
 # Re-exported: the whole model is importable from infra.model.
 from infra.app_settings import CloudSink as CloudSink
 from infra.app_settings import HpaSettings as HpaSettings
+from infra.app_settings import ImageSettings as ImageSettings
 from infra.app_settings import MetricsServerSettings as MetricsServerSettings
 from infra.app_settings import MonitoringSettings as MonitoringSettings
 from infra.app_settings import NatsSettings as NatsSettings
@@ -65,6 +66,7 @@ class Testbed(_Model):
     artefacts: ArtefactSettings = Field(default_factory=ArtefactSettings)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     vei: VeiSettings = Field(default_factory=VeiSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
     # Who may reach SSH, the Kubernetes API and the OpenFaaS gateway from outside the cluster.
     admin_cidrs: list[IPv4Network] = Field(default_factory=list)
     # Taint edge-realm agents/EdgeCore nodes so only workloads that tolerate it run there (thesis 4.2.3).

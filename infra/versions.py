@@ -70,8 +70,9 @@ METRICS_SERVER_CHART: Final = "metrics-server"
 METRICS_SERVER_CHART_VERSION: Final = "3.12.2"
 
 # --- Container images -----------------------------------------------------------------------------
-# One image holds the whole `workloads` package (gateway, camera, vision app); see workloads/images/.
-VEI_IMAGE: Final = "ghcr.io/edgerig/vei:0.1.0"
+# edgerig's own images (VEI, the functions) are pinned by the digests of their build: the build record
+# (images.json, see infra/images.py and workloads/images/); their Debian base is bookworm, their Python
+# packages come from requirements.lock. Upstream images of the charts are pinned here.
 NATS_SERVER_IMAGE_TAG: Final = "2.10.22-alpine"
 
 # --- Upstream release locations (an air-gapped lab mirrors this layout under its own base URL) -----

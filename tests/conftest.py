@@ -8,6 +8,9 @@ gateway subprocesses. Every port is picked free at run time; everything started 
                            `gateway.address` is HOST:PORT for grpc.aio.insecure_channel
     gateway_factory        async make_gateway(**settings) -> Gateway, for several replicas
     gateway_process        spawn(*args) -> (Popen, address) running `python -m workloads.vei.gateway`
+    moto_iot               (endpoint, published()) of moto's AWS IoT data plane in its own process
+    mosquitto_factory      start(config_lines, files) -> port of a mosquitto (auth, TLS, ...)
+    mosquitto              port of a plain, anonymous mosquitto
 
 Plain helpers live in tests/testkit.py (`from testkit import wait_serving`): importing them from
 `conftest` is ambiguous, because tests/hosts has a conftest.py of its own.
@@ -17,15 +20,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import ROOT, free_port, stop_process
+from testkit import ROOT, free_port, stop_process, wait_for_port
 
 from workloads.vei import launch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_local_image_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read a developer's build/images: the default build record is a path with nothing
+    there (tests/infra and tests/images point at their own records)."""
+    old = os.environ.get("EDGERIG_IMAGES_RECORD")
+    os.environ["EDGERIG_IMAGES_RECORD"] = str(tmp_path_factory.mktemp("no-image-build") / "images.json")
+    yield
+    if old is None:
+        os.environ.pop("EDGERIG_IMAGES_RECORD", None)
+    else:
+        os.environ["EDGERIG_IMAGES_RECORD"] = old
 
 
 @pytest.fixture
@@ -125,3 +144,73 @@ def gateway_process(nats_server: str) -> Iterator[Callable[..., tuple[subprocess
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture
+def moto_iot(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Callable[[], list[tuple[str, Any]]]]]:
+    """(endpoint, published): moto's AWS IoT data plane in a process of its own
+    (tests/vei/moto_iot_server.py), and a function returning every (topic, JSON payload) published to
+    it so far. The gateway under test gets dummy credentials through this test's environment only."""
+    import json
+    import urllib.request
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "vei" / "moto_iot_server.py")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        urls = json.loads(proc.stdout.readline() or "{}")
+        if "endpoint" not in urls:
+            raise RuntimeError(f"the moto emulator did not start (exit code {proc.wait(10)})")
+
+        def published() -> list[tuple[str, Any]]:
+            with urllib.request.urlopen(urls["published"], timeout=5) as reply:
+                return [(topic, json.loads(payload)) for topic, payload in json.load(reply)]
+
+        yield urls["endpoint"], published
+    finally:
+        stop_process(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def mosquitto_factory() -> Iterator[Callable[..., int]]:
+    """start(config_lines=(), files={}) -> port of a real mosquitto on 127.0.0.1. `config_lines` are
+    extra mosquitto.conf lines (e.g. 'allow_anonymous false'); `files` are written beside the config
+    first and '{dir}' in the lines names that folder (password files, certificates)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    dirs: list[str] = []
+
+    def start(config_lines: tuple[str, ...] = ("allow_anonymous true",),
+              files: dict[str, str] | None = None) -> int:
+        tmp = tempfile.mkdtemp(prefix="vei-mosquitto-")
+        dirs.append(tmp)
+        for name, text in (files or {}).items():
+            (Path(tmp) / name).write_text(text)
+        port = free_port()
+        # `user root`: as root, mosquitto would otherwise switch to user mosquitto, who cannot read the
+        # test's private temp folders (certificates, password files); it is ignored when not root.
+        lines = ["user root", f"listener {port} 127.0.0.1", "persistence false",
+                 *(line.replace("{dir}", tmp) for line in config_lines)]
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        wait_for_port(port, proc)
+        return port
+
+    yield start
+    for proc in procs:
+        stop_process(proc)
+    for tmp in dirs:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., int]) -> int:
+    return mosquitto_factory()

@@ -7,22 +7,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from experiments.testbeds.nats import nats_server_binary
 from experiments.testbeds.ports import free_port, port_open, wait_until
 
 __all__ = [
-    "NATS_SERVER", "ROOT", "CuttableProxy", "free_port", "stop_process", "wait_for_port", "wait_serving",
+    "NATS_SERVER", "ROOT", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes", "run_env",
+    "stop_process", "wait_for_port", "wait_serving",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
 NATS_SERVER = nats_server_binary()
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Processes started by one CLI run: every child inherits the run's marker environment variable."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("EDGERIG_TEST_RUN") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def run_env(tmp_path: Path) -> tuple[dict[str, str], str, Path]:
+    """Environment for a CLI run under test: a marker its processes inherit, and its own TMPDIR."""
+    marker = uuid.uuid4().hex
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return {**os.environ, "EDGERIG_TEST_RUN": marker, "TMPDIR": str(tmp)}, marker, tmp
+
+
+def assert_nothing_left(marker: str, tmp: Path) -> None:
+    """No process of the run is alive and its TMPDIR is empty (waits up to 5 s for exits)."""
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: not marked_processes(marker), 5, "the run's processes to exit")
+    left = [(p.pid, p.name()) for p in marked_processes(marker)]
+    assert not left, f"processes left behind: {left}"
+    assert not list(tmp.iterdir()), f"temp dirs left behind: {list(tmp.iterdir())}"
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from experiments.failover.config import FAULTS, RunConfig
 from experiments.failover.placement import PlacementError, parse_scenarios, placement_for
 from experiments.failover.report import write_report
-from experiments.failover.run import FAULTS, RunConfig, run_once
+from experiments.failover.run import run_once
 from experiments.runs.repeat import RunPlan, run_repeated
 from experiments.testbeds import TargetSpec, TestbedError, parse_target
 from experiments.testbeds.base import SystemSpec
@@ -26,7 +27,8 @@ def parse_faults(value: str) -> list[str]:
     faults = [f.strip() for f in value.split(",") if f.strip()]
     bad = [f for f in faults if f not in FAULTS]
     if bad or not faults:
-        raise ValueError(f"unknown --fault {', '.join(bad) or repr(value)}: use kill, cut or kill,cut")
+        raise ValueError(f"unknown --fault {', '.join(bad) or repr(value)}: use kill, cut, hard-stop "
+                         "(OpenStack VMs of a stack) or a comma list such as kill,cut")
     return faults
 
 
@@ -43,6 +45,9 @@ def failover(
                                                   "fleet: the first node, which holds the scenario)")] = None,
     rebuild: Annotated[str, typer.Option(help="each-run (a fresh testbed per run) or never (a deployed "
                                               "stack as it is)")] = "each-run",
+    kill_mode: Annotated[str, typer.Option(
+        help="on a stack, how kill fails the node: reboot (reboot -f, as the thesis) or k3s (stop K3s "
+             "and its containers)")] = "reboot",
     down_for: Annotated[float, typer.Option(help="seconds until the failed node comes back")] = 10.0,
     repeat: Annotated[int, typer.Option(help="runs per scenario and fault, each from a clean start")] = 1,
     fps: Annotated[float, typer.Option(help="camera frame rate")] = 10.0,
@@ -74,6 +79,11 @@ def failover(
             raise ValueError(f"--rebuild {rebuild!r}: a failover run changes its testbed, so each run gets a "
                              "fresh one (each-run), or a deployed stack is used as it is (never)")
         spec = parse_target(target)
+        if "hard-stop" in faults and spec.kind != "stack":
+            raise ValueError(f"--fault hard-stop stops an OpenStack VM through its API: only a stack target "
+                             f"has one; {spec.text} offers kill and cut")
+        if kill_mode not in ("reboot", "k3s"):
+            raise ValueError(f"--kill-mode {kill_mode!r}: use reboot or k3s")
         if rebuild == "never" and spec.kind != "stack":
             raise ValueError("--rebuild never uses an already deployed Pulumi stack; emulated and fleet "
                              "testbeds are built for each run")
@@ -81,7 +91,8 @@ def failover(
                         baseline_s=baseline, down_for_s=down_for, margin_s=margin, cap_s=cap,
                         recovery_floor_ms=recovery_floor_ms)
         cfg.validate()
-        systems = {name: system_for(spec, name, cfg) for name in scenarios}  # every placement must work
+        systems = {name: replace(system_for(spec, name, cfg), kill_mode=kill_mode)
+                   for name in scenarios}  # every placement must work before the first run
         failed_node = node or (next(iter(systems[scenarios[0]].placement or {}), None))
         if failed_node is None:
             raise ValueError(f"--node is required on {spec.text}: name the node to fail")

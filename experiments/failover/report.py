@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.failover.config import FAULTS
 from experiments.failover.placement import SCENARIOS, THESIS_OUTAGE_S
-from experiments.failover.run import FAULTS
 from experiments.failover.summary import OUTAGE_TARGET_S, RECOVERY_TARGET_S
 from experiments.runs.aggregate import fmt, spread
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from experiments.failover import analysis
+from experiments.failover.config import RunConfig
 from experiments.failover.placement import THESIS_OUTAGE_S
+from experiments.runs.frames import join_records, write_records
 from experiments.testbeds.base import FaultRecord, Testbed
 from workloads.vei.records import read_camera_csv, read_sink, read_status, sent_frame_ids, sink_stats
-
-if TYPE_CHECKING:
-    from experiments.failover.run import RunConfig
 
 NS = 1_000_000_000
 # The targets, per fault kind: outage (s); every scenario also needs 0 lost, 0 duplicates at
@@ -36,6 +35,7 @@ def summarize(cfg: RunConfig, scenario: str, tb: Testbed, fault: FaultRecord, co
               run_dir: Path, camera_id: str, *, stream_start_ns: int, baseline_start_ns: int, end_ns: int,
               base: analysis.Baseline, threshold_ms: float) -> dict[str, Any]:
     delivered = read_sink(run_dir / "sink.jsonl")
+    write_records(run_dir / "records.csv", join_records(run_dir / "camera.csv", delivered))
     camera = read_status(run_dir / "camera-status.json")
     stats = sink_stats(run_dir / "sink.jsonl")
     sent = sent_frame_ids(camera_id, int(camera.get("sent", 0)), read_camera_csv(run_dir / "camera.csv"))

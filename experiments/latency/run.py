@@ -21,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from experiments.latency.config import LatencyConfig, resolved
 from experiments.latency.floor import measure_floor
-from experiments.latency.report import join_records, percentiles, plot_cdf, stage_medians, write_records
+from experiments.latency.report import percentiles, plot_cdf, stage_medians
 from experiments.resources.meter import ProcessMeter, Sample, cpu_report
+from experiments.runs.frames import join_records, write_records
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
 from experiments.testbeds.base import SystemSpec, Testbed
 from experiments.testbeds.processes import Child

@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import click
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -107,41 +106,29 @@ def _slug(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
 
 
-def _command(experiment: str) -> click.Command:
-    import typer
-
-    from experiments.cli import app
-
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    run = group.commands["run"]
-    assert isinstance(run, click.Group)
-    return run.commands[experiment]
+# experiment name -> the click command behind `edgerig run <experiment>` (the CLI passes it in, so this
+# module needs nothing from the CLI layer above it)
+CommandLookup = Callable[[str], Any]
 
 
-def _check_params(experiment: str, params: dict[str, Scalar]) -> list[str]:
-    """Each parameter must be an option of `edgerig run <experiment>` and convert to its type."""
-    command = _command(experiment)
-    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+def _check_params(experiment: str, params: dict[str, Scalar], commands: CommandLookup) -> list[str]:
+    """Each parameter must be an option of `edgerig run <experiment>` and parse as it does: the cell's
+    own command line is parsed here, without running it."""
     reserved = {"target", "repeat", "rebuild", "out"}
-    problems = []
-    for key, value in params.items():
-        name = key.replace("-", "_")
-        if name in reserved:
-            problems.append(f"{experiment}: set {key} on the cell (targets/repeat/rebuild), not in params; "
-                            "the campaign chooses --out")
-        elif name not in options:
-            known = ", ".join(sorted(n for n in options if n and n not in reserved and n != "progress"))
-            problems.append(f"{experiment}: no option --{key.replace('_', '-')}; its options are {known}")
-        else:
-            try:
-                options[name].type.convert(value, options[name], None)
-            except click.BadParameter as err:
-                problems.append(f"{experiment} --{key.replace('_', '-')} {value!r}: {err.message}")
-    return problems
+    bad = [k for k in params if k.replace("-", "_") in reserved]
+    if bad:
+        return [f"{experiment}: set {', '.join(bad)} on the cell (targets, repeat, rebuild), not in params; "
+                "the campaign chooses --out"]
+    args = Cell("check", experiment, "local", dict(params), 1, "each-run").argv(Path("unused"))[2:]
+    try:
+        commands(experiment).make_context(experiment, args)
+    except Exception as err:  # typer's click: NoSuchOption, BadParameter, ...
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        return [f"{experiment}: {message}"]
+    return []
 
 
-def load_plan(path: Path) -> tuple[Plan, list[Cell]]:
+def load_plan(path: Path, commands: CommandLookup) -> tuple[Plan, list[Cell]]:
     """Read and check a plan; every problem is reported before anything runs."""
     try:
         raw = yaml.safe_load(path.read_text())
@@ -166,7 +153,7 @@ def load_plan(path: Path) -> tuple[Plan, list[Cell]]:
         values = [v if isinstance(v, list) else [v] for v in spec.params.values()]
         for combo in itertools.product(*values):
             params = dict(zip(keys, combo, strict=True))
-            problems += _check_params(spec.experiment, params)
+            problems += _check_params(spec.experiment, params, commands)
             for target in spec.targets:
                 parts = [spec.experiment, target, *(f"{k}{v}" for k, v in params.items())]
                 cells.append(Cell("-".join(_slug(p) for p in parts), spec.experiment, target, params,
@@ -268,8 +255,10 @@ def _forward_signals(child: Callable[[], subprocess.Popen[bytes] | None]) -> Ite
             signal.signal(s, h)
 
 
-def run_campaign(plan_path: Path, resume: bool, echo: Callable[[str], None]) -> State:
-    plan, cells = load_plan(plan_path)
+def run_campaign(plan_path: Path, resume: bool, echo: Callable[[str], None],
+                 commands: CommandLookup) -> tuple[Path, State, list[Cell]]:
+    """Run every cell not done yet; returns the campaign folder, its state and the plan's cells."""
+    plan, cells = load_plan(plan_path, commands)
     folder = campaign_dir(plan)
     state = State.load(folder)
     if state is not None and not resume and any(c.status != "pending" for c in state.cells.values()):
@@ -325,14 +314,10 @@ def run_campaign(plan_path: Path, resume: bool, echo: Callable[[str], None]) -> 
             state.save(folder)
         state.sweeps.append(sweep_and_check())
     state.save(folder)
-    from experiments.runs.report import write_report
-
-    index = write_report(folder, cells, state)
-    echo(f"report: {index}")
-    return state
+    return folder, state, cells
 
 
-def status(plan_path: Path) -> tuple[Path, State | None, list[Cell]]:
-    plan, cells = load_plan(plan_path)
+def status(plan_path: Path, commands: CommandLookup) -> tuple[Path, State | None, list[Cell]]:
+    plan, cells = load_plan(plan_path, commands)
     folder = campaign_dir(plan)
     return folder, State.load(folder), cells

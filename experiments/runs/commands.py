@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 campaign_app = typer.Typer(help="Run many experiments from one plan file; resume after a crash.",
                            no_args_is_help=True)
+
+
+_root: typer.Typer | None = None  # the app this group is registered on, for looking up experiments
+
+
+def _experiment_command(name: str) -> Any:
+    """The click command of `edgerig run <name>`: the campaign parses each cell's options with it."""
+    assert _root is not None, "register() first"
+    group: Any = typer.main.get_command(_root)
+    return group.commands["run"].commands[name]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -22,14 +33,16 @@ def run_command(
 ) -> None:
     """Run every cell of the plan, each in its own process, then write index.html."""
     from experiments.runs.campaign import CampaignError, run_campaign
+    from experiments.runs.report import write_report
 
     try:
-        state = run_campaign(plan, resume, typer.echo)
+        folder, state, cells = run_campaign(plan, resume, typer.echo, _experiment_command)
     except CampaignError as err:
         raise _fail(str(err)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted: the running cell stopped and cleaned up; continue with --resume",
                     130) from None
+    typer.echo(f"report: {write_report(folder, cells, state)}")
     counts = state.counts()
     typer.echo(f"{counts['done']} done, {counts['failed']} failed of {len(state.cells)} cells")
     if counts["failed"]:
@@ -42,7 +55,7 @@ def status_command(plan: Path = typer.Argument(..., help="the plan file (YAML)")
     from experiments.runs.campaign import CampaignError, status
 
     try:
-        folder, state, cells = status(plan)
+        folder, state, cells = status(plan, _experiment_command)
     except CampaignError as err:
         raise _fail(str(err)) from None
     if state is None:
@@ -68,7 +81,7 @@ def report_command(plan: Path = typer.Argument(..., help="the plan file (YAML)")
     from experiments.runs.report import write_report
 
     try:
-        folder, state, cells = status(plan)
+        folder, state, cells = status(plan, _experiment_command)
     except CampaignError as err:
         raise _fail(str(err)) from None
     if state is None:
@@ -77,4 +90,6 @@ def report_command(plan: Path = typer.Argument(..., help="the plan file (YAML)")
 
 
 def register(app: typer.Typer) -> None:
+    global _root
+    _root = app
     app.add_typer(campaign_app, name="campaign")

@@ -80,7 +80,7 @@ def make_testbed(target: TargetSpec | str, spec: SystemSpec, *, log_dir: Path | 
         return FleetTestbed(replace(spec, nodes=t.nodes or 3), log_dir, progress)
     from experiments.testbeds.stack import StackTestbed
     assert t.stack is not None
-    return StackTestbed(t.stack, spec, log_dir, progress, attach=attach)
+    return StackTestbed(t.stack, spec, log_dir, progress, attach=attach, kill_mode=spec.kill_mode)
 
 
 __all__ = ["KINDS", "SystemSpec", "TargetSpec", "Testbed", "TestbedError", "make_testbed", "parse_target"]

@@ -107,6 +107,13 @@ class SystemSpec:
     max_image_bytes: int = 4 * 1024 * 1024
     nodes: int = 5
     placement: dict[str, frozenset[str]] | None = None
+    # How a stack's `kill` fault fails a real node: reboot -f (power cut) or k3s (stop K3s and its pods).
+    kill_mode: str = "reboot"
+    # nats-server's GOMAXPROCS on self-built testbeds; None = Go's default (one thread per core).
+    nats_gomaxprocs: int | None = 1
+    # The gateways' --cloud specs; `local` delivers to the sink process an experiment starts, and
+    # `local=file:PATH` makes each gateway write (and ack) results itself, with no sink process.
+    clouds: tuple[str, ...] = ("local",)
 
 
 class Testbed(ABC):
@@ -125,6 +132,7 @@ class Testbed(ABC):
         self.journal: journals.Journal | None = None
         self.swept: list[str] = []
         self._exclusive: contextlib.ExitStack | None = None
+        self._held = False  # the kind's exclusive hold is ours: tearing down its parts is safe
         self.phases: dict[str, dict[str, float]] = {}
         self._clients: list[Child] = []
 
@@ -147,6 +155,7 @@ class Testbed(ABC):
             try:
                 self.preflight()
                 self._exclusive.enter_context(self._hold())  # before the sweep: it may remove shared names
+                self._held = True
                 self.swept = journals.sweep_stale(self.kind)
                 self.journal = journals.Journal.open(self.kind, self._teardown_record())
                 self.sup = Supervisor(log_dir=self.log_dir, journal=self.journal)
@@ -169,7 +178,8 @@ class Testbed(ABC):
                 for child in reversed(self._clients):
                     sup.stop(child)
                 sup.stop_all()
-            self._down()
+            if self._held:  # never tear down what another holder of the kind's names owns
+                self._down()
         finally:
             if sup is not None:
                 self.sup = None
@@ -178,6 +188,7 @@ class Testbed(ABC):
             if self._exclusive is not None:
                 self._exclusive.close()
                 self._exclusive = None
+            self._held = False
         # Only a complete teardown closes the journal; otherwise a later sweep finishes the job.
         if self.journal is not None:
             self.journal.close()

@@ -22,11 +22,9 @@ import time
 from typing import Any
 
 from experiments.testbeds import journal, netns
-from experiments.testbeds.base import CleanCheck, Endpoints, FaultRecord, NodeInfo, Testbed, TestbedError
+from experiments.testbeds.base import CleanCheck, FaultRecord, NodeInfo, TestbedError
 from experiments.testbeds.placement import Placement, place
-from experiments.testbeds.processes import Child
-from experiments.testbeds.system import Host, VeiSystem
-from workloads.vei import subjects
+from experiments.testbeds.system import Host, SystemTestbed, VeiSystem
 
 NETWORK = netns.NetworkSpec(prefix="erf-", bridge="erfbr0", veth_prefix="erfv", subnet="10.231.0.0/24",
                             first_host=11)
@@ -51,11 +49,9 @@ def _sweep_network(teardown: dict[str, Any]) -> list[str]:
 journal.register_sweeper("emulated", _sweep_network)
 
 
-class EmulatedTestbed(Testbed):
+class EmulatedTestbed(SystemTestbed):
     kind = "emulated"
     fault_kinds = ("kill", "cut")
-
-    system: VeiSystem | None = None
 
     @property
     def placement(self) -> Placement:
@@ -90,32 +86,12 @@ class EmulatedTestbed(Testbed):
         netns.sweep(NETWORK)
 
     @property
-    def _sys(self) -> VeiSystem:
-        if self.system is None:
-            raise TestbedError("the emulated testbed is not up")
-        return self.system
-
-    @property
-    def endpoints(self) -> Endpoints:
-        return Endpoints(gateways=tuple(self._sys.gateways), nats_urls=tuple(self._sys.nats_urls))
-
-    @property
     def nodes(self) -> list[NodeInfo]:
-        return [NodeInfo(name, node.address, "cloud", (), tuple(sorted(self._sys.placement.get(name, ()))))
+        return [NodeInfo(name, node.address, "cloud", (), self._components(name))
                 for name, node in self.net_nodes.items()]
 
-    def _sink_ready(self) -> bool:
-        return self._sys.subscribed(subjects.LOCAL_SINK)
-
-    def system_processes(self) -> dict[str, list[int]]:
-        return self._sys.processes()
-
-    def dead_system_processes(self) -> list[Child]:
-        return self._sys.dead(skip=list(self._down_nodes))
-
-    _down_nodes: set[str] = set()
-
     def _check_clean(self, check: CleanCheck) -> None:
+        super()._check_clean(check)
         check.checked.append("only this testbed's namespaces exist, each running only its processes")
         ours = {n.netns for n in self.net_nodes.values()}
         others = [n for n in netns.list_namespaces() if n.startswith(NETWORK.prefix) and n not in ours]
@@ -126,15 +102,12 @@ class EmulatedTestbed(Testbed):
             strays = [p for p in netns.namespace_pids(node.netns) if p not in started]
             if strays:
                 check.problems.append(f"{node.netns} runs processes this testbed did not start: {strays}")
-        dead = self._sys.dead()
-        if dead:
-            check.problems.append(f"exited: {', '.join(c.name for c in dead)}")
 
     # -- faults ------------------------------------------------------------------------------------
     def _fail(self, node: str, kind: str, down_for_s: float | None) -> FaultRecord:
         target = self.net_nodes[node]
         record = FaultRecord(kind, node, time.time_ns())
-        self._down_nodes = {*self._down_nodes, node}
+        self._down_nodes = self._down_nodes | {node}
         if kind == "kill":
             record.killed_pids = len(netns.kill_namespace_processes(target.netns, signal.SIGKILL))
             netns.wait_namespace_empty(target.netns)

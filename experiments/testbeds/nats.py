@@ -36,6 +36,9 @@ WRITE_DEADLINE = "2s"
 # Room for the gateway's largest image (4 MiB) plus the protobuf envelope, above NATS's 1 MB default.
 MAX_PAYLOAD = "8MB"
 READY_TIMEOUT_S = 30.0
+# One Go scheduler thread: at the VEI's message rates nats-server spends ~15 % less CPU per message
+# than with one per core (measured; docs/benchmarks.md), and latency does not suffer.
+GOMAXPROCS = 1
 
 
 def nats_server_binary() -> Path:
@@ -60,6 +63,7 @@ class NatsConfig:
     max_payload: str | None = MAX_PAYLOAD   # None = the server's default (1 MB)
     fast_failure: bool = True       # short ping interval and write deadline (see module doc)
     extra: str = ""                 # further config text, appended verbatim
+    gomaxprocs: int | None = GOMAXPROCS  # None = Go's default (one thread per core)
 
     def render(self) -> str:
         # JSON strings are valid NATS config strings, so json.dumps quotes paths and names safely.
@@ -142,7 +146,9 @@ def _start(sup: Supervisor, config: NatsConfig, conf_dir: Path, node: NetNode | 
     path = conf_dir / f"{config.name}.conf"
     path.write_text(config.render())
     prefix = node.exec_prefix() if node is not None else []
-    child = sup.start(config.name, [*prefix, str(nats_server_binary()), "-c", str(path), *extra_args])
+    env = {"GOMAXPROCS": str(config.gomaxprocs)} if config.gomaxprocs else None
+    argv = [*prefix, str(nats_server_binary()), "-c", str(path), *extra_args]
+    child = sup.start(config.name, argv, env=env)
     server = NatsServer(child, config, node, path)
     if wait:
         # A lone server is ready when it listens; a cluster member once JetStream is healthy too.
@@ -156,7 +162,7 @@ def _start(sup: Supervisor, config: NatsConfig, conf_dir: Path, node: NetNode | 
 def start_nats(sup: Supervisor, name: str = "nats-server", host: str = "127.0.0.1", *,
                jetstream: bool = True, extra: str = "", fast_failure: bool = False,
                port: int | None = None, max_payload: str | None = MAX_PAYLOAD,
-               extra_args: Sequence[str] = ()) -> NatsServer:
+               extra_args: Sequence[str] = (), gomaxprocs: int | None = GOMAXPROCS) -> NatsServer:
     """One server on free ports of `host`, waited for. A port taken between probing and binding
     (other runs share this machine) is retried with fresh ports. `extra` is config text,
     `extra_args` command-line flags (which win over the config file)."""
@@ -165,7 +171,7 @@ def start_nats(sup: Supervisor, name: str = "nats-server", host: str = "127.0.0.
     for _attempt in range(3):
         config = NatsConfig(name=name, host=host, port=port or free_port(host), monitor_port=free_port(host),
                             store_dir=(work / "jetstream") if jetstream else None, extra=extra,
-                            fast_failure=fast_failure, max_payload=max_payload)
+                            fast_failure=fast_failure, max_payload=max_payload, gomaxprocs=gomaxprocs)
         try:
             return _start(sup, config, work, None, wait=True, extra_args=extra_args)
         except RuntimeError as err:  # exited before ready: most likely a port race
@@ -175,7 +181,8 @@ def start_nats(sup: Supervisor, name: str = "nats-server", host: str = "127.0.0.
     raise RuntimeError(f"nats-server did not start: {last}")
 
 
-def cluster_configs(nodes: Sequence[NetNode], work_dir: Path) -> list[NatsConfig]:
+def cluster_configs(nodes: Sequence[NetNode], work_dir: Path,
+                    gomaxprocs: int | None = GOMAXPROCS) -> list[NatsConfig]:
     """One routed, JetStream-clustered server per node (fixed ports on each node's address)."""
     configs = []
     for node in nodes:
@@ -183,7 +190,8 @@ def cluster_configs(nodes: Sequence[NetNode], work_dir: Path) -> list[NatsConfig
         store.mkdir(parents=True, exist_ok=True)
         routes = tuple(f"{n.address}:{CLUSTER_PORT}" for n in nodes if n != node)
         configs.append(NatsConfig(name=node.netns, host=node.address, port=CLIENT_PORT,
-                                  monitor_port=MONITOR_PORT, store_dir=store, routes=routes))
+                                  monitor_port=MONITOR_PORT, store_dir=store, routes=routes,
+                                  gomaxprocs=gomaxprocs))
     return configs
 
 

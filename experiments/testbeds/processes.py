@@ -21,6 +21,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
+import psutil
+
 if TYPE_CHECKING:
     from experiments.testbeds.journal import Journal
 
@@ -53,6 +55,28 @@ class Child:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return []
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+    return members
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+    """SIGKILL is delivered at once but a process takes a moment to die: a stop returns only when
+    nothing of the group runs any more (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _unblock_signals() -> None:
@@ -156,6 +180,7 @@ class Supervisor:
             os.killpg(child.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.popen.wait(self.stop_timeout_s)
+        _wait_group_gone(child.pid, self.stop_timeout_s)
         child._log.close()
         return child.popen.returncode
 

@@ -13,9 +13,19 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from experiments.testbeds import nats
-from experiments.testbeds.base import GATEWAY, NATS, VISION, SystemSpec
+from experiments.testbeds.base import (
+    GATEWAY,
+    NATS,
+    VISION,
+    CleanCheck,
+    Endpoints,
+    SystemSpec,
+    Testbed,
+    TestbedError,
+)
 from experiments.testbeds.netns import NetNode
 from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
@@ -76,10 +86,11 @@ class VeiSystem:
             raise ValueError(f"a VEI system needs at least one NATS server and one gateway; placement: "
                              f"{ {n: sorted(c) for n, c in self.placement.items()} }")
         if len(nats_nodes) == 1 and self.hosts[nats_nodes[0]].node is None:
-            server = nats.start_nats(self.sup)  # loopback: free ports, no cluster
+            server = nats.start_nats(self.sup, gomaxprocs=self.spec.nats_gomaxprocs)  # loopback, no cluster
             self._add_nats(nats_nodes[0], server)
         else:
-            configs = nats.cluster_configs(self._net_nodes(nats_nodes), self.work_dir)
+            configs = nats.cluster_configs(self._net_nodes(nats_nodes), self.work_dir,
+                                           self.spec.nats_gomaxprocs)
             self._cluster = {c.name: c for c in configs}
             for name in nats_nodes:
                 self._start_cluster_member(name, wait=False)
@@ -130,7 +141,7 @@ class VeiSystem:
         port = GATEWAY_PORT if host.node is not None else free_port()
         address = f"{host.address}:{port}"
         self.gateway_addresses[name] = address
-        spec = launch.gateway(listen=address, nats_urls=self.nats_urls, clouds=("local",),
+        spec = launch.gateway(listen=address, nats_urls=self.nats_urls, clouds=self.spec.clouds,
                               max_image_bytes=self.spec.max_image_bytes, log_level=self.log_level)
         child = self.sup.start(f"gateway-{name}", host.argv(spec.argv()), env=spec.process_env(),
                                ready=lambda: port_open(host.address, port), ready_timeout_s=READY_TIMEOUT_S)
@@ -160,3 +171,42 @@ class VeiSystem:
 
     def dead(self, skip: Sequence[str] = ()) -> list[Child]:
         return [c for n, kids in self.children.items() if n not in skip for c in kids if not c.alive()]
+
+
+class SystemTestbed(Testbed):
+    """A testbed that runs the VEI system itself as a `VeiSystem` (local, emulated, fleet): its
+    endpoints, nodes' components, processes and the sink's readiness all come from that system."""
+
+    system: VeiSystem | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._down_nodes: frozenset[str] = frozenset()  # nodes a fault has taken away for now
+
+    @property
+    def _sys(self) -> VeiSystem:
+        if self.system is None:
+            raise TestbedError(f"the {self.kind} testbed is not up")
+        return self.system
+
+    def _components(self, node: str) -> tuple[str, ...]:
+        return tuple(sorted(self._sys.placement.get(node, ())))
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(gateways=tuple(self._sys.gateways), nats_urls=tuple(self._sys.nats_urls))
+
+    def _sink_ready(self) -> bool:
+        return self._sys.subscribed(subjects.LOCAL_SINK)
+
+    def system_processes(self) -> dict[str, list[int]]:
+        return self._sys.processes()
+
+    def dead_system_processes(self) -> list[Child]:
+        return self._sys.dead(skip=list(self._down_nodes))
+
+    def _check_clean(self, check: CleanCheck) -> None:
+        check.checked.append("every system process of this testbed running")
+        dead = self._sys.dead()
+        if dead:
+            check.problems.append(f"exited: {', '.join(c.name for c in dead)}")

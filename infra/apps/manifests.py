@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra import images
 from infra.model import CloudSink, Testbed
 from infra.platform.components import nats_urls
 from infra.platform.placement import edge_tolerations, not_on_edgecore_affinity, prefer_edge_affinity
@@ -113,9 +114,7 @@ def deployment(
                 "metadata": {"labels": labels},
                 "spec": {
                     "terminationGracePeriodSeconds": 15,
-                    "containers": [
-                        {"image": testbed.vei.image, "imagePullPolicy": "IfNotPresent", **container}
-                    ],
+                    "containers": [{**images.vei(testbed).container_fields(), **container}],
                     **_placement(testbed, name, spread, gateway_client),
                 },
             },

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from infra import versions
+from infra import images, versions
 from infra.model import Node, Testbed
 
 _HOST_VERSION_PREFIXES = ("K3S_", "KUBEEDGE_", "ARTEFACT_", "GITHUB_")
@@ -36,6 +36,9 @@ def host_inputs(testbed: Testbed, node: Node) -> dict[str, Any]:
         "servers": [n.name for n in testbed.servers],
         "cloudcore": testbed.cloudcore_node.name if testbed.cloudcore_node else None,
         "versions": pinned_host_versions(),
+        # images hook: a new image build re-runs delivery (air-gapped archives for this node)
+        "images": [(a.dest, a.sha256) for a in images.node_archives(testbed, node)]
+        if images.has_build(testbed) else [],
     }
 
 

@@ -5,6 +5,7 @@ playbooks/ansible/roles/ and the deploy modules in playbooks/pyinfra/edgerig_dep
 
 - common: hostname, base packages, time sync
 - raspberrypi: cgroup flags in cmdline.txt, boot_delay, swap off (reboot when a boot file changed)
+- airgap_images: edgerig's own image archives (infra/images.py), where the node's runtime imports them
 - k3s: the verified binary, rendered config/token/unit, airgap images; the service is started, and
   restarted whenever one of those changed (as K3s's install.sh restarts on a changed binary or unit)
 - kubeedge_cloud: keadm and CloudCore's `keadm init`
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from infra import images as images_delivery
 from infra.hosts import render, render_kubeedge
 from infra.hosts.artefacts import VerifiedFile
 from infra.model import Node, Testbed
@@ -36,6 +38,8 @@ CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset
 ROLE_INPUTS: dict[str, tuple[str, ...]] = {
     "common": ("hostname", "arch", "packages", "files", "service"),
     "raspberrypi": ("cgroup_flags", "boot_delay"),
+    # Before K3s starts (it imports its images directory at start) and after containerd is installed.
+    "airgap_images": ("archives", "import", "containerd_socket"),
     "k3s": ("binaries", "files", "service", "reset_commands"),
     "kubeedge_cloud": ("binaries", "files", "commands", "reset_commands"),
     "kubeedge_edge": ("binaries", "files", "service", "commands", "reset_commands"),
@@ -73,6 +77,10 @@ class HostPlan:
     concerns: dict[str, Concern] = field(default_factory=dict)
     boot_delay: int | None = None  # raspberrypi only
     notes: list[str] = field(default_factory=list)  # decided in Python, reported with the tool's own
+    # airgap_images (infra/images.py): edgerig's image archives for this node's architecture, and how
+    # its running containerd imports a new one
+    images: list[images_delivery.NodeArchive] = field(default_factory=list)
+    image_import: images_delivery.ImportCommand | None = None
 
     def concern(self, role: str) -> Concern:
         return self.concerns.setdefault(role, Concern(role))
@@ -80,7 +88,7 @@ class HostPlan:
     @property
     def groups(self) -> list[str]:
         """Inventory groups: which plays of playbooks/ansible/install.yml apply to this host."""
-        return [role for role in ROLES if role in self.concerns]
+        return [role for role in ROLES if role in self.concerns or (role == "airgap_images" and self.images)]
 
 
 def is_pi(node: Node) -> bool:
@@ -214,6 +222,9 @@ def install_plan(
     if is_pi(node):
         plan.concern("raspberrypi")
         plan.boot_delay = boot_delay
+    if images_delivery.has_build(testbed):  # air-gapped delivery of edgerig's images, when built
+        plan.images = images_delivery.node_archives(testbed, node)
+        plan.image_import = images_delivery.import_command(node)
     if node.role == "edge":
         _kubeedge_edge(testbed, plan, files, addresses, kubeedge_token, pins)
     else:

@@ -115,13 +115,26 @@ def plan_vars(plan: HostPlan, files_dir: Path) -> dict[str, Any]:
         if unused:
             raise ValueError(f"the {role} role takes no {unused}; ROLE_INPUTS and the plan disagree")
         out.update({f"{role}_{key}": values[key] for key in inputs})
+    if plan.images:
+        out.update(_image_vars(plan))
     return out
+
+
+def _image_vars(plan: HostPlan) -> dict[str, Any]:
+    """airgap_images' inputs: each archive is checked on the host against its sha256 before the rename."""
+    archives = [{"src": str(a.source), "dest": a.dest, "sha256": a.sha256} for a in plan.images]
+    values = {
+        "archives": archives,
+        "import": list(plan.image_import.argv) if plan.image_import else [],
+        "containerd_socket": plan.image_import.socket if plan.image_import else "",
+    }
+    return {f"airgap_images_{key}": values[key] for key in ROLE_INPUTS["airgap_images"]}
 
 
 def groups(testbed: Testbed, plans: Sequence[HostPlan]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for plan in plans:
-        names = [*plan.concerns]
+        names = [*plan.groups]
         if "k3s" in plan.concerns:
             names.append("k3s_servers" if plan.node.role == "server" else "k3s_agents")
             if plan.node.name == testbed.first_server.name:

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from experiments.cli import app
+from experiments.failover.config import RunConfig
 from experiments.failover.placement import SCENARIOS, parse_scenarios, placement_for
 from experiments.failover.report import aggregate, markdown
-from experiments.failover.run import RunConfig
 from experiments.testbeds import emulated, netns
 from experiments.testbeds.base import SYSTEM_COMPONENTS
 from experiments.testbeds.nats import cluster_configs
@@ -107,6 +107,8 @@ runner = CliRunner()
 @pytest.mark.parametrize(("args", "message"), [
     (["--scenario", "bogus"], "unknown scenario bogus"),
     (["--fault", "reboot"], "unknown --fault reboot"),
+    (["--fault", "hard-stop"], "only a stack target has one"),
+    (["--kill-mode", "pull-the-plug"], "--kill-mode 'pull-the-plug': use reboot or k3s"),
     (["--scenario", "nats", "--nodes", "3"], "need at least 4 nodes"),
     (["--nodes", "12"], "an emulated testbed has 1 to 9 nodes"),
     (["--target", "nowhere"], "no stack file stacks/Pulumi.nowhere.yaml"),

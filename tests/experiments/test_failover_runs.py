@@ -8,6 +8,7 @@ experiments/testbeds/probe.py).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -78,6 +79,9 @@ def test_failover_run_loses_nothing(fault: str, tmp_path: Path) -> None:
     if fault == "kill":
         assert summary["killed_pids"] == 3  # its NATS server, gateway and vision app
     assert (run_dir / "latency.png").stat().st_size > 0
+    with (run_dir / "records.csv").open() as handle:  # tidy: one row per frame the camera created
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == summary["sent"] and all(r["cloud_arrival_unix_ns"] for r in rows)
     assert "| {gateway, nats, vision} |" in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "errors.json").read_text()) == []
     assert leftovers(tmp_path) == []
@@ -164,3 +168,40 @@ def test_a_second_run_waits_for_nobody_and_says_why(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "another emulated testbed holds" in result.stderr
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_on_the_fleet_both_faults_go_over_ssh_and_nothing_is_lost(tmp_path: Path) -> None:
+    """The fleet's SSH test hosts run the system; the kill (SIGKILL from the host of the processes
+    in its pid file) and the cut (a firewall drop the host lifts itself) go over SSH, as on a stack."""
+    result = subprocess.run(failover_cli("--target", "fleet:3", "--scenario", "all", "--fault", "kill,cut",
+                                         "--warmup", "1", "--baseline", "3", "--down-for", "3",
+                                         "--margin", "2", "--cap", "30", "--out", str(tmp_path)),
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for fault in ("kill", "cut"):
+        run_dir = tmp_path / f"all-{fault}-r1"
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["testbed"] == "fleet" and summary["lost"] == 0, summary["lost_ids"]
+        assert summary["duplicates_delivered"] == 0 and summary["outage_s"] is not None
+        assert all(summary["targets_met"].values()), summary["targets_met"]
+        run = json.loads((run_dir / "run.json").read_text())
+        assert run["testbed"]["kind"] == "fleet" and run["config"]["fault"] == fault
+        assert {"up", "warm-up", "baseline", "fault", "recovery", "down"} <= set(run["phases"])
+    assert not [n for n in netns.list_namespaces() if n.startswith("erh-")]
+    assert not Path("/run/edgerig/fleet-testbed").exists()
+
+
+def test_a_second_emulated_testbed_is_refused_and_touches_nothing_of_the_first(tmp_path: Path) -> None:
+    from experiments.testbeds.base import SystemSpec
+    from experiments.testbeds.emulated import EmulatedTestbed
+    from experiments.testbeds.journal import BusyError
+
+    with EmulatedTestbed(SystemSpec(nodes=3), log_dir=tmp_path / "first") as first:
+        second = EmulatedTestbed(SystemSpec(nodes=3), log_dir=tmp_path / "second")
+        with pytest.raises(BusyError, match="another emulated testbed holds"):
+            second.up()
+        expected = ["bridge erfbr0", "netns erf-n1", "netns erf-n2", "netns erf-n3"]
+        assert sorted(netns.leftovers(NETWORK)) == expected
+        assert not first.dead_system_processes() and first.check_clean().clean
+    assert netns.leftovers(NETWORK) == []

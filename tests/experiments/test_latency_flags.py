@@ -67,25 +67,23 @@ def test_throughput_flag_of_latency_goes_to_the_ramp(tmp_path: Path) -> None:
 
 
 def test_a_stack_target_without_the_pulumi_cli_fails_at_once_and_creates_nothing(tmp_path: Path) -> None:
-    """No Pulumi CLI on this machine: `--target pi-k3s` must say so within seconds, naming how to
-    install it, and leave no results folder behind."""
+    """No Pulumi CLI on this machine: `--target pi-k3s` must say so before anything else happens (no
+    engine process, no journal, no results folder), naming how to install it. How long that takes
+    is measured in docs/benchmarks.md, not here."""
     import os
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if k not in ("EDGERIG_PULUMI_COMMAND", "EDGERIG_PULUMI_ROOT")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if not (Path(p) / "pulumi").exists())
-    start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "experiments", "run", "latency", "--target", "pi-k3s",
                            "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env,
                           timeout=60, check=False)
-    elapsed = time.monotonic() - start
     assert done.returncode == 1, done.stderr
     message = " ".join(done.stderr.split())
     assert "needs the Pulumi CLI, which is not installed here" in message
     assert "https://www.pulumi.com/docs/install/" in message and "Nothing was created" in message
-    assert elapsed < 5, f"took {elapsed:.1f} s"
+    assert "pulumi up" not in message and "stack_engine" not in message  # stopped before the engine
     assert not out.exists()

@@ -9,42 +9,19 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import psutil
 import pytest
+from testkit import assert_nothing_left, marked_processes, run_env
 
 REPO = Path(__file__).resolve().parents[2]
 EDGERIG = [sys.executable, "-m", "experiments"]
 
 
-def marked_processes(marker: str) -> list[psutil.Process]:
-    """Processes started by one run: every child inherits the run's marker environment variable."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("EDGERIG_TEST_RUN") == marker:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
-def run_env(tmp_path: Path) -> tuple[dict[str, str], str, Path]:
-    marker = uuid.uuid4().hex
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    return {**os.environ, "EDGERIG_TEST_RUN": marker, "TMPDIR": str(tmp)}, marker, tmp
 
 
-def assert_nothing_left(marker: str, tmp: Path) -> None:
-    deadline = time.monotonic() + 5
-    while marked_processes(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [(p.pid, p.name()) for p in marked_processes(marker)]
-    assert not left, f"processes left behind: {left}"
-    assert not list(tmp.iterdir()), f"temp dirs left behind: {list(tmp.iterdir())}"
 
 
 @pytest.mark.slow
@@ -169,3 +146,28 @@ def test_throughput_ramp_reports_steps(tmp_path: Path) -> None:
     assert summary["max_sustained_fps"] == 50
     assert (out / "throughput.png").read_bytes().startswith(b"\x89PNG")
     assert_nothing_left(marker, tmp)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the emulated testbed creates network namespaces: needs root")
+def test_two_runs_on_the_emulated_testbed_each_on_a_fresh_one(tmp_path: Path) -> None:
+    env, marker, tmp = run_env(tmp_path)
+    out = tmp_path / "results"
+    proc = subprocess.run([*EDGERIG, "run", "latency", "--target", "emulated:3", "--repeat", "2",
+                           "--frames", "40", "--fps", "20", "--quiet-s", "1", "--floor-frames", "10",
+                           "--out", str(out), "--no-progress"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = [json.loads((out / f"r{k}" / "run.json").read_text()) for k in (1, 2)]
+    for k, run in enumerate(runs, start=1):
+        assert run["run"] == {"index": k, "of": 2, "rebuild": "each-run", "target": "emulated:3",
+                              "completed": True}
+        assert run["testbed"]["kind"] == "emulated" and len(run["testbed"]["nodes"]) == 3
+        assert run["clean_check"]["clean"]
+        assert json.loads((out / f"r{k}" / "summary.json").read_text())["lost"] == 0
+    assert runs[0]["phases"]["down"]["end_unix_s"] <= runs[1]["phases"]["up"]["start_unix_s"]  # rebuilt
+    aggregate = json.loads((out / "aggregate.json").read_text())
+    assert aggregate["runs"] == 2 and aggregate["p50_ms"]["min"] <= aggregate["p50_ms"]["max"]
+    assert_nothing_left(marker, tmp)
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    assert not [n for n in namespaces if n.startswith("erf-")]

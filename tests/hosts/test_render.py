@@ -3,6 +3,7 @@ declared the same in Python, Ansible and pyinfra (no root, no fleet needed)."""
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from edgerig_deploy import common, k3s, kubeedge, raspberrypi
+from edgerig_deploy import airgap_images, common, k3s, kubeedge, raspberrypi
 from edgerig_deploy.raspberrypi import merged_cmdline
 from hosts_support import K3S_KEY, TOKEN, Mirror, image_pins
 
 from infra.hosts import api, node_objects, render, render_kubeedge, run_dir
 from infra.hosts.artefacts import fetch, k3s_binary
 from infra.hosts.inventory import targets_from_nodes
-from infra.hosts.plan import CGROUP_FLAGS, ROLE_INPUTS, install_plan
+from infra.hosts.plan import CGROUP_FLAGS, ROLE_INPUTS, HostPlan, install_plan, tool_for
 from infra.model import Testbed
 
 BIN = Path(sys.executable).parent
@@ -331,6 +332,7 @@ def _ansible_defaults(role: str) -> dict[str, Any]:
 PYINFRA_DEFAULTS = {
     "common": common.DEFAULTS,
     "raspberrypi": raspberrypi.DEFAULTS,
+    "airgap_images": airgap_images.DEFAULTS,
     "k3s": k3s.DEFAULTS,
     "kubeedge_cloud": kubeedge.CLOUD_DEFAULTS,
     "kubeedge_edge": kubeedge.EDGE_DEFAULTS,
@@ -412,3 +414,38 @@ def test_node_objects_script_labels_taints_and_deletes_with_the_operators_kubect
         ]
     bad = subprocess.run(["sh", str(script)], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_image_archives_are_a_concern_of_their_own_in_both_inventories(tmp_path: Path) -> None:
+    """edgerig's image archives (infra/images.py) reach the airgap_images role and deploy with the
+    same inputs, before K3s starts; a host without archives is not in the group."""
+    from infra import images
+
+    tb = _testbed(kubeedge={"enabled": True})
+    archive = tmp_path / "vei-arm64.tar"
+    archive.write_bytes(b"archive")
+    plans = [
+        HostPlan(
+            node=n,
+            tool=tool_for(n),
+            images=[images.NodeArchive(archive, "ab" * 32, f"{images.EDGE_IMAGES_DIR}/vei-arm64.tar")]
+            if n.name == "e0"
+            else [],
+            image_import=images.import_command(n),
+        )
+        for n in tb.nodes
+    ]
+    written = run_dir.write(tmp_path / "run", tb, plans, targets_from_nodes(list(tb.nodes)))
+    assert written.groups()["airgap_images"] == ["e0"]
+    edge = written.host_vars()["e0"]
+    assert edge["airgap_images_archives"] == [
+        {"src": str(archive), "dest": "/var/lib/edgerig/images/vei-arm64.tar", "sha256": "ab" * 32}
+    ]
+    assert edge["airgap_images_import"] == ["ctr", "--namespace", "k8s.io", "images", "import"]
+    assert edge["airgap_images_containerd_socket"] == "/run/containerd/containerd.sock"
+    assert not any(k.startswith("airgap_images_") for k in written.host_vars()["m0"])
+    play_hosts = [play["hosts"] for play in yaml.safe_load((ROLES_DIR.parent / "install.yml").read_text())]
+    assert play_hosts.index("airgap_images") < play_hosts.index("k3s_first_server")
+    pyinfra_inventory = runpy.run_path(str(written.pyinfra_inventory))  # a module of literals
+    assert pyinfra_inventory["airgap_images"] == ["e0"]
+    assert dict(pyinfra_inventory["hosts"])["e0"]["airgap_images_archives"] == edge["airgap_images_archives"]

@@ -366,3 +366,21 @@ def test_cidrs_that_hide_hosts() -> None:
     cfg = base()
     cfg["edgerig:k3s"] = {"serviceCidr": "10.42.128.0/17"}
     fails(cfg, "overlap")
+
+
+def test_mqtt_url_with_credentials_is_refused_without_repeating_them() -> None:
+    cfg = base()
+    password = "pw-made-for-this-test-7f3a"
+    cfg["edgerig:vei"] = {"clouds": [{"name": "broker", "kind": "mqtt",
+                                      "mqttUrl": f"mqtts://vei:{password}@broker.lab:8883/vei/results"}]}
+    message = fails(cfg, "vei.clouds", "must not hold credentials", "mqttUsername", "edgerig:mqttPassword")
+    assert password not in message
+    cfg["edgerig:vei"] = {"clouds": [{"name": "broker", "kind": "mqtt", "mqttUrl": "mqtt://broker.lab/a/#"}]}
+    fails(cfg, "has a wildcard")
+    cfg["edgerig:vei"] = {"clouds": [{"name": "AWS", "kind": "aws", "awsRegion": "us-east-1"}],
+                          }
+    cfg["edgerig:awsAccessKeyId"] = "AKIDEXAMPLE"
+    cfg["edgerig:awsSecretAccessKey"] = "example-secret"
+    assert [c.name for c in load_testbed(cfg, name="t").vei.clouds] == ["AWS"]  # the original clients' name
+    cfg["edgerig:vei"] = {"clouds": [{"name": "a.b", "kind": "local"}]}
+    fails(cfg, "cloud sink name 'a.b' must be")

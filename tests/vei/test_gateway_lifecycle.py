@@ -297,7 +297,7 @@ def test_no_nats_reachable_is_a_clear_start_up_error() -> None:
                            "--nats-url", dead], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "VEI_NATS_STARTUP_TIMEOUT_S": "1.5"})
     assert proc.returncode == 1
-    assert f"cannot reach any NATS server ({dead}): none answered within 1.5 s" in proc.stderr
+    assert f"cannot connect to any NATS server ({dead}): none answered within 1.5 s" in proc.stderr
     assert proc.stderr.count("Connect call failed") <= 2  # retries are not logged one by one
 
 
@@ -356,3 +356,31 @@ async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) 
         await proxy.close()
     # keepalive 1 s + ping timeout 1 s: about 2 s; grpc's 60 s default ping timeout would fail this
     assert dropped_after_s < 5.0, f"gateway kept the dead subscriber for {dropped_after_s:.1f} s"
+
+
+async def test_gateway_serves_only_once_its_nats_server_has_rejoined_the_cluster(
+        nats_server_factory: Any) -> None:
+    """A gateway whose NATS server has no route to its cluster yet (it came back first) must not
+    report SERVING: frames published through that server would reach no subscriber elsewhere."""
+    from workloads.vei.gateway import Gateway
+    from workloads.vei.settings import GatewaySettings
+
+    ports = {"a": free_port(), "b": free_port()}
+
+    def cluster(me: str, other: str) -> str:
+        return (f'cluster {{ name: "vei-test", listen: "127.0.0.1:{ports[me]}", '
+                f'routes: ["nats-route://127.0.0.1:{ports[other]}"] }}')
+
+    url_a = nats_server_factory(config=cluster("a", "b"))
+    gw = Gateway(GatewaySettings(listen="127.0.0.1:0", nats_urls=[url_a], nats_join_timeout_s=60))
+    starting = asyncio.create_task(gw.start())
+    try:
+        await asyncio.sleep(2.0)  # a clustered JetStream cannot elect a leader alone
+        assert not starting.done(), "SERVING before the NATS server had any route"
+        nats_server_factory(config=cluster("b", "a"))
+        await asyncio.wait_for(starting, 45)
+        await wait_serving(gw.address, within_s=5)
+    finally:
+        if not starting.done():
+            starting.cancel()
+        await gw.stop(grace=0)

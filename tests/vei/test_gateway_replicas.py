@@ -37,24 +37,6 @@ async def test_registries_are_shared_between_replicas(gateway_factory: Any) -> N
         await wait_until(b_sees_a, what="replica B lists what replica A registered")
         assert (await vei_b.DeleteCamera(vei_pb2.CameraID(cameraID="onA"))).errorMsg == ""
         assert list((await vei_a.ListCameras(EMPTY)).availableCams) == []
-        # ListClouds is the shared registry too: A also lists what only B configured.
-        await wait_until(lambda: _clouds(vei_a, ["extra", "local"]), what="clouds shared")
-
-
-async def test_clouds_of_a_stopped_replica_expire(gateway_factory: Any) -> None:
-    a = await gateway_factory(cloud_ttl_s=1.5)
-    b = await gateway_factory(clouds=["local", "only_b=local"], cloud_ttl_s=1.5)
-    async with grpc.aio.insecure_channel(a.address) as ch:
-        vei, _ = stubs(ch)
-        await wait_until(lambda: _clouds(vei, ["local", "only_b"]), what="B's provider listed")
-        await asyncio.sleep(2.0)  # B keeps refreshing it
-        assert await _clouds(vei, ["local", "only_b"])
-        await b.stop(grace=0)
-        await wait_until(lambda: _clouds(vei, ["local"]), within_s=10, what="B's provider expired")
-
-
-async def _clouds(vei: Any, expected: list[str]) -> bool:
-    return list((await vei.ListClouds(EMPTY)).availClouds) == expected
 
 
 async def test_frames_cross_replicas_and_queue_groups_share_them(gateway_factory: Any) -> None:

@@ -15,8 +15,12 @@ import ipaddress
 import json
 import socket
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import grpc
+
+from workloads.vei.settings import GatewayClientSettings
 
 HEALTH_SERVICE = "VEIv1_0.VEIv1_0"
 
@@ -33,16 +37,17 @@ def service_config(health_service: str = HEALTH_SERVICE) -> str:
     })
 
 
-def channel_options(health_service: str = HEALTH_SERVICE) -> list[tuple[str, str | int]]:
+def channel_options(health_service: str = HEALTH_SERVICE,
+                    keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, str | int]]:
     return [
         ("grpc.service_config", service_config(health_service)),
-        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         # Without this, an unanswered ping (keepalive or BDP probe) to a silently dead replica is only
         # given up after the default 60 s ping timeout (measured: no failover for > 10 s).
-        ("grpc.http2.ping_timeout_ms", KEEPALIVE_MS),
+        ("grpc.http2.ping_timeout_ms", keepalive_ms),
         # Reconnect quickly when a replica comes back (the default backoff grows to 120 s).
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
@@ -110,8 +115,62 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def open_channel(endpoints: Sequence[str] | str, health_service: str = HEALTH_SERVICE) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(grpc_target(endpoints), options=channel_options(health_service))
+class _Token:
+    """Adds `authorization: Bearer <token>` to a call (plaintext channels cannot carry gRPC call
+    credentials, so the metadata is added by interceptors; with TLS it travels encrypted)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(tuple(details.metadata or ())), self._header)
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
+                                          details.wait_for_ready)
+
+
+# grpc.aio files each interceptor under the first of the four kinds it is an instance of, so one
+# class per kind of call.
+class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_token(details), request)
+
+
+class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_token(details), request)
+
+
+class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._with_token(details), request_iterator)
+
+
+class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._with_token(details), request_iterator)
+
+
+def token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
+    kinds = (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)
+    return [kind(token) for kind in kinds]
+
+
+def open_channel(endpoints: Sequence[str] | str, health_service: str = HEALTH_SERVICE,
+                 security: GatewayClientSettings | None = None) -> grpc.aio.Channel:
+    """One channel over every replica; TLS and the token come from VEI_GATEWAY_* / VEI_GRPC_TOKEN*."""
+    security = security or GatewayClientSettings()
+    target = grpc_target(endpoints)
+    options = channel_options(health_service, round(security.grpc_keepalive_s * 1000))
+    interceptors = (token_interceptors(security.grpc_token.get_secret_value())
+                    if security.grpc_token is not None else None)
+    if not security.tls:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    key, cert = security.gateway_key_file, security.gateway_cert_file
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(security.gateway_ca_file).read_bytes(),
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
 
 
 async def backoff_sleep(attempt: int, base_s: float = 0.05, cap_s: float = 1.0) -> None:

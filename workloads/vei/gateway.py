@@ -24,12 +24,14 @@ from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client
 from pydantic import ValidationError
 
-from workloads.vei import nats_conn
+from workloads.vei import gateway_auth, nats_conn
 from workloads.vei.gateway_service import VeiService
 from workloads.vei.metrics import GatewayMetrics
 from workloads.vei.registry import Registry
-from workloads.vei.settings import GatewaySettings
-from workloads.vei.sinks import SYNTAX, CloudSink, CloudSpecError, build_sink, parse_cloud_specs
+from workloads.vei.settings import GatewaySettings, explain
+from workloads.vei.sinks.base import CloudSink
+from workloads.vei.sinks.factory import build_sink
+from workloads.vei.sinks.spec import SYNTAX, CloudSpecError, parse_cloud_specs
 
 log = logging.getLogger("vei.gateway")
 SERVICE_NAMES = ("VEIv1_0.VEIv1_0", "VEIv1_0.VEIReliable")
@@ -63,38 +65,42 @@ class Gateway:
         try:
             self._nc = nc = await nats_conn.connect(s, name="vei-gateway")
             replicas = s.kv_replicas or min(3, len(s.nats_urls))
-            self._registry = Registry(nc, replicas=replicas, timeout_s=s.kv_timeout_s,
-                                      cloud_ttl_s=s.cloud_ttl_s)
-            self._registry.start(clouds=[spec.name for spec in self.cloud_specs])
+            self._registry = Registry(nc, replicas=replicas, timeout_s=s.kv_timeout_s)
+            self._registry.start()
+            mqtt_password = s.mqtt_password.get_secret_value() if s.mqtt_password is not None else None
             for spec in self.cloud_specs:
-                sink = build_sink(spec, nc, s.sink_timeout_s, s.cloud_concurrency)
+                sink = build_sink(spec, nc, s.sink_timeout_s, s.cloud_concurrency,
+                                  mqtt_username=s.mqtt_username, mqtt_password=mqtt_password)
                 await sink.start()
                 self._sinks[spec.name] = sink
                 log.info("cloud provider %r -> %s", spec.name, sink.describe())
             self._service = VeiService(nc, self._registry, self._sinks, self.metrics, s)
             limit = max(self._service.max_image_bytes, s.max_image_bytes) + _ENVELOPE
+            keepalive_ms = round(s.grpc_keepalive_s * 1000)
             self._server = grpc.aio.server(options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 # Detect a silently dead client (its node cut off) in ~2 s, as the clients do for the
                 # gateway: until then frames handed to its SubscribeImage stream are lost to it.
-                ("grpc.keepalive_time_ms", 1_000),
-                ("grpc.keepalive_timeout_ms", 1_000),
+                ("grpc.keepalive_time_ms", keepalive_ms),
+                ("grpc.keepalive_timeout_ms", keepalive_ms),
                 # Without this the unanswered ping waits for grpc's own 60 s default, and a cut-off
                 # client took > 30 s to notice (measured); with it, about 2 s.
-                ("grpc.http2.ping_timeout_ms", 1_000),
+                ("grpc.http2.ping_timeout_ms", keepalive_ms),
                 ("grpc.http2.min_ping_interval_without_data_ms", 500),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Clients ping about every second to detect a dead replica fast; never GOAWAY them.
                 ("grpc.http2.max_ping_strikes", 0),
-            ])
+            ], interceptors=gateway_auth.interceptors(s))
             self._service.add_to_server(self._server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME), self._server)
+            credentials = gateway_auth.server_credentials(s)
             try:
-                self.port = self._server.add_insecure_port(s.listen)
+                self.port = (self._server.add_insecure_port(s.listen) if credentials is None
+                             else self._server.add_secure_port(s.listen, credentials))
             except RuntimeError as exc:
                 raise OSError(f"cannot listen on {s.listen} (address in use or not local?); "
                               "choose another --listen / VEI_LISTEN") from exc
@@ -105,6 +111,9 @@ class Gateway:
                 except OSError as exc:
                     raise OSError(f"cannot serve metrics on {s.metrics_listen}: {exc.strerror or exc}; "
                                   "choose another --metrics-listen / VEI_METRICS_LISTEN") from exc
+            if not await nats_conn.wait_joined(nc, s.nats_join_timeout_s):
+                log.warning("NATS server %s has not rejoined its cluster within %.0f s; serving anyway",
+                            nc.connected_url.netloc if nc.connected_url else "?", s.nats_join_timeout_s)
             for name in ("", *SERVICE_NAMES):
                 await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         except BaseException:
@@ -206,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         parse_cloud_specs(settings.clouds)
-    except (ValidationError, CloudSpecError) as exc:
+    except ValidationError as exc:
+        print(f"vei gateway: invalid settings: {explain(exc)}", file=sys.stderr)
+        return 2
+    except CloudSpecError as exc:
         print(f"vei gateway: invalid settings: {exc}", file=sys.stderr)
         return 2
     try:

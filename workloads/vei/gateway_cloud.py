@@ -12,13 +12,15 @@ from workloads.vei.metrics import GatewayMetrics
 class SinkMetrics:
     """Label children looked up once: `.labels()` takes a lock and a dict lookup per call."""
 
-    __slots__ = ("accepted", "delivery", "failed", "gateway_to_sink")
+    __slots__ = ("accepted", "delivery", "failed", "forwarded", "gateway_to_sink")
 
     def __init__(self, metrics: GatewayMetrics, provider: str) -> None:
         self.delivery = metrics.sink_delivery.labels(provider)
         self.gateway_to_sink = metrics.gateway_to_sink.labels(provider)
         self.accepted = metrics.cloud_results.labels(provider, "accepted")
         self.failed = metrics.cloud_results.labels(provider, "error")
+        # Handed to a sink that acknowledges to the camera itself (local sink, direct path).
+        self.forwarded = metrics.cloud_results.labels(provider, "forwarded")
 
 
 class DeliveryOutcome:

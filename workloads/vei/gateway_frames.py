@@ -147,6 +147,8 @@ class AckTracker:
         self.camera = camera
 
         async def on_ack(msg: Msg) -> None:
+            if not msg.data:  # e.g. a status message: nothing to forward
+                return
             try:
                 frame_id = vei_pb2.FrameAck.FromString(msg.data).frameId
             except Exception:
@@ -163,6 +165,10 @@ class AckTracker:
             if len(self._pending) > _MAX_TRACKED_ACKS:
                 del self._pending[next(iter(self._pending))]
             self._empty.clear()
+
+    def deliver(self, frame_id: str, ack: bytes) -> None:
+        """An ack produced in this process (a sink inside the gateway)."""
+        self._forward(frame_id, ack)
 
     def failed(self, frame_id: str, error: str) -> None:
         if frame_id:

@@ -34,7 +34,7 @@ from workloads.vei.metrics import GatewayMetrics
 from workloads.vei.proto import vei_pb2
 from workloads.vei.registry import Kind, Registry, RegistryUnavailable
 from workloads.vei.settings import GatewaySettings
-from workloads.vei.sinks import CloudSink, SinkError
+from workloads.vei.sinks.base import CloudSink, SinkError
 from workloads.vei.validation import Malformed, identity, is_valid_name, lenient_deserializer, name_problem
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class VeiService:
             self.max_image_bytes = settings.max_image_bytes
             self.limit_source = "VEI_MAX_IMAGE_BYTES"
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Cameras whose PublishImageAcked stream is on this gateway (the latest stream of each).
+        self._ack_trackers: dict[str, AckTracker] = {}
         self._warn = ThrottledLog(log, every_s=10.0)
         self._sink_metrics = {name: SinkMetrics(metrics, name) for name in sinks}
         self._streams = {rpc: metrics.active_streams.labels(rpc) for rpc in (
@@ -139,6 +141,8 @@ class VeiService:
             with contextlib.suppress(BaseException):
                 await reader
             await acked.close()
+            if self._ack_trackers.get(acked.camera) is acked:
+                del self._ack_trackers[acked.camera]
 
     async def _read_acked(self, requests: AsyncIterator[Any], acked: AckTracker) -> None:
         ingest = FrameIngest(self)
@@ -150,6 +154,7 @@ class VeiService:
                         raise Reject(INVALID, f"a PublishImageAcked stream carries one camera; it started "
                                      f"with {acked.camera!r} and then sent {ingest.camera!r}")
                     await acked.subscribe(self.nc, ingest.camera)
+                    self._ack_trackers[ingest.camera] = acked
                 acked.sent(req.frameId)
                 try:
                     await ingest.publish(req)
@@ -205,24 +210,14 @@ class VeiService:
         return vei_pb2.ErrorResponse()
 
     async def SubscribeVisionOutput(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        """Delivers every output published after the subscription is confirmed, whether or not the
+        application has published before (as the original: an analytics app may start first)."""
         if type(request) is Malformed:
             await self._invalid(context, "malformed", request.describe())
         app = request.visionAppName
         problem = name_problem("visionAppName", app)
         if problem:
             await self._invalid(context, "invalid_application", problem)
-        try:
-            known = await self.registry.contains(Kind.APPLICATION, app)
-        except RegistryUnavailable as exc:
-            known = True  # fail open: during a NATS failover a subscriber must not be turned away
-            log.warning("cannot check application %r: %s", app, exc)
-        if not known:
-            self.metrics.errors.labels("unknown_application").inc()
-            apps = await self._names_or_unknown(Kind.APPLICATION)
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"unknown application {app!r}; registered applications: {apps}. An "
-                                "application is registered when it first calls PublishVisionOutput "
-                                "or PublishToCloud")
         async for data in self._relay(subjects.vision(app), "", context, "SubscribeVisionOutput"):
             yield data
 
@@ -265,6 +260,13 @@ class VeiService:
                     apps.add(req.analyticsName)
                     if is_valid_name(req.analyticsName):
                         self.registry.note(Kind.APPLICATION, req.analyticsName)
+                if await sink.forward(req):  # the sink acks the camera itself: nothing to wait for
+                    outcome.ok += 1
+                    self._sink_metrics[sink.name].forwarded.inc()
+                    continue
+                if sink.inline:  # quick and local (a file): no task, no semaphore
+                    await self._deliver(sink, req, outcome)
+                    continue
                 await slots.acquire()
                 task = asyncio.create_task(self._deliver(sink, req, outcome))
                 mine.add(task)
@@ -297,9 +299,14 @@ class VeiService:
             if req.gatewayInUnixNs:
                 m.gateway_to_sink.observe((time.time_ns() - req.gatewayInUnixNs) / 1e9)
         if req.frameId and req.cameraID:
-            ack = vei_pb2.FrameAck(frameId=req.frameId, cameraID=req.cameraID, error=error)
+            ack = vei_pb2.FrameAck(frameId=req.frameId, cameraID=req.cameraID,
+                                   error=error).SerializeToString()
+            local = self._ack_trackers.get(req.cameraID)
+            if local is not None:  # the camera streams through this gateway: no NATS hop needed
+                local.deliver(req.frameId, ack)
+                return
             try:
-                await self.nc.publish(subjects.ack(req.cameraID), ack.SerializeToString())
+                await self.nc.publish(subjects.ack(req.cameraID), ack)
             except Exception:
                 self.metrics.errors.labels("ack_publish").inc()
 
@@ -328,12 +335,12 @@ class VeiService:
         return vei_pb2.Applications(availApps=await self._names(Kind.APPLICATION, context))
 
     async def ListClouds(self, request: empty_pb2.Empty, context: Context) -> vei_pb2.Clouds:
-        """This gateway's providers plus those other replicas registered (normally the same)."""
-        try:
-            shared = await self.registry.names(Kind.CLOUD)
-        except RegistryUnavailable:
-            shared = []
-        return vei_pb2.Clouds(availClouds=sorted(set(self.sinks) | set(shared)))
+        """The providers this gateway can deliver to right now: `local` while a sink process answers,
+        an MQTT broker while connected, AWS once credentials are found. PublishToCloud accepts every
+        provider listed here (a configured one that is not listed fails with its reason)."""
+        names = sorted(self.sinks)
+        ready = await asyncio.gather(*(self.sinks[name].accepting() for name in names))
+        return vei_pb2.Clouds(availClouds=[name for name, ok in zip(names, ready, strict=True) if ok])
 
     async def _names(self, kind: Kind, context: Context) -> list[str]:
         try:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import socket
+import ssl
 import time
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 
 from workloads.vei.settings import NatsSettings
 
@@ -38,9 +41,31 @@ def abort_when_unacked(nc: Client, timeout_ms: int = TCP_USER_TIMEOUT_MS) -> Non
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
 
 
+def auth_options(settings: NatsSettings) -> dict[str, Any]:
+    """nats-py connect options for the configured authentication and TLS (secrets stay in memory)."""
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        if settings.nats_password is not None:
+            options["password"] = settings.nats_password.get_secret_value()
+    if settings.nats_token is not None:
+        options["token"] = settings.nats_token.get_secret_value()
+    if settings.nats_creds_file:
+        options["user_credentials"] = settings.nats_creds_file
+    if settings.nats_nkey_seed_file:
+        options["nkeys_seed"] = settings.nats_nkey_seed_file
+    if settings.nats_tls_ca_file or settings.nats_tls_cert_file:
+        context = ssl.create_default_context(cafile=settings.nats_tls_ca_file or None)
+        if settings.nats_tls_cert_file:
+            context.load_cert_chain(settings.nats_tls_cert_file, settings.nats_tls_key_file)
+        options["tls"] = context
+    return options
+
+
 async def connect(settings: NatsSettings, name: str) -> Client:
     nc = Client()
     last_text, last_at = [""], [0.0]
+    refused = asyncio.Event()  # the server rejected our credentials or TLS at start-up: retrying is futile
 
     async def on_error(exc: Exception) -> None:
         # Reconnect attempts fail every few hundred ms while a node is down: log each distinct
@@ -48,7 +73,9 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         text, now = str(exc) or type(exc).__name__, time.monotonic()
         if text != last_text[0] or now - last_at[0] > 10:
             log.warning("%s: NATS error: %s", name, text)
-            last_text[0], last_at[0] = text, now
+        last_text[0], last_at[0] = text, now
+        if not nc.is_connected and ("authorization" in text.lower() or isinstance(exc, ssl.SSLError)):
+            refused.set()
 
     async def on_disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):  # a deliberate close is not worth a warning
@@ -76,20 +103,35 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         "error_cb": on_error,
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
+        **auth_options(settings),
     }
+    connecting = asyncio.create_task(nc.connect(**options))
+    giving_up = asyncio.create_task(refused.wait())
     try:
         # With endless reconnects nats-py also retries the first connect forever; bound it, so a
         # wrong URL is reported instead of a process that silently never becomes ready.
-        await asyncio.wait_for(nc.connect(**options), settings.nats_startup_timeout_s)
+        await asyncio.wait({connecting, giving_up}, timeout=settings.nats_startup_timeout_s,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            hint = last_text[0] or "no error reported"
+            if refused.is_set():
+                raise PermissionError(f"the server refused the connection: {hint}; check the NATS "
+                                      "credentials (VEI_NATS_USER/PASSWORD/TOKEN/CREDS/NKEY) and TLS files")
+            raise TimeoutError(f"none answered within {settings.nats_startup_timeout_s:g} s "
+                               f"(last error: {hint})")
+        connecting.result()
         abort_when_unacked(nc)
     except Exception as exc:
         with contextlib.suppress(Exception):
             await nc.close()
         urls = ", ".join(settings.nats_urls)
-        reason = (f"none answered within {settings.nats_startup_timeout_s:g} s"
-                  if isinstance(exc, TimeoutError) else str(exc))
-        raise ConnectionError(f"{name}: cannot reach any NATS server ({urls}): {reason}; start "
+        raise ConnectionError(f"{name}: cannot connect to any NATS server ({urls}): {exc}; start "
                               "nats-server or fix --nats-url / VEI_NATS_URLS") from exc
+    finally:
+        giving_up.cancel()
     return nc
 
 
@@ -101,3 +143,30 @@ async def close(nc: Client, within_s: float = 5.0) -> None:
     if not nc.is_closed:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2.0)
+
+
+async def wait_joined(nc: Client, within_s: float) -> bool:
+    """Wait until the connected server is part of its cluster; True when it is (or is not clustered).
+
+    A server that has just (re)started accepts clients before its routes to the other servers are up:
+    a frame published through it then reaches no subscriber on the other servers, and is only
+    recovered by the camera's resend. Clustered JetStream cannot answer its API until the server has
+    a route to the meta-group leader, so an answered `$JS.API.INFO` is the proof that routes exist.
+    Without JetStream (no responders) there is no such proof, and the wait ends at once.
+    """
+    if not nc._server_info.get("cluster"):  # nats-py keeps the INFO only privately
+        return True
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            reply = await nc.request("$JS.API.INFO", b"", timeout=0.5)
+        except NoRespondersError:
+            return True
+        except Exception:  # timeout, or a reconnect in progress: try again
+            await asyncio.sleep(0.1)
+            continue
+        with contextlib.suppress(ValueError):
+            if "error" not in json.loads(reply.data):
+                return True
+        await asyncio.sleep(0.1)
+    return False

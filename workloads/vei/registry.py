@@ -1,4 +1,4 @@
-"""Cameras, applications and clouds, kept in JetStream KV buckets shared by all gateway replicas.
+"""Cameras and applications, kept in JetStream KV buckets shared by all gateway replicas.
 
 Writes never block an RPC: `note()` queues the name and a background task writes it, retrying
 while JetStream is unavailable (e.g. during a NATS node failover). Reads (List*, DeleteCamera)
@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
 from enum import Enum
 
 from nats.aio.client import Client
@@ -31,7 +30,6 @@ _RETRY_S = 0.5
 class Kind(Enum):
     CAMERA = subjects.CAMERAS_BUCKET
     APPLICATION = subjects.APPLICATIONS_BUCKET
-    CLOUD = subjects.CLOUDS_BUCKET
 
 
 class RegistryUnavailable(RuntimeError):
@@ -39,38 +37,23 @@ class RegistryUnavailable(RuntimeError):
 
 
 class Registry:
-    def __init__(self, nc: Client, replicas: int, timeout_s: float, cloud_ttl_s: float = 30.0) -> None:
+    def __init__(self, nc: Client, replicas: int, timeout_s: float) -> None:
         self._js = nc.jetstream(timeout=timeout_s)
         self._replicas = replicas
-        self._cloud_ttl = cloud_ttl_s
         self._timeout = timeout_s
         self._buckets: dict[Kind, KeyValue] = {}
         self._pending: dict[Kind, set[str]] = {kind: set() for kind in Kind}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._refresher: asyncio.Task[None] | None = None
-        self._clouds: list[str] = []
         self._failing = False
         self._owner = json.dumps({"gateway": f"{socket.gethostname()}:{os.getpid()}"})
 
-    def start(self, clouds: Iterable[str] = ()) -> None:
-        self._clouds = list(clouds)
+    def start(self) -> None:
+        # The writer sleeps until a name is noted: an idle gateway has no registry timer at all.
         self._writer = asyncio.create_task(self._write_loop(), name="vei-registry-writer")
-        self._refresher = asyncio.create_task(self._keep_alive(), name="vei-registry-clouds")
-
-    async def _keep_alive(self) -> None:
-        while True:
-            for name in self._clouds:
-                self.note(Kind.CLOUD, name)
-            await asyncio.sleep(self._cloud_ttl / 3)
 
     async def close(self) -> None:
         """Flush what is pending (briefly), then stop the writer."""
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
         if self._writer is None:
             return
         deadline = time.monotonic() + self._timeout
@@ -135,12 +118,9 @@ class Registry:
             return await self._js.key_value(bucket)
         except BucketNotFoundError:
             pass
-        # Clouds are configuration of running gateways: they expire unless refreshed (see
-        # `keep_alive`), so a provider no replica offers any more disappears from ListClouds.
-        ttl = self._cloud_ttl if kind is Kind.CLOUD else None
         try:
             return await self._js.create_key_value(
-                api.KeyValueConfig(bucket=bucket, history=1, replicas=self._replicas, ttl=ttl,
+                api.KeyValueConfig(bucket=bucket, history=1, replicas=self._replicas,
                                    storage=api.StorageType.FILE))
         except Exception:
             # Another replica may have created it a moment ago (possibly with other settings).

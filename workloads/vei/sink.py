@@ -2,27 +2,28 @@
 
     python -m workloads.vei.sink --nats-url nats://127.0.0.1:4222 --out results/sink.jsonl
 
-Gateways configured with `--cloud local` send each result as a NATS request on
-`vei.v1.sink.local`. The sink writes the line, flushes it, and only then replies, so an
-acknowledgement means "on disk". Results are de-duplicated on (cameraID, frameId): a resent
-frame is answered (so the camera gets its ack) but not written twice. An empty request is a
-readiness probe and is answered with b"ready". On SIGTERM/SIGINT it drains NATS and writes
-`<out>.stats.json` with the number of accepted results and duplicates.
+Gateways configured with `--cloud local` send each result on `vei.v1.sink.local`. The sink writes
+the line, flushes it, and only then answers, so an acknowledgement means "on disk":
+
+- a result whose reply subject is a camera's ack subject (`vei.v1.ack.<camera>`) is answered with a
+  serialized FrameAck there, which the gateway holding that camera's stream passes on as is;
+- any other reply subject (a plain NATS request) gets b"ok", b"dup" or an error text.
+
+Results are de-duplicated on (cameraID, frameId): a resent frame is acknowledged (so the camera stops
+resending) but not written twice. An empty request is a readiness probe, answered with b"ready". On
+SIGTERM/SIGINT it drains NATS and writes `<out>.stats.json` (accepted results, duplicates).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
 import signal
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -30,66 +31,13 @@ from pydantic import ValidationError
 
 from workloads.vei import nats_conn, subjects
 from workloads.vei.proto import vei_pb2
-from workloads.vei.settings import SinkSettings
-from workloads.vei.sinks.base import result_record
-from workloads.vei.sinks.local import ACCEPTED, DUPLICATE
+from workloads.vei.settings import SinkSettings, explain
+from workloads.vei.sinks.local import ACCEPTED, DUPLICATE, READY
+from workloads.vei.sinks.recorder import ResultRecorder, stats_path
+
+__all__ = ["ResultRecorder", "main", "run_sink", "stats_path"]
 
 log = logging.getLogger("vei.sink")
-READY = b"ready"
-
-
-class ResultRecorder:
-    """Writes results to a JSONL file, remembering recent keys to drop duplicates."""
-
-    def __init__(self, out: Path, window: int) -> None:
-        self.out = out
-        self.accepted = 0
-        self.duplicates = 0
-        self._window = window
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._remember_existing()
-        self._file: IO[str] = out.open("a", encoding="utf-8")
-
-    def _remember_existing(self) -> None:
-        """A restarted sink appends to its file and must not re-record what is already there."""
-        if not self.out.exists():
-            return
-        with self.out.open(encoding="utf-8") as f:
-            for line in f:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    rec = json.loads(line)
-                    if rec["frameId"]:
-                        self._remember((rec["cameraID"], rec["frameId"]))
-
-    def _remember(self, key: tuple[str, str]) -> None:
-        self._seen[key] = None
-        if len(self._seen) > self._window:
-            self._seen.popitem(last=False)
-
-    def record(self, result: vei_pb2.PubCloudParams, arrived_ns: int) -> bool:
-        """Returns False for a duplicate (not written)."""
-        key = (result.cameraID, result.frameId)
-        if result.frameId and key in self._seen:
-            self.duplicates += 1
-            return False
-        rec: dict[str, Any] = result_record(result)
-        rec["sinkUnixNs"] = arrived_ns
-        self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self._file.flush()
-        if result.frameId:
-            self._remember(key)
-        self.accepted += 1
-        return True
-
-    def close(self) -> None:
-        self._file.close()
-        stats = {"accepted": self.accepted, "duplicates": self.duplicates}
-        stats_path(self.out).write_text(json.dumps(stats) + "\n", encoding="utf-8")
-
-
-def stats_path(out: Path) -> Path:
-    return out.with_name(out.name + ".stats.json")
 
 
 async def run_sink(settings: SinkSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -99,20 +47,30 @@ async def run_sink(settings: SinkSettings, stop: asyncio.Event, ready: asyncio.E
 
     async def on_result(msg: Msg) -> None:
         arrived = time.time_ns()
+        reply = msg.reply
         if not msg.data:
-            await msg.respond(READY)
+            if reply:
+                await nc.publish(reply, READY)
             return
         try:
             result = vei_pb2.PubCloudParams.FromString(msg.data)
         except DecodeError as exc:
-            await msg.respond(f"malformed PubCloudParams: {exc}".encode())
+            log.warning("malformed PubCloudParams: %s", exc)
+            if not reply.startswith(subjects.ACK_PREFIX):  # an ack subject only takes FrameAcks
+                await nc.publish(reply, f"malformed PubCloudParams: {exc}".encode())
             return
+        error, written = "", False
         try:
             written = recorder.record(result, arrived)
         except OSError as exc:
-            await msg.respond(f"sink cannot write {settings.out}: {exc}".encode())
+            error = f"sink cannot write {settings.out}: {exc}"
+        if not reply:
             return
-        await msg.respond(ACCEPTED if written else DUPLICATE)
+        if reply.startswith(subjects.ACK_PREFIX):
+            ack = vei_pb2.FrameAck(frameId=result.frameId, cameraID=result.cameraID, error=error)
+            await nc.publish(reply, ack.SerializeToString())
+        else:
+            await nc.publish(reply, error.encode() or (ACCEPTED if written else DUPLICATE))
 
     try:
         await nc.subscribe(subjects.LOCAL_SINK, queue=subjects.LOCAL_SINK_QUEUE, cb=on_result)
@@ -155,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = SinkSettings(**overrides)
     except ValidationError as exc:
-        print(f"vei sink: invalid settings: {exc}", file=sys.stderr)
+        print(f"vei sink: invalid settings: {explain(exc)}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_main(settings))

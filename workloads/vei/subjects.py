@@ -10,11 +10,11 @@ from __future__ import annotations
 PREFIX = "vei.v1"
 LOCAL_SINK = f"{PREFIX}.sink.local"
 LOCAL_SINK_QUEUE = "vei-sink"
+ACK_PREFIX = f"{PREFIX}.ack."
 
 # JetStream KV buckets shared by all gateway replicas (bucket names allow only [A-Za-z0-9_-]).
 CAMERAS_BUCKET = "vei_cameras"
 APPLICATIONS_BUCKET = "vei_applications"
-CLOUDS_BUCKET = "vei_clouds"
 
 
 def frames(camera_id: str) -> str:
@@ -29,4 +29,4 @@ def vision(app_name: str) -> str:
 
 def ack(camera_id: str) -> str:
     """Subject carrying serialized `FrameAck`s for one camera's frames (sink accepted the result)."""
-    return f"{PREFIX}.ack.{camera_id}"
+    return f"{ACK_PREFIX}{camera_id}"

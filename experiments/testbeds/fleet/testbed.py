@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments.testbeds import journal, ssh_faults
-from experiments.testbeds.base import CleanCheck, Endpoints, FaultRecord, NodeInfo, Testbed, TestbedError
+from experiments.testbeds.base import CleanCheck, FaultRecord, NodeInfo, TestbedError
 from experiments.testbeds.emulated import require_root
 from experiments.testbeds.fleet import hosts as fleet_hosts
 from experiments.testbeds.placement import Placement, place
-from experiments.testbeds.processes import Child
-from experiments.testbeds.system import Host, VeiSystem
+from experiments.testbeds.system import Host, SystemTestbed, VeiSystem
 from infra.hosts.inventory import SshTarget
-from workloads.vei import subjects
 
 STATE_DIR = Path(os.environ.get("EDGERIG_FLEET_TESTBED_STATE", "/run/edgerig/fleet-testbed"))
 MAX_NODES = 9
@@ -38,11 +36,10 @@ def _sweep_fleet(teardown: dict[str, Any]) -> list[str]:
 journal.register_sweeper("fleet", _sweep_fleet)
 
 
-class FleetTestbed(Testbed):
+class FleetTestbed(SystemTestbed):
     kind = "fleet"
     fault_kinds = ("kill", "cut")
 
-    system: VeiSystem | None = None
     fleet: fleet_hosts.Fleet | None = None
 
     @property
@@ -83,12 +80,6 @@ class FleetTestbed(Testbed):
             fleet_hosts.down(self.fleet.state_dir)
             self.fleet = None
 
-    @property
-    def _sys(self) -> VeiSystem:
-        if self.system is None or self.fleet is None:
-            raise TestbedError("the fleet testbed is not up")
-        return self.system
-
     def _host(self, name: str) -> fleet_hosts.FleetHost:
         assert self.fleet is not None
         return next(h for h in self.fleet.hosts if h.name == name)
@@ -108,38 +99,20 @@ class FleetTestbed(Testbed):
 
     # -- what it is --------------------------------------------------------------------------------
     @property
-    def endpoints(self) -> Endpoints:
-        return Endpoints(gateways=tuple(self._sys.gateways), nats_urls=tuple(self._sys.nats_urls))
-
-    @property
     def nodes(self) -> list[NodeInfo]:
         assert self.fleet is not None
-        return [NodeInfo(h.name, h.address, "cloud", (), tuple(sorted(self._sys.placement.get(h.name, ()))))
-                for h in self.fleet.hosts]
+        return [NodeInfo(h.name, h.address, "cloud", (), self._components(h.name)) for h in self.fleet.hosts]
 
     def describe(self) -> dict[str, Any]:
         assert self.fleet is not None
         return {**super().describe(), "ssh": {"user": "root", "known_hosts": str(self.fleet.known_hosts)}}
 
-    def _sink_ready(self) -> bool:
-        return self._sys.subscribed(subjects.LOCAL_SINK)
-
-    def system_processes(self) -> dict[str, list[int]]:
-        return self._sys.processes()
-
-    def dead_system_processes(self) -> list[Child]:
-        return self._sys.dead(skip=list(self._down_nodes))
-
-    _down_nodes: frozenset[str] = frozenset()
-
     def _check_clean(self, check: CleanCheck) -> None:
-        check.checked.append("every host answers SSH and runs its replicas")
+        super()._check_clean(check)
+        check.checked.append("every host answers SSH")
         for host in self.fleet.hosts if self.fleet else []:
             if not ssh_faults.ssh_answers(self.ssh_target(host.name)):
                 check.problems.append(f"{host.name} does not answer SSH")
-        dead = self._sys.dead()
-        if dead:
-            check.problems.append(f"exited: {', '.join(c.name for c in dead)}")
 
     # -- faults over SSH ---------------------------------------------------------------------------
     def _fail(self, node: str, kind: str, down_for_s: float | None) -> FaultRecord:

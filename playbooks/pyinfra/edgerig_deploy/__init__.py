@@ -1,6 +1,6 @@
-"""edgerig's pyinfra deploys, one module per concern (the same split as the Ansible roles):
-common, raspberrypi, k3s, kubeedge (cloud and edge). Run them with the pyinfra CLI on the inventory
-edgerig writes, which carries every input (rendered files, verified binaries, steps):
+"""edgerig's pyinfra deploys, one module per concern (the same split as the Ansible roles): common,
+raspberrypi, airgap_images, k3s, kubeedge (cloud and edge). Run them with the pyinfra CLI on the
+inventory edgerig writes, which carries every input (rendered files, verified binaries, steps):
 
     edgerig cluster prepare --stack NAME --out DIR
     pyinfra DIR/inventory.py edgerig_deploy.install
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from edgerig_deploy import common, k3s, kubeedge, raspberrypi
+from edgerig_deploy import airgap_images, common, k3s, kubeedge, raspberrypi
 
 __all__ = ["install", "reset"]
 
@@ -27,6 +27,8 @@ def install() -> None:
         common.common()
     if "raspberrypi" in groups:
         raspberrypi.raspberrypi()
+    if "airgap_images" in groups:
+        airgap_images.airgap_images()
     if "k3s" in groups:
         k3s.k3s()
     if "kubeedge_cloud" in groups:

@@ -32,6 +32,7 @@ class AwsIotSink(CloudSink):
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._client: Any = None
+        self._has_credentials = False
 
     async def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"vei-sink-{self.name}")
@@ -45,6 +46,14 @@ class AwsIotSink(CloudSink):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    async def accepting(self) -> bool:
+        # Without credentials every publish fails; found once at start-up (the chain may do network
+        # look-ups, e.g. the instance metadata service), refreshed if they appear later.
+        if not self._has_credentials and self._pool is not None:
+            self._has_credentials = await asyncio.get_running_loop().run_in_executor(
+                self._pool, lambda: boto3.session.Session().get_credentials() is not None)
+        return self._has_credentials
 
     async def deliver(self, result: vei_pb2.PubCloudParams) -> None:
         if self._pool is None:

@@ -14,6 +14,9 @@ class SinkError(Exception):
 
 class CloudSink(abc.ABC):
     kind: ClassVar[str]
+    # True: `deliver` is quick and never waits on the network, so the gateway calls it inside the
+    # PublishToCloud loop instead of in a task of its own.
+    inline: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -25,6 +28,15 @@ class CloudSink(abc.ABC):
     @abc.abstractmethod
     async def deliver(self, result: vei_pb2.PubCloudParams) -> None:
         """Returns once the sink has accepted `result`; raises SinkError otherwise."""
+
+    async def forward(self, result: vei_pb2.PubCloudParams) -> bool:
+        """Hand `result` to a sink that acknowledges its frame to the camera itself, without waiting;
+        False when this sink cannot (then the gateway calls `deliver` and sends the ack)."""
+        return False
+
+    async def accepting(self) -> bool:
+        """Whether a result sent now can be accepted (ListClouds lists only such providers)."""
+        return True
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""
