@@ -22,6 +22,9 @@ EDGE_TAINT_KEY = EDGE_ROLE_LABEL
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+# A portable POSIX user name (the shadow-utils rule Debian's adduser applies by default): it never
+# starts with '-', so it can never be read as an ssh option, and it holds no '@', ':' or space.
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 class Taint(_Model):
@@ -69,6 +72,16 @@ class Node(_Model):
             raise ValueError(
                 f"{v!r} is not a valid hostname: use lower-case letters, digits and '-', "
                 "start and end with a letter or digit, at most 63 characters (e.g. 'master0')"
+            )
+        return v
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _posix_user(cls, v: str) -> str:
+        if not POSIX_USER.match(v):
+            raise ValueError(
+                f"sshUser {v!r} is not a POSIX user name: use lower-case letters, digits, '_' and '-', "
+                "starting with a letter or '_', at most 32 characters (e.g. 'pi' or 'ubuntu')"
             )
         return v
 
