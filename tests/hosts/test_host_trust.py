@@ -3,6 +3,9 @@ SSH (host keys, `--`, sudo), the K3s join tokens, secrets encryption, the valida
 
 from __future__ import annotations
 
+import stat
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +151,34 @@ def test_no_known_hosts_refuses_to_connect_unless_the_lab_override_is_set(
     assert "accept-new" not in " ".join(ssh_argv(checked, "true"))
     assert "accept-new" not in ansible_connection_vars(checked)["ansible_ssh_common_args"]
     assert pyinfra_connection_data(checked)["ssh_strict_host_key_checking"] == "yes"
+
+
+def test_kubeconfig_is_written_owner_only_and_outside_the_checkout(tmp_path: Path) -> None:
+    from infra.hosts.commands import REPO, default_kubeconfig, write_private
+
+    fresh = tmp_path / "kube" / "edgerig"
+    write_private(fresh, "apiVersion: v1\n")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600 and fresh.read_text() == "apiVersion: v1\n"
+    assert stat.S_IMODE(fresh.parent.stat().st_mode) == 0o700
+    loose = tmp_path / "loose"
+    loose.write_text("old, longer content\n")
+    loose.chmod(0o644)
+    write_private(loose, "new\n")
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600 and loose.read_text() == "new\n"
+    default = default_kubeconfig(_testbed())
+    assert default.name == "edgerig-t" and REPO not in default.parents
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "kubeconfig"], check=False)
+    assert ignored.returncode == 0  # a kubeconfig saved in the checkout is never committed
+
+
+def test_readme_saves_the_admin_kubeconfig_privately_outside_the_checkout() -> None:
+    import re
+
+    from infra.hosts.commands import REPO
+
+    readme = (REPO / "README.md").read_text()
+    saves = re.findall(r"^.*kubeconfig --show-secrets\s*>.*$", readme, re.MULTILINE)
+    assert saves, "the README shows how to save the kubeconfig"
+    for line in saves:
+        assert "umask 077" in line and re.search(r">\s*~/\.kube/", line), line
+    assert "KUBECONFIG=./" not in readme

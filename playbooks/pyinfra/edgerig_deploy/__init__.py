@@ -1,6 +1,6 @@
 """edgerig's pyinfra deploys, one module per concern (the same split as the Ansible roles): common,
-raspberrypi, airgap_images, k3s, kubeedge (cloud and edge). Run them with the pyinfra CLI on the
-inventory edgerig writes, which carries every input (rendered files, verified binaries, steps):
+host_firewall, raspberrypi, airgap_images, k3s, kubeedge (cloud and edge). Run them with the pyinfra
+CLI on the inventory edgerig writes, which carries every input (rendered files, verified binaries, steps):
 
     edgerig cluster prepare --stack NAME --out DIR
     pyinfra DIR/inventory.py edgerig_deploy.install
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from edgerig_deploy import airgap_images, common, k3s, kubeedge, raspberrypi
+from edgerig_deploy import airgap_images, common, host_firewall, k3s, kubeedge, raspberrypi
 
 __all__ = ["install", "reset"]
 
@@ -25,6 +25,8 @@ def install() -> None:
     groups = set(host.groups)
     if "common" in groups:
         common.common()
+    if "host_firewall" in groups:
+        host_firewall.host_firewall()
     if "raspberrypi" in groups:
         raspberrypi.raspberrypi()
     if "airgap_images" in groups:
@@ -46,3 +48,5 @@ def reset() -> None:
         k3s.k3s_reset()
     if "kubeedge_cloud" in groups:
         kubeedge.kubeedge_cloud_reset()
+    if "host_firewall" in groups:
+        host_firewall.host_firewall_reset()
