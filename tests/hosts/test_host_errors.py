@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,16 @@ def small(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         fleet_mod.down(state)
 
 
+def _install(
+    small: dict[str, Any], mirror: Mirror, testbed: Any, victim: str, cache: Path,
+    progress: Callable[[str, str], None] | None = None,
+) -> api.InstallResult:
+    return api.install(
+        testbed, nodes=[victim], known_hosts=str(small["fleet"].known_hosts), artefact_pins=mirror.pins,
+        artefact_cache=cache, progress=progress,
+    )
+
+
 @pytest.mark.parametrize("victim", ["vm0", "pi0"])  # ansible-runner and pyinfra
 def test_unreachable_host_is_named(
     small: dict[str, Any], mirror: Mirror, tmp_path: Path, victim: str
@@ -46,13 +56,7 @@ def test_unreachable_host_is_named(
             node["address"] = "10.232.0.250"  # inside our own subnet, no host behind it
     testbed = type(small["testbed"]).model_validate(data)
     with pytest.raises(HostStepError) as err:
-        api.install(
-            testbed,
-            nodes=[victim],
-            known_hosts=str(small["fleet"].known_hosts),
-            artefact_pins=mirror.pins,
-            artefact_cache=tmp_path,
-        )
+        _install(small, mirror, testbed, victim, tmp_path)
     assert err.value.host == victim and "connect" in err.value.step
     assert victim in str(err.value)
 
@@ -85,13 +89,7 @@ def test_arch_mismatch_is_caught_from_facts(
         node["arch"] = "arm64" if node["name"] == victim else node["arch"]
     testbed = type(small["testbed"]).model_validate(data)
     with pytest.raises(HostStepError) as err:
-        api.install(
-            testbed,
-            nodes=[victim],
-            known_hosts=str(small["fleet"].known_hosts),
-            artefact_pins=mirror.pins,
-            artefact_cache=tmp_path,
-        )
+        _install(small, mirror, testbed, victim, tmp_path)
     assert err.value.host == victim and "rchitecture" in err.value.step
     assert "the model says arch arm64 but the host reports x86_64" in str(err.value)
     assert not (small["root"](victim) / "usr/local/bin/k3s").exists()
@@ -138,7 +136,8 @@ def test_a_failing_secret_step_logs_no_secret_anywhere(
     blocker = small["root"](victim) / render.K3S_TOKEN_FILE.lstrip("/")
     (blocker / Path(src).name).mkdir(parents=True)
     (blocker / Path(src).name / "keep").write_text("not a secret\n")
-    kept = tmp_path / "ansible-private"
+    # Short: ansible's SSH control sockets live in it (a socket path has at most 107 bytes).
+    kept = Path(tempfile.mkdtemp(prefix="erk-", dir="/tmp"))
 
     @contextlib.contextmanager
     def kept_dir(prefix: str = "") -> Iterator[str]:
@@ -157,14 +156,7 @@ def test_a_failing_secret_step_logs_no_secret_anywhere(
     progress: list[str] = []
     try:
         with pytest.raises(HostStepError) as err:
-            api.install(
-                testbed,
-                nodes=[victim],
-                known_hosts=str(small["fleet"].known_hosts),
-                artefact_pins=mirror.pins,
-                artefact_cache=tmp_path / "cache",
-                progress=lambda h, s: progress.append(f"{h} {s}"),
-            )
+            _install(small, mirror, testbed, victim, tmp_path / "cache", lambda *step: progress.extend(step))
         assert err.value.host == victim and ("token" in err.value.step or "Secret" in err.value.step)
         out = capfd.readouterr()
         texts = [str(err.value), *progress, out.out, out.err, caplog.text]
@@ -181,4 +173,4 @@ def test_a_failing_secret_step_logs_no_secret_anywhere(
         for path in written:  # only the secrets' own root-only files may hold them
             assert path.endswith(render.K3S_AGENT_TOKEN_FILE) and (Path(path).stat().st_mode & 0o077) == 0
     finally:
-        subprocess.run(["rm", "-rf", str(small["root"](victim) / "etc/rancher")], check=True)
+        subprocess.run(["rm", "-rf", str(kept), str(small["root"](victim) / "etc/rancher")], check=True)

@@ -70,10 +70,12 @@ case "$1" in
       echo "the management directory /etc/kubeedge is not clean, please remove it first" >&2; exit 1
     fi
     mkdir -p /etc/kubeedge/ca /etc/kubeedge/certs /etc/kubeedge/config
+    # keadm writes EdgeCore's unit (common.GenerateServiceFile) and starts it
+    printf '[Service]\\nExecStart=/usr/local/bin/edgecore\\n' > /etc/systemd/system/edgecore.service
     echo cert > /etc/kubeedge/ca/rootCA.crt; echo cert > /etc/kubeedge/certs/server.crt
     printf 'modules:\\n  edged:\\n    tailoredKubeletConfig:\\n      nodeStatusUpdateFrequency: 10s\\n' \\
       > /etc/kubeedge/config/edgecore.yaml ;;
-  reset) rm -rf /etc/kubeedge/config ;;
+  reset) rm -rf /etc/kubeedge/config /etc/systemd/system/edgecore.service ;;
 esac
 """
 FAKE_CTR = '#!/bin/sh\necho "ctr $*" >> /var/log/fake-keadm.log\n'
@@ -131,7 +133,8 @@ def test_systemd_host_starts_services_and_returns_kubeconfig(mirror: Mirror, tmp
         for name, unit in (("master0", "k3s.service"), ("worker0", "k3s-agent.service")):
             verify_units(state / "hosts" / name / "root", [unit, firewall.UNIT], tmp_path / name)
             wants = state / "hosts" / name / "root/etc/systemd/system/multi-user.target.wants"
-            assert {p.name for p in wants.iterdir()} == {unit, firewall.UNIT}, name
+            for enabled in (unit, firewall.UNIT):  # linked as systemctl links them
+                assert (wants / enabled).readlink() == Path("/etc/systemd/system") / enabled, (name, enabled)
         started = _log(master, "systemctl")
         lines = started.splitlines()
         assert {"enable k3s", "start chrony"} <= set(lines), started  # Ansible's systemd_service
