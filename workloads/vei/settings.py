@@ -34,6 +34,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
+# The NATS servers' max_payload for VEI: the gateway's largest image (4 MiB by default) plus the
+# protobuf envelope, above NATS's 1 MB default. Every NATS the VEI runs on is configured with it.
+NATS_MAX_PAYLOAD_BYTES = 8 * MIB
 
 
 def read_secret_file(path: str, setting: str) -> SecretStr:
