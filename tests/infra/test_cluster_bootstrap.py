@@ -65,6 +65,9 @@ def test_diff_replaces_a_different_host_and_updates_a_changed_config() -> None:
     assert not provider.diff("id", old, dict(old)).changes
     moved = provider.diff("id", old, {**old, "address": "198.51.100.99"})
     assert moved.changes and moved.replaces == ["address"] and moved.delete_before_replace
+    # A node that changes role (EdgeCore -> K3s agent) is reset and installed afresh, never reconfigured.
+    rejoined = provider.diff("id", old, {**old, "role": "agent"})
+    assert rejoined.replaces == ["role"] and rejoined.delete_before_replace
     rehashed = provider.diff("id", old, {**old, "config_hash": "0" * 64})
     assert rehashed.changes and not rehashed.replaces
     new_token = provider.diff(
