@@ -33,7 +33,8 @@ OPERATOR: Final = "operator"
 PODS: Final[dict[str, str]] = {GATEWAY: "vei-gateway", SINK: "vei-sink"}
 SEED_BYTES: Final = 32  # an ed25519 seed
 SEED_KEY_SUFFIX: Final = ".nk"  # Secret key (and file name) of a user's seed: gateway.nk, sink.nk
-FLOOR_SUBJECTS: Final = "edgerig.floor.>"  # the operator's bare publish->subscribe measurement
+FLOOR_PREFIX: Final = "edgerig.floor"  # the operator's bare publish->subscribe measurement
+FLOOR_SUBJECTS: Final = f"{FLOOR_PREFIX}.>"
 
 _INBOXES = "_INBOX.>"
 

@@ -55,6 +55,16 @@ class FakeCluster:
                 for n in self.fleet.nodes for c in n.components if c != "nats"]
 
 
+class EmptyCluster:
+    """A cluster with nothing in it (a stack whose inventory is empty)."""
+
+    def nodes(self) -> list[NodeState]:
+        return []
+
+    def pods(self, namespace: str, selector: str = "") -> list[PodState]:
+        return []
+
+
 def stack_outputs(fleet: FleetTestbed) -> dict[str, tuple[Any, bool]]:
     assert fleet.fleet is not None
     inventory = {n.name: {"address": n.address, "realm": "edge", "role": "server", "provider": "static",
@@ -150,21 +160,35 @@ def test_a_deployed_stack_is_used_as_it_is_without_up_or_destroy(
     state = json.loads(engine.read_text())
     state["stacks"]["pi-k3s"]["deployed"] = True
     engine.write_text(json.dumps(state))
-
-    class Empty:
-        def nodes(self) -> list[NodeState]:
-            return []
-
-        def pods(self, namespace: str, selector: str = "") -> list[PodState]:
-            return []
-
-    monkeypatch.setattr(StackTestbed, "cluster_api_factory", lambda kubeconfig: Empty())
+    monkeypatch.setattr(StackTestbed, "cluster_api_factory", lambda kubeconfig: EmptyCluster())
     with StackTestbed("pi-k3s", attach=True) as tb:
         assert tb.public_outputs() == {"kubeconfig": "[secret]", "inventory": {}}
         assert tb.check_clean().clean
     assert not calls(engine, "up") and not calls(engine, "destroy")
     with pytest.raises(TestbedError, match="is not up"):
         tb.start_sink(tmp_path / "sink.jsonl")
+
+
+def test_the_operators_clients_get_the_stacks_credentials_as_private_files(
+        engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NATS seed and the gateway token (secret outputs) reach the operator's processes as files only
+    its user reads, named in their environment; run.json never shows them; the files go at down()."""
+    seed, token = "SU" + os.urandom(8).hex(), os.urandom(8).hex()  # made per run, never a real credential
+    write_state(engine, "pi-k3s", {"kubeconfig": (FAKE_KUBECONFIG, True), "inventory": ({}, False),
+                                   "natsOperatorNkeySeed": (seed, True), "veiGatewayToken": (token, True)})
+    state = json.loads(engine.read_text())
+    state["stacks"]["pi-k3s"]["deployed"] = True
+    engine.write_text(json.dumps(state))
+    monkeypatch.setattr(StackTestbed, "cluster_api_factory", lambda kubeconfig: EmptyCluster())
+    with StackTestbed("pi-k3s", attach=True) as tb:
+        env = tb.client_env()
+        files = {var: Path(env[var]) for var in ("VEI_NATS_NKEY_SEED_FILE", "VEI_GRPC_TOKEN_FILE")}
+        assert files["VEI_NATS_NKEY_SEED_FILE"] == Path(str(tb.nats_seed_file))
+        assert files["VEI_NATS_NKEY_SEED_FILE"].read_text() == seed
+        assert files["VEI_GRPC_TOKEN_FILE"].read_text() == token
+        assert all(f.stat().st_mode & 0o077 == 0 for f in files.values())
+        assert seed not in json.dumps(tb.public_outputs()) and token not in json.dumps(tb.describe())
+    assert not any(f.exists() for f in files.values())
 
 
 def test_the_engine_runs_in_a_process_of_its_own() -> None:

@@ -134,17 +134,24 @@ async def test_users_cannot_step_outside_their_permissions(nats_server_factory: 
 
 async def test_the_operator_user_can_measure_the_floor_and_probe_the_sink(
         nats_server_factory: Callable[..., str], tmp_path: Path) -> None:
+    """What `edgerig run` does from the operator's machine against a stack, as the operator user."""
+    from experiments.latency.floor import measure_floor
+    from experiments.testbeds.readiness import sink_answers
+    from workloads.vei.sink import run_sink
+
     config, seeds = _users(tmp_path)
     url = nats_server_factory(config=config)
-    nc = await nats.connect(url, nkeys_seed=str(seeds["operator"]), allow_reconnect=False)
+    operator = str(seeds["operator"])
+    floor = await measure_floor(url, samples=20, fps=200, payload_bytes=1000, nkeys_seed=operator)
+    assert len(floor) == 20
+    assert not await asyncio.to_thread(sink_answers, [url], 1.0, operator)  # no sink yet
+    stop, ready = asyncio.Event(), asyncio.Event()
+    sink = asyncio.create_task(run_sink(SinkSettings(nats_urls=[url], out=str(tmp_path / "sink.jsonl"),
+                                                     nats_nkey_seed_file=operator), stop, ready))
     try:
-        got = await nc.subscribe("edgerig.floor.1.2")
-        await nc.publish("edgerig.floor.1.2", b"x")
-        assert (await got.next_msg(timeout=2)).data == b"x"
-        probe = await nc.subscribe("vei.v1.sink.local", queue="vei-sink")  # the operator-side sink
-        requester = asyncio.create_task(nc.request("vei.v1.sink.local", b"", timeout=2))
-        msg = await probe.next_msg(timeout=2)
-        await nc.publish(msg.reply, b"ready")
-        assert (await requester).data == b"ready"
+        await asyncio.wait_for(ready.wait(), 15)
+        assert await asyncio.to_thread(sink_answers, [url], 2.0, operator)
+        assert not await asyncio.to_thread(sink_answers, [url], 1.0, None)  # anonymous: refused
     finally:
-        await nc.close()
+        stop.set()
+        await sink
