@@ -225,7 +225,8 @@ def gateway_deployment(testbed: Testbed) -> dict[str, Any]:
     vei = testbed.vei
     spec = launch.gateway(listen=f"0.0.0.0:{vei.grpc_port}", nats_urls=nats_urls(testbed),
                           clouds=[cloud_spec(sink) for sink in vei.clouds],
-                          metrics_listen=f"0.0.0.0:{vei.metrics_port}")
+                          metrics_listen=f"0.0.0.0:{vei.metrics_port}",
+                          env={"VEI_GRPC_REFLECTION": "false"})
     plain = spec.container("gateway")
     container = {
         **plain,

@@ -213,6 +213,8 @@ def test_nats_seeds_and_the_gateway_token_are_secrets_mounted_as_files(name: str
         assert set(files) == variables, dep
         (volume,) = [v for v in deployments[dep]["volumes"] if v["name"] == "auth"]
         assert {f"{manifests.AUTH_DIR}/{i['path']}" for i in volume["secret"]["items"]} == set(files.values())
+    (gateway,) = deployments[manifests.GATEWAY]["containers"]
+    assert {"name": "VEI_GRPC_REFLECTION", "value": "false"} in gateway["env"]  # nobody explores the API
     assert run.secret["veiGatewayToken"] and "natsOperatorNkeySeed" not in run.outputs
 
 

@@ -47,6 +47,20 @@ async def test_health_and_reflection(gateway: Any) -> None:
     assert any(m.name == "FrameAck" for f in files for m in f.message_type)
 
 
+async def test_reflection_can_be_turned_off(gateway_factory: Any) -> None:
+    gw = await gateway_factory(grpc_reflection=False)
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def ask() -> Any:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [a async for a in refl.ServerReflectionInfo(ask())]
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert (await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())).status == SERVING
+
+
 async def test_metrics_endpoint(gateway: Any) -> None:
     async with grpc.aio.insecure_channel(gateway.address) as ch:
         vei, _ = stubs(ch)
