@@ -21,7 +21,7 @@ from infra.hosts.inventory import SshTarget, targets_from_nodes
 from infra.hosts.plan import HostPlan, install_plan, reset_plan
 from infra.hosts.render import API_PORT, K3S_BIN
 from infra.hosts.ssh import run_ssh
-from infra.model import Node, Testbed, nodes_named
+from infra.model import Node, Testbed, install_stages, nodes_named
 from infra.versions import Pin
 
 Progress = Callable[[str, str], None]
@@ -33,17 +33,6 @@ class InstallResult:
     kubeconfig: str | None  # from the first server, server address rewritten; None when K3s cannot run
     reason: str = ""  # why kubeconfig is None
     summary: RunSummary = field(default_factory=RunSummary)
-
-
-def install_stages(testbed: Testbed, selected: Sequence[Node]) -> list[list[Node]]:
-    names = {n.name for n in selected}
-    servers = [n for n in testbed.servers if n.name in names]
-    rest = [n for n in selected if n.role != "server"]
-    stages = [[s] for s in servers]
-    stages += [
-        g for g in ([n for n in rest if n.realm == "cloud"], [n for n in rest if n.realm == "edge"]) if g
-    ]
-    return stages
 
 
 def _ssh(target: SshTarget, command: str) -> subprocess.CompletedProcess[str]:
@@ -276,4 +265,4 @@ def _delete_node_objects(
     _run_api_steps(node_objects.reset_steps(selected, KUBECTL), targets[survivors[0].name])
 
 
-__all__ = ["InstallResult", "install", "install_stages", "prepare", "reset", "versions"]
+__all__ = ["InstallResult", "install", "prepare", "reset", "versions"]

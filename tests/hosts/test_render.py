@@ -86,12 +86,6 @@ def _hybrid(**k3s: Any) -> Testbed:
     )
 
 
-def test_install_order_servers_one_by_one_then_cloud_then_edge() -> None:
-    tb = _testbed(kubeedge={"enabled": True})
-    stages = [[n.name for n in s] for s in api.install_stages(tb, tb.nodes)]
-    assert stages == [["m0"], ["m1"], ["m2"], ["a0"], ["e0"]]
-
-
 def test_floating_ip_in_tls_san_and_no_secret_in_config() -> None:
     tb = _testbed()
     files = {f.path: f for f in render.k3s_files(tb, tb.node("m1"), extra_tls_san=["203.0.113.5"])}
