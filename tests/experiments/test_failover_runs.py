@@ -23,10 +23,7 @@ import pytest
 from experiments.testbeds import journal, netns
 from experiments.testbeds.emulated import NETWORK
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="creates network namespaces and a bridge: needs root"),
-]
+pytestmark = [pytest.mark.root]  # network namespaces and a bridge
 
 # Short phases: the node with everything (the only scenario 3 nodes fit) fails for 2 s.
 FAST = ["--nodes", "3", "--scenario", "all", "--warmup", "2", "--baseline", "3", "--down-for", "2",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -149,7 +148,7 @@ def test_throughput_ramp_reports_steps(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="the emulated testbed creates network namespaces: needs root")
+@pytest.mark.root  # the emulated testbed creates network namespaces
 def test_two_runs_on_the_emulated_testbed_each_on_a_fresh_one(tmp_path: Path) -> None:
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"

@@ -32,7 +32,6 @@ from experiments.testbeds.fleet.testbed import FleetTestbed
 from experiments.testbeds.stack import StackTestbed
 
 HERE = Path(__file__).resolve().parent
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="SSH test hosts in network namespaces need root")
 FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\n# stand-in: nothing Kubernetes runs here\n"
 
 
@@ -97,7 +96,7 @@ def calls(state: Path, first: str) -> list[list[str]]:
     return [c for c in json.loads(state.read_text())["calls"] if c[0] == first]
 
 
-@ROOT_ONLY
+@pytest.mark.root  # SSH test hosts in network namespaces
 @pytest.mark.slow
 def test_latency_and_a_cut_over_ssh_on_a_stack(tmp_path: Path, engine: Path, fleet: FleetTestbed,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,13 +6,10 @@ import functools
 import hashlib
 import http.server
 import io
-import os
 import tarfile
 import threading
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from infra import versions
 from infra.hosts import artefacts
@@ -30,7 +27,6 @@ FAKE_K3S = b'#!/bin/sh\n# fake k3s (test fixture)\necho "$*" >> /var/log/fake-k3
 FAKE_AIRGAP = b"test fixture: not a real image tarball\n"
 FAKE_KEADM = b"#!/bin/sh\necho 'fake keadm (test fixture)'\n"
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root (netns, mounts, chroot)")
 
 
 def keadm_tarball(stem: str, payload: bytes = FAKE_KEADM) -> bytes:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hosts_support import needs_root
 
 from experiments.testbeds.ports import free_port
 from infra.hosts.inventory import targets_from_inventory
 
-pytestmark = [needs_root, pytest.mark.root]
+pytestmark = [pytest.mark.root]
 BIN = Path(sys.executable).parent
 
 

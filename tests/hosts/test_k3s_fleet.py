@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 import yaml
-from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, needs_root, snapshot
+from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, snapshot
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api
 from infra.hosts.artefacts import ArtefactError
 from infra.versions import Pin
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 ROLES = {
     "master0": ("cloud", "server"),

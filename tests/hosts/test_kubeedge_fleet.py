@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosts_support import AIRGAP_KEY, FAKE_AIRGAP, Mirror, fleet_testbed, needs_root, snapshot
+from hosts_support import AIRGAP_KEY, FAKE_AIRGAP, Mirror, fleet_testbed, snapshot
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, node_objects, render_kubeedge
 from infra.model import KNOWN_REGISTRIES
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 ROLES = {"cloud0": ("cloud", "server"), "edge0": ("edge", "edge")}
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -12,12 +12,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from hosts_support import TOKEN, Mirror, fleet_testbed, needs_root
+from hosts_support import TOKEN, Mirror, fleet_testbed
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, render_kubeedge
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 # systemctl stand-in (test fixture): unit state in /run/fake-{active,enabled}-<unit>, calls logged.
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$*" >> /var/log/fake-systemctl.log
