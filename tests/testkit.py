@@ -21,11 +21,13 @@ from experiments.testbeds.nats import nats_server_binary
 from experiments.testbeds.ports import free_port, port_open, wait_until
 
 __all__ = [
-    "NATS_SERVER", "ROOT", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes", "run_env",
-    "stop_process", "wait_for_port", "wait_serving",
+    "NATS_SERVER", "ROOT", "TOKEN", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes",
+    "run_env", "stop_process", "wait_for_port", "wait_serving",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+# The suite's one fake K3s/KubeEdge token: long enough for the model's check, obviously not a secret.
+TOKEN = "test-only-" + "0" * 32
 NATS_SERVER = nats_server_binary()
 
 

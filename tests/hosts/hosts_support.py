@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from testkit import TOKEN
+
 from infra import versions
 from infra.hosts import artefacts
 from infra.versions import Pin
@@ -20,7 +22,6 @@ K3S_ARM64_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-arm64"
 KEADM_FILE = f"keadm-{versions.KUBEEDGE_VERSION}-linux-amd64"
 KEADM_KEY = f"kubeedge/kubeedge/{versions.KUBEEDGE_VERSION}/{KEADM_FILE}.tar.gz"
 AIRGAP_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-airgap-images-amd64.tar.zst"
-TOKEN = "test-only-" + "0" * 32  # obviously fake; never a realistic-looking secret
 
 # A stand-in K3s binary (test fixture): records its arguments so tests can see what was run.
 FAKE_K3S = b'#!/bin/sh\n# fake k3s (test fixture)\necho "$*" >> /var/log/fake-k3s.log\n'

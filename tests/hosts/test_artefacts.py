@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hosts_support import KEADM_KEY, TOKEN, Mirror
+from hosts_support import KEADM_KEY, Mirror
+from testkit import TOKEN
 from typer.testing import CliRunner
 
 from infra import versions

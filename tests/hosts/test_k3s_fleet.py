@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, snapshot
+from hosts_support import K3S_KEY, Mirror, fleet_testbed, snapshot
+from testkit import TOKEN
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api

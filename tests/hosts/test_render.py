@@ -13,7 +13,8 @@ import pytest
 import yaml
 from edgerig_deploy import airgap_images, common, k3s, kubeedge, raspberrypi
 from edgerig_deploy.raspberrypi import merged_cmdline
-from hosts_support import K3S_KEY, TOKEN, Mirror, image_pins
+from hosts_support import K3S_KEY, Mirror, image_pins
+from testkit import TOKEN
 
 from infra.hosts import api, node_objects, render, render_kubeedge, run_dir
 from infra.hosts.artefacts import fetch, k3s_binary

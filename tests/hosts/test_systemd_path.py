@@ -12,7 +12,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from hosts_support import TOKEN, Mirror, fleet_testbed
+from hosts_support import Mirror, fleet_testbed
+from testkit import TOKEN
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, render_kubeedge

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from stack_fixtures import TOKEN, stack, variant
+from stack_fixtures import stack, variant
+from testkit import TOKEN
 
 from infra.cluster import hashing
 from infra.cluster.provider import HostInstallProvider, restore_testbed

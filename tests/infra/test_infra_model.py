@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from testkit import TOKEN
 
 from infra import versions
 from infra.model import EDGE_ROLE_LABEL, Testbed, is_restricted_label, load_testbed
@@ -15,7 +16,6 @@ from infra.stackfile import StackConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
-TOKEN = "test-token-not-a-real-secret-0001"
 
 
 def _static(name: str, role: str, address: str, realm: str = "edge") -> dict[str, Any]:
