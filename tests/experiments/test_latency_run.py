@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from testkit import assert_nothing_left, marked_processes, run_env
+from testkit import ROOT, assert_nothing_left, marked_processes, run_env
 
-REPO = Path(__file__).resolve().parents[2]
 EDGERIG = [sys.executable, "-m", "experiments"]
 
 
@@ -29,7 +28,7 @@ def test_short_run_writes_results_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run([*EDGERIG, "run", "latency", "--frames", "50", "--fps", "20", "--out", str(out),
                            "--floor-frames", "40", "--quiet-s", "2", "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = json.loads((out / "summary.json").read_text())
@@ -80,7 +79,7 @@ def test_a_gateway_that_dies_mid_stream_stops_the_run_and_is_named(tmp_path: Pat
     out = tmp_path / "results"
     proc = subprocess.Popen([*EDGERIG, "run", "latency", "--frames", "2000", "--fps", "20", "--quiet-s", "0",
                              "--out", str(out), "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (out / "camera.csv").exists():
@@ -111,7 +110,7 @@ def test_interrupt_mid_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -
     out = tmp_path / "results"
     proc = subprocess.Popen([*EDGERIG, "run", "latency", "--frames", "2000", "--fps", "20", "--out", str(out),
                              "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (out / "camera.csv").exists():  # streaming has started: every process is up
@@ -136,7 +135,7 @@ def test_throughput_ramp_reports_steps(tmp_path: Path) -> None:
     out = tmp_path / "tp"
     proc = subprocess.run([*EDGERIG, "run", "throughput", "--rates", "20,50", "--step-seconds", "1",
                            "--out", str(out), "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert [s["rate_fps"] for s in summary["steps"]] == [20, 50]
@@ -155,7 +154,7 @@ def test_two_runs_on_the_emulated_testbed_each_on_a_fresh_one(tmp_path: Path) ->
     proc = subprocess.run([*EDGERIG, "run", "latency", "--target", "emulated:3", "--repeat", "2",
                            "--frames", "40", "--fps", "20", "--quiet-s", "1", "--floor-frames", "10",
                            "--out", str(out), "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     runs = [json.loads((out / f"r{k}" / "run.json").read_text()) for k in (1, 2)]
     for k, run in enumerate(runs, start=1):

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from hosts_support import AIRGAP_KEY, FAKE_AIRGAP, Mirror, fleet_testbed, snapshot
+from testkit import ROOT
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, node_objects, render_kubeedge
@@ -27,7 +28,6 @@ from infra.model import KNOWN_REGISTRIES
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 ROLES = {"cloud0": ("cloud", "server"), "edge0": ("edge", "edge")}
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REGISTRY = "http://10.232.0.1:5000"  # never contacted: the fleet pulls no image
 # What an install may touch on the edge; containerd's config.toml stays after a reset (host
@@ -177,7 +177,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
         "ANSIBLE_NOCOLOR": "1",
         "NO_COLOR": "1",
     }
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=REPO, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT, env=env)
 
 
 def _changed_tasks(stdout: str) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ import yaml
 from edgerig_deploy import airgap_images, common, k3s, kubeedge, raspberrypi
 from edgerig_deploy.raspberrypi import merged_cmdline
 from hosts_support import K3S_KEY, Mirror, image_pins
-from testkit import TOKEN
+from testkit import ROOT, TOKEN
 
 from infra.hosts import api, node_objects, render, render_kubeedge, run_dir
 from infra.hosts.artefacts import fetch, k3s_binary
@@ -23,7 +23,7 @@ from infra.hosts.plan import CGROUP_FLAGS, ROLE_INPUTS, HostPlan, install_plan, 
 from infra.model import Testbed
 
 BIN = Path(sys.executable).parent
-ROLES_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "ansible" / "roles"
+ROLES_DIR = ROOT / "playbooks" / "ansible" / "roles"
 VM = {"realm": "cloud", "role": "server", "provider": "openstack", "flavor": "m1.large", "image": "ubuntu"}
 OPENSTACK = {"external_network": "public", "public_key": "ssh-ed25519 AAAAC3 test"}
 

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
-from testkit import TOKEN
+from testkit import ROOT, TOKEN
 
 from infra import versions
 from infra.model import EDGE_ROLE_LABEL, Testbed, is_restricted_label, load_testbed
 from infra.stackfile import StackConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 

@@ -19,7 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from testkit import CuttableProxy
+from testkit import ROOT, CuttableProxy
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -230,7 +230,7 @@ async def test_buffer_overflow_is_counted_and_reported(tmp_path: Path) -> None:
             sys.executable, "-m", "workloads.vei.camera", "--gateway", addr, "--frames", "30", "--fps", "200",
             "--frame-bytes", "512", "--buffer-frames", "10", "--drain-timeout", "0.3",
             "--status-file", str(tmp_path / "status.json"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         await server.stop(None)
@@ -244,7 +244,6 @@ async def test_buffer_overflow_is_counted_and_reported(tmp_path: Path) -> None:
     assert status["final"] is True and status["dropped_overflow"] == 20
 
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class PlainGateway(vei_pb2_grpc.VEIv1_0Servicer):
