@@ -1,6 +1,9 @@
 """Plain test helpers shared across test folders (fixtures stay in conftest.py files).
 
 Import them by module name: `from testkit import wait_serving`. pytest puts tests/ on sys.path.
+Helpers of one test folder live beside its tests as `<topic>_support.py` (vei_support, hosts_support,
+stack_support, ...); stand-ins and wrappers of outside programs are named after the program
+(pulumi_double, podman_cli).
 """
 
 from __future__ import annotations

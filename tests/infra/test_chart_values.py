@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pulumi_harness import Run, run_program
-from stack_fixtures import ROOT, STACK_NAMES, stack, variant, with_cloud_sinks
+from pulumi_support import Run, run_program
+from stack_support import ROOT, STACK_NAMES, stack, variant, with_cloud_sinks
 
 from infra import versions
 from infra.model import EDGE_ROLE_LABEL, Testbed

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from stack_fixtures import stack, variant
+from stack_support import stack, variant
 from testkit import TOKEN
 
 from infra.cluster import hashing

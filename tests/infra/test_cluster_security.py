@@ -13,8 +13,8 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import pytest
-from pulumi_harness import is_secret_value, run_program, unwrap
-from stack_fixtures import STACK_NAMES, stack, variant, with_cloud_sinks
+from pulumi_support import is_secret_value, run_program, unwrap
+from stack_support import STACK_NAMES, stack, variant, with_cloud_sinks
 
 from infra.apps import manifests
 from infra.model import Testbed

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stack_fixtures import ROOT, STACK_FILES
+from stack_support import ROOT, STACK_FILES
 from testkit import TOKEN
 
 from infra.config import DECLARED_KEYS

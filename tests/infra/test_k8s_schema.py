@@ -12,7 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from stack_fixtures import STACK_NAMES, stack, variant, with_cloud_sinks
+from stack_support import STACK_NAMES, stack, variant, with_cloud_sinks
 
 from infra import versions
 from infra.apps import manifests

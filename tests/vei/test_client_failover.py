@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from testkit import free_port, wait_serving
-from vei_helpers import wait_until
+from vei_support import wait_until
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings

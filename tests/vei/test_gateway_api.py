@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from vei_helpers import frame, frames, metric, read_jsonl, stubs, subscribed, take, wait_until
+from vei_support import frame, frames, metric, read_jsonl, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2
 

@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, message_
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from testkit import ROOT, CuttableProxy, free_port, wait_serving
-from vei_helpers import frame, frames, metric, spawn, stubs, subscribed, take, wait_until
+from vei_support import frame, frames, metric, spawn, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2
 

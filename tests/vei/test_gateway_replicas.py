@@ -13,7 +13,7 @@ import nats
 import pytest
 from google.protobuf import empty_pb2
 from testkit import free_port
-from vei_helpers import frame, frames, read_jsonl, stubs, subscribed, take, wait_until
+from vei_support import frame, frames, read_jsonl, stubs, subscribed, take, wait_until
 
 from workloads.vei.proto import vei_pb2
 

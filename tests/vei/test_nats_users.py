@@ -16,7 +16,7 @@ import grpc
 import nats
 import pytest
 from google.protobuf import empty_pb2
-from vei_helpers import frame, frames, read_jsonl, stubs, subscribed, wait_until
+from vei_support import frame, frames, read_jsonl, stubs, subscribed, wait_until
 
 from infra.platform import nats_users
 from infra.platform.values import nats_config_merge

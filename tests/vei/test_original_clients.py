@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 from testkit import wait_serving
-from vei_helpers import frames, read_jsonl, stubs, take, wait_until
+from vei_support import frames, read_jsonl, stubs, take, wait_until
 
 from workloads.vei.proto import vei_pb2
 

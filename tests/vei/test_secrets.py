@@ -22,8 +22,8 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 from testkit import ROOT, wait_serving
-from tls_helpers import make_ca, make_cert
-from vei_helpers import frame, frames, stubs, subscribed, take, wait_until
+from tls_support import make_ca, make_cert
+from vei_support import frame, frames, stubs, subscribed, take, wait_until
 
 from workloads.vei import nats_conn
 from workloads.vei.client import open_channel

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from google.protobuf import empty_pb2
 from testkit import ROOT, free_port, stop_process
-from vei_helpers import frame, frames, metric, read_jsonl, spawn, stubs, subscribed, wait_until
+from vei_support import frame, frames, metric, read_jsonl, spawn, stubs, subscribed, wait_until
 
 from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
