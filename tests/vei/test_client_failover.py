@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from testkit import free_port, wait_serving
-from vei_support import wait_until
+from testkit import free_port, wait_serving, wait_until_async
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -48,7 +47,7 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
     try:
         await asyncio.wait_for(vision.subscribed.wait(), 15)
         camera_task = asyncio.create_task(camera.run())
-        await wait_until(lambda: camera.stats.acked >= 25, 20, "the first 25 frames to be acked")
+        await wait_until_async(lambda: camera.stats.acked >= 25, 20, "the first 25 frames to be acked")
 
         def streams(port: int) -> float:
             return metric(port, "vei_active_streams", 'rpc="PublishImageAcked"')

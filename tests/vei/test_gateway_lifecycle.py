@@ -18,8 +18,8 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from testkit import ROOT, CuttableProxy, free_port, wait_serving
-from vei_support import frame, frames, metric, spawn, stubs, subscribed, take, wait_until
+from testkit import ROOT, CuttableProxy, free_port, wait_serving, wait_until_async
+from vei_support import frame, frames, metric, spawn, stubs, subscribed, take
 
 from workloads.vei.proto import vei_pb2
 
@@ -175,12 +175,12 @@ async def test_client_killed_mid_stream(gateway: Any, script: str, rpc: str) -> 
             frames((frame("gone", i, size=20000) for i in range(10**6)), gap_s=0.005))
     proc = spawn([sys.executable, "-c", script.replace("{address}", gateway.address)], ROOT)
     try:
-        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) >= 1, within_s=30,
+        await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) >= 1, timeout_s=30,
                          what=f"{rpc} stream open")
         await asyncio.sleep(0.3)
         proc.kill()
         await asyncio.to_thread(proc.wait)
-        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) == 0, within_s=30,
+        await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) == 0, timeout_s=30,
                          what=f"{rpc} stream cleaned up")
     finally:
         proc.kill()
@@ -362,8 +362,8 @@ async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) 
         assert metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 1
         proxy.cut()
         cut_at = time.monotonic()
-        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
-                         within_s=10)
+        await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
+                         timeout_s=10)
         dropped_after_s = time.monotonic() - cut_at
     finally:
         await channel.close(None)

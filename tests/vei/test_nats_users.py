@@ -16,7 +16,8 @@ import grpc
 import nats
 import pytest
 from google.protobuf import empty_pb2
-from vei_support import frame, frames, read_jsonl, stubs, subscribed, wait_until
+from testkit import wait_until_async
+from vei_support import frame, frames, read_jsonl, stubs, subscribed
 
 from infra.platform import nats_users
 from infra.platform.values import nats_config_merge
@@ -50,7 +51,7 @@ async def _violations(url: str, seed: Path, action: Callable[[Any], Any]) -> lis
     try:
         await action(nc)
         await nc.flush()
-        await wait_until(lambda: errors, within_s=5, what="a permissions violation")
+        await wait_until_async(lambda: errors, timeout_s=5, what="a permissions violation")
     finally:
         await nc.close()
     return errors
@@ -93,7 +94,7 @@ async def test_each_process_does_its_job_as_its_own_user(nats_server_factory: Ca
             assert sorted(a.frameId for a in acks) == sorted(f.frameId for f in sent)
             assert all(a.error == "" for a in acks), [a.error for a in acks]
             # The registry (JetStream KV) works under the gateway's permissions.
-            await wait_until(lambda: _listed(vei), what="cam1 in the camera registry")
+            await wait_until_async(lambda: _listed(vei), what="cam1 in the camera registry")
             assert (await vei.DeleteCamera(vei_pb2.CameraID(cameraID="cam1"))).errorMsg == ""
         assert sorted(r["frameId"] for r in read_jsonl(out)) == sorted(f.frameId for f in sent)
     finally:

@@ -18,8 +18,8 @@ import nats
 import paho.mqtt.client as mqtt
 import pytest
 from google.protobuf import empty_pb2
-from testkit import ROOT, free_port, stop_process
-from vei_support import frame, frames, metric, read_jsonl, spawn, stubs, subscribed, wait_until
+from testkit import ROOT, free_port, stop_process, wait_until_async
+from vei_support import frame, frames, metric, read_jsonl, spawn, stubs, subscribed
 
 from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
@@ -172,7 +172,7 @@ async def test_aws_iot_sink_publishes_to_emulator(gateway_factory: Any, moto_iot
     async with grpc.aio.insecure_channel(gw.address) as ch:
         vei, _ = stubs(ch)
         reply = await vei.PublishToCloud(frames([result(i, provider="aws") for i in range(20)]))
-        await wait_until(lambda: len(acks) >= 20, what="20 acks")
+        await wait_until_async(lambda: len(acks) >= 20, what="20 acks")
     await nc.close()
     assert reply.errorMsg == ""
     ours = [payload for topic, payload in published() if topic == "vei/results"]
