@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit import ROOT, assert_nothing_left, marked_processes, run_env
+from testkit import ROOT, assert_nothing_left, marked_processes, run_env, wait_until
 from typer.testing import CliRunner
 
 from experiments.cli import app
@@ -49,14 +49,15 @@ def test_sigkill_mid_way_then_resume_runs_only_the_missing_cells(tmp_path: Path)
     proc = subprocess.Popen([*EDGERIG, "campaign", "run", str(plan)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:  # wait until the second cell's run is streaming
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            assert time.monotonic() < deadline, "the campaign never reached its second cell"
-            if (out / "campaign.json").exists() and \
-                    list((out / "cells").glob("latency-local-*fps25*/r1/camera.csv")):
-                break
-            time.sleep(0.1)
+        def second_cell_streams() -> bool:
+            return (out / "campaign.json").exists() and bool(
+                list((out / "cells").glob("latency-local-*fps25*/r1/camera.csv")))
+
+        try:
+            wait_until(second_cell_streams, 120, "the campaign's second cell",
+                       alive=lambda: proc.poll() is None, interval_s=0.1)
+        except RuntimeError:
+            raise AssertionError(proc.communicate()[0].decode()) from None
         proc.kill()  # the campaign alone; its cell dies with it, the cell's children do not
         proc.wait()
     finally:

@@ -19,7 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from testkit import ROOT, CuttableProxy
+from testkit import ROOT, CuttableProxy, wait_until_async
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -190,10 +190,8 @@ async def test_stream_fails_over_to_other_replica_and_resends_unacked() -> None:
     camera = Camera(settings(target, frames=60, fps=40.0, resend_after_s=5.0))
     run = asyncio.create_task(camera.run())
     try:
-        while True:
-            if any(len(gw.received) >= 10 for gw in gws):
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: any(len(gw.received) >= 10 for gw in gws), 20,
+                               "10 frames at a gateway", interval_s=0.01)
         first = next(i for i, gw in enumerate(gws) if gw.received)
         await started[first][0].stop(None)
         stats = await asyncio.wait_for(run, 20)
@@ -286,19 +284,14 @@ async def test_silent_replica_is_detected_by_keepalive_and_stream_moves() -> Non
     camera = Camera(settings(target, frames=200, fps=20.0, resend_after_s=5.0, drain_timeout_s=15.0))
     run = asyncio.create_task(camera.run())
     try:
-        while True:
-            if any(len(gw.received) >= 20 for gw in gws):
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: any(len(gw.received) >= 20 for gw in gws), 20,
+                               "20 frames at a gateway", interval_s=0.01)
         victim = next(i for i, gw in enumerate(gws) if gw.received)
         proxies[victim].cut()
         cut_at = time.monotonic()
         survivor = gws[1 - victim]
-        while True:
-            if survivor.received:
-                break
-            assert time.monotonic() - cut_at < 10, "the stream never moved to the other replica"
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: survivor.received, 10, "the stream on the other replica",
+                               interval_s=0.01)
         moved_after_s = time.monotonic() - cut_at
         stats = await asyncio.wait_for(run, 30)
     finally:
