@@ -7,11 +7,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from testkit import ROOT, assert_nothing_left, marked_processes, run_env
+from testkit import ROOT, assert_nothing_left, marked_processes, run_env, wait_until
 
 EDGERIG = [sys.executable, "-m", "experiments"]
 
@@ -81,11 +80,7 @@ def test_a_gateway_that_dies_mid_stream_stops_the_run_and_is_named(tmp_path: Pat
                              "--out", str(out), "--no-progress"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "camera.csv").exists():
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the run never started streaming"
-            time.sleep(0.1)
+        wait_streaming(proc, out)
         gateway = next(p for p in marked_processes(marker)
                        if "workloads.vei.gateway" in " ".join(p.cmdline()))
         port = int(next(a for a in gateway.cmdline() if a.startswith("127.0.0.1:")).rsplit(":", 1)[1])
@@ -103,6 +98,15 @@ def test_a_gateway_that_dies_mid_stream_stops_the_run_and_is_named(tmp_path: Pat
         sock.bind(("127.0.0.1", port))  # the gateway's port is free again
 
 
+def wait_streaming(proc: subprocess.Popen[str], out: Path) -> None:
+    """Until the run's camera records (streaming has begun); fails with the run's errors if it exits."""
+    try:
+        wait_until(lambda: (out / "camera.csv").exists(), 60, "the run's streaming",
+                   alive=lambda: proc.poll() is None, interval_s=0.1)
+    except RuntimeError:
+        raise AssertionError(proc.communicate()[1]) from None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
@@ -112,13 +116,12 @@ def test_interrupt_mid_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -
                              "--no-progress"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "camera.csv").exists():  # streaming has started: every process is up
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the run never started streaming"
-            time.sleep(0.1)
+        wait_streaming(proc, out)  # streaming has started: every process is up
         assert len(marked_processes(marker)) >= 5  # nats, sink, gateway, vision, camera
-        time.sleep(0.5)
+        # Interrupted mid-stream: once results reach the sink (it flushes each line), not at the start.
+        sink = out / "sink.jsonl"
+        wait_until(lambda: sink.exists() and len(sink.read_text().splitlines()) >= 5, 30,
+                   "results at the sink", alive=lambda: proc.poll() is None)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -10,7 +10,6 @@ import hashlib
 import os
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from hosts_support import K3S_KEY, Mirror, fleet_testbed, snapshot
-from testkit import TOKEN
+from testkit import TOKEN, wait_until
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api
@@ -154,6 +153,10 @@ def _in_host(env: Env, name: str, *cmd: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
 def _alive(pid: str) -> bool:
     """Running, not a zombie waiting for init to reap it."""
     try:
@@ -202,12 +205,12 @@ def test_reset_restores_pre_install_state_and_stops_what_k3s_left(env: Env) -> N
         start_new_session=True,
     )
     try:
-        time.sleep(0.5)
-        children = {
-            n: subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-            for n, p in shims.items()
-        }
-        assert all(children.values()), children
+
+        def children_of_shims() -> dict[str, list[str]]:
+            return {n: _children(p.pid) for n, p in shims.items()}
+
+        wait_until(lambda: all(children_of_shims().values()), 10, "the shims' children")
+        children = children_of_shims()
         api.reset(env.testbed, ["master2", "worker1"], known_hosts=str(env.fleet.known_hosts))
         for name, shim in shims.items():
             assert shim.wait(timeout=10) == -9, name  # killed with -9, with its whole tree

@@ -13,14 +13,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hosts_support import AIRGAP_KEY, FAKE_AIRGAP, Mirror, fleet_testbed, snapshot
-from testkit import ROOT
+from testkit import ROOT, wait_until
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, node_objects, render_kubeedge
@@ -248,10 +247,15 @@ def _plant_edge_leftovers(ke: dict[str, Any]) -> subprocess.Popen[bytes]:
     )
 
 
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
 def test_reset_leaves_no_kubeedge_state_and_the_edge_can_join_again(ke: dict[str, Any]) -> None:
     shim = _plant_edge_leftovers(ke)
     try:
-        time.sleep(0.5)
+        # The shim runs and has started its pod's process (what reset must kill).
+        wait_until(lambda: any(_children(int(c)) for c in _children(shim.pid)), 10, "the shim's pod process")
         summary = api.reset(ke["testbed"], ["cloud0", "edge0"], known_hosts=ke["kw"]["known_hosts"])
         assert shim.wait(timeout=10) == -9
     finally:

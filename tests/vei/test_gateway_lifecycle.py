@@ -125,9 +125,16 @@ async def test_sigterm_while_nats_is_down_still_exits_promptly(gateway_process: 
     proc, address = gateway_process()
     await wait_serving(address)
     nats_server_factory.stop(nats_server)
-    await asyncio.sleep(0.5)  # the gateway is now reconnecting
+    assert proc.stderr is not None
+    reconnecting = asyncio.to_thread(_read_until, proc.stderr, b"disconnected from NATS, reconnecting")
+    assert await asyncio.wait_for(reconnecting, 20)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 20) == 0
+
+
+def _read_until(stream: Any, text: bytes) -> bool:
+    """Reads a process's output until a line holds `text` (True) or the output ends (False)."""
+    return any(text in line for line in stream)
 
 
 _VANISHING_CAMERA = """
@@ -176,12 +183,14 @@ async def test_client_killed_mid_stream(gateway: Any, script: str, rpc: str) -> 
     proc = spawn([sys.executable, "-c", script.replace("{address}", gateway.address)], ROOT)
     try:
         await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) >= 1, timeout_s=30,
-                         what=f"{rpc} stream open")
-        await asyncio.sleep(0.3)
+                               what=f"{rpc} stream open")
+        flowing = "vei_frames_out_total" if rpc == "SubscribeImage" else "vei_frames_in_total"
+        await wait_until_async(lambda: metric(gateway, flowing, {"camera": "gone"}) >= 3, timeout_s=30,
+                               what=f"frames moving on {rpc}")  # killed mid-stream, not at its start
         proc.kill()
         await asyncio.to_thread(proc.wait)
         await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) == 0, timeout_s=30,
-                         what=f"{rpc} stream cleaned up")
+                               what=f"{rpc} stream cleaned up")
     finally:
         proc.kill()
         if proc.stderr:
@@ -363,7 +372,7 @@ async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) 
         proxy.cut()
         cut_at = time.monotonic()
         await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
-                         timeout_s=10)
+                               timeout_s=10)
         dropped_after_s = time.monotonic() - cut_at
     finally:
         await channel.close(None)
@@ -389,8 +398,9 @@ async def test_gateway_serves_only_once_its_nats_server_has_rejoined_the_cluster
     gw = Gateway(GatewaySettings(listen="127.0.0.1:0", nats_urls=[url_a], nats_join_timeout_s=60))
     starting = asyncio.create_task(gw.start())
     try:
-        await asyncio.sleep(2.0)  # a clustered JetStream cannot elect a leader alone
-        assert not starting.done(), "SERVING before the NATS server had any route"
+        # A clustered JetStream cannot elect a leader alone: for 2 s nothing may report SERVING.
+        done, _ = await asyncio.wait({starting}, timeout=2.0)
+        assert not done, "SERVING before the NATS server had any route"
         nats_server_factory(config=cluster("b", "a"))
         await asyncio.wait_for(starting, 45)
         await wait_serving(gw.address, within_s=5)

@@ -154,7 +154,7 @@ async def test_registry_survives_loss_of_one_node_of_a_jetstream_cluster(nats_se
         nats_server_factory.stop(urls[0])
         await vei.PublishImage(frames([frame("after", 0, size=10)]))
         await wait_until_async(lambda: _has(cameras, ["after", "before"]), timeout_s=60,
-                         what="registry readable and writable with one node gone")
+                               what="registry readable and writable with one node gone")
 
 
 async def _has(listing: Any, expected: list[str]) -> bool:

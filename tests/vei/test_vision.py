@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from testkit import wait_until_async
 
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 from workloads.vei.vision import VisionApp, parse_vision_args
@@ -66,12 +68,12 @@ async def run_vision(source: FrameSource, argv: list[str], want: int, last: str 
     app = VisionApp(parse_vision_args(["--gateway", f"127.0.0.1:{port}", *argv]))
     task = asyncio.create_task(app.run())
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def done() -> bool:
             seen = {r.frameId for r in source.results}
-            if len(seen) >= want or last in seen:
-                break
-            await asyncio.sleep(0.01)
+            return len(seen) >= want or last in seen
+
+        with contextlib.suppress(TimeoutError):  # the callers check what arrived
+            await wait_until_async(done, 20, "the vision app's results", interval_s=0.01)
     finally:
         app.stop()
         await asyncio.wait_for(task, 10)
