@@ -8,7 +8,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +55,6 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
         victim = active.index(1.0)
         survivor = 1 - victim
         gateways[victim][0].send_signal(signal.SIGKILL)  # no goodbye: as a crashed replica
-        killed_at = time.monotonic()
 
         stats = await asyncio.wait_for(camera_task, 60)
     finally:
@@ -72,7 +70,6 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
     ids = [r["frameId"] for r in results]
     assert len(ids) == len(set(ids))  # the sink de-duplicated resends
     assert set(ids) == {f"cam-f-{i}" for i in range(frames)}
-    assert time.monotonic() - killed_at < 60
 
 
 async def test_overflow_without_sink_is_counted_against_real_gateway(gateway_process: Spawn) -> None:

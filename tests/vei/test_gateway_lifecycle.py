@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from typing import Any
 
@@ -370,15 +369,13 @@ async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) 
         await subscribed(call)
         assert metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 1
         proxy.cut()
-        cut_at = time.monotonic()
+        # keepalive 1 s + ping timeout 1 s: about 2 s (docs/benchmarks.md); gRPC's 60 s default ping
+        # timeout would not make it within the wait.
         await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
-                               timeout_s=10)
-        dropped_after_s = time.monotonic() - cut_at
+                               timeout_s=10, what="the dead subscriber dropped")
     finally:
         await channel.close(None)
         await proxy.close()
-    # keepalive 1 s + ping timeout 1 s: about 2 s; grpc's 60 s default ping timeout would fail this
-    assert dropped_after_s < 5.0, f"gateway kept the dead subscriber for {dropped_after_s:.1f} s"
 
 
 async def test_gateway_serves_only_once_its_nats_server_has_rejoined_the_cluster(

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -102,9 +101,7 @@ async def test_no_queue_group_gives_original_fan_out() -> None:
 
 async def test_processing_time_is_spent() -> None:
     source = FrameSource(frames=4)
-    started = time.monotonic()
     await run_vision(source, ["--processing-ms", "100"], want=4)
-    assert time.monotonic() - started >= 0.4
     done = [r.visionDoneUnixNs for r in source.results]
     gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(done)]
     assert min(gaps) >= 95
