@@ -37,11 +37,12 @@ TOUCHED = ("etc/rancher", "var/lib/rancher", "usr/local/bin", "etc/systemd/syste
 
 
 class Env:
+    first: api.InstallResult  # the module's first install, made by the fixture
+
     def __init__(self, fleet: Any, mirror: Mirror, cache: Path) -> None:
         self.fleet, self.mirror, self.cache = fleet, mirror, cache
         self.testbed = fleet_testbed(fleet, mirror, ROLES)
         self.before = {h.name: snapshot(self.root(h.name), TOUCHED) for h in fleet.hosts}
-        self.first: api.InstallResult | None = None
         self.progress: list[tuple[str, str]] = []
 
     def root(self, name: str) -> Path:
@@ -123,7 +124,7 @@ def test_binaries_units_and_env(env: Env) -> None:
 
 
 def test_fleet_skips_are_reported(env: Env) -> None:
-    assert env.first is not None and env.first.kubeconfig is None
+    assert env.first.kubeconfig is None
     assert "no running systemd" in env.first.reason
     assert any("skipped 'start k3s'" in n for n in env.first.summary.notes["master0"])
     assert any("skipped 'start k3s-agent'" in n for n in env.first.summary.notes["worker0"])
@@ -135,7 +136,7 @@ def test_fleet_skips_are_reported(env: Env) -> None:
 
 
 def test_second_run_changes_nothing(env: Env) -> None:
-    assert env.first is not None and all(n > 0 for n in env.first.summary.changed.values())
+    assert all(n > 0 for n in env.first.summary.changed.values())
     again = env.install()
     assert again.summary.changed == dict.fromkeys(ROLES, 0)
 
@@ -235,14 +236,15 @@ def test_reset_restores_pre_install_state_and_stops_what_k3s_left(env: Env) -> N
 
 
 def test_wrong_sha256_fails_before_any_host_is_touched(env: Env, tmp_path: Path) -> None:
+    # Whatever the hosts hold now (installed, or reset by an earlier test), a failed check changes none of it.
+    before = {name: snapshot(env.root(name), TOUCHED) for name in ROLES}
     wrong = {**env.mirror.pins, K3S_KEY: Pin("sha256", "0" * 64, "test")}
     with pytest.raises(ArtefactError, match=r"sha256 mismatch .* Nothing was installed"):
         api.install(
             env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_pins=wrong, artefact_cache=tmp_path
         )
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
-    for name in ROLES:
-        assert not (env.root(name) / "usr/local/bin/k3s").exists()
+    assert {name: snapshot(env.root(name), TOUCHED) for name in ROLES} == before
 
 
 def test_rejoin_after_reset(env: Env) -> None:

@@ -167,6 +167,7 @@ def test_aws_sink_without_credentials() -> None:
     cfg["edgerig:awsSecretAccessKey"] = "example-secret"
     tb = load_testbed(cfg, name="t")
     assert tb.vei.aws_secret_access_key is not None
+    assert tb.vei.aws_secret_access_key.get_secret_value() == "example-secret"
     assert "example-secret" not in repr(tb) and "example-secret" not in str(tb.public_dump())
 
 
