@@ -158,3 +158,26 @@ def fleet_testbed(
             **extra,
         }
     )
+
+
+# The fleet's KubeEdge layout (test_kubeedge_fleet.py, bench_kubeedge_install.py): a cloud server
+# through Ansible, a Pi-like EdgeCore host through pyinfra.
+KUBEEDGE_ROLES = {"cloud0": ("cloud", "server"), "edge0": ("edge", "edge")}
+FLEET_REGISTRY = "http://10.232.0.1:5000"  # never contacted: the fleet pulls no image
+
+
+def air_gapped_kubeedge_testbed(fleet: Any, mirror: Mirror) -> Any:
+    """The KubeEdge layout, air-gapped: a registry mirror for every registry, a chart repository."""
+    from infra.model import KNOWN_REGISTRIES
+
+    return fleet_testbed(
+        fleet,
+        mirror,
+        KUBEEDGE_ROLES,
+        kubeedge=True,
+        artefact_settings={
+            "air_gapped": True,
+            "registry_mirrors": dict.fromkeys(KNOWN_REGISTRIES, FLEET_REGISTRY),
+            "chart_repository": "http://10.232.0.1:8080",
+        },
+    )

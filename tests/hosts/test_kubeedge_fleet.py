@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosts_support import AIRGAP_KEY, FAKE_AIRGAP, Mirror, fleet_testbed, snapshot
+from hosts_support import (
+    AIRGAP_KEY,
+    FAKE_AIRGAP,
+    FLEET_REGISTRY,
+    KUBEEDGE_ROLES,
+    Mirror,
+    air_gapped_kubeedge_testbed,
+    snapshot,
+)
 from testkit import ROOT, wait_until
 
 from experiments.testbeds.fleet import hosts as fleet_mod
@@ -26,9 +34,9 @@ from infra.hosts import api, node_objects, render_kubeedge
 from infra.model import KNOWN_REGISTRIES
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-ROLES = {"cloud0": ("cloud", "server"), "edge0": ("edge", "edge")}
+ROLES = KUBEEDGE_ROLES
 BIN = Path(sys.executable).parent
-REGISTRY = "http://10.232.0.1:5000"  # never contacted: the fleet pulls no image
+REGISTRY = FLEET_REGISTRY
 # What an install may touch on the edge; containerd's config.toml stays after a reset (host
 # preparation, like the packages), so /etc/containerd is not in it.
 EDGE_TOUCHED = (
@@ -51,17 +59,7 @@ def ke(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     try:
         root = lambda n: state / "hosts" / n / "root"  # noqa: E731
         before = snapshot(root("edge0"), EDGE_TOUCHED)
-        testbed = fleet_testbed(
-            fleet,
-            mirror,
-            ROLES,
-            kubeedge=True,
-            artefact_settings={
-                "air_gapped": True,
-                "registry_mirrors": dict.fromkeys(KNOWN_REGISTRIES, REGISTRY),
-                "chart_repository": "http://10.232.0.1:8080",
-            },
-        )
+        testbed = air_gapped_kubeedge_testbed(fleet, mirror)
         kw = {
             "known_hosts": str(fleet.known_hosts),
             "artefact_pins": mirror.pins,

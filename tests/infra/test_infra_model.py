@@ -246,6 +246,36 @@ def test_air_gapped_stacks_name_every_missing_mirror() -> None:
     assert load_testbed(cfg, name="t").artefacts.chart_repository == "http://charts.lab"
 
 
+FEATURES = ("openfaas", "monitoring", "metricsServer")
+
+
+def _chart_images() -> list[tuple[str, str]]:
+    """(image, 'always' or the feature key) from the chart-image table of docs/hosts.md."""
+    rows = []
+    for line in (ROOT / "docs/hosts.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and "/" in cells[0] and ":" in cells[0]:
+            when = cells[2].strip("`").removeprefix("platform.").removesuffix(".enabled")
+            rows.append((cells[0].strip("`"), when))
+    return rows
+
+
+@pytest.mark.parametrize("feature", ["always", *FEATURES])
+def test_air_gap_covers_every_registry_the_charts_pull_from(feature: str) -> None:
+    """Every registry of an image the pinned charts deploy (docs/hosts.md) needs a mirror when the
+    stack is air-gapped, exactly when the image is deployed."""
+    images = [image for image, when in _chart_images() if when == feature]
+    assert images, f"docs/hosts.md lists no chart image deployed {feature!r}"
+    cfg = base()
+    cfg["edgerig:vei"] = {"enabled": False}  # edgerig's own images are delivered, not pulled
+    cfg["edgerig:platform"] = {
+        "nats": {"jetstream": True},
+        **{f: {"enabled": f == feature} for f in FEATURES},
+    }
+    required = load_testbed(cfg, name="t").required_registries
+    assert {image.split("/", 1)[0] for image in images} <= set(required), (images, required)
+
+
 def test_unknown_key_and_other_namespaces() -> None:
     cfg = base()
     cfg["edgerig:adminCidr"] = ["10.0.0.0/8"]
