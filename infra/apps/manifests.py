@@ -12,7 +12,7 @@ from typing import Any
 
 from infra import images
 from infra.model import CloudSink, Testbed
-from infra.platform import nats_users
+from infra.platform import nats_users, objects
 from infra.platform.components import nats_urls
 from infra.platform.placement import edge_tolerations, not_on_edgecore_affinity, prefer_edge_affinity
 from workloads.images.catalog import USER_ID
@@ -52,13 +52,7 @@ def auth_secret(testbed: Testbed, seeds: Mapping[str, Any], token: Any | None) -
     data = {nats_seed_key(user): seeds[user] for user in (nats_users.GATEWAY, nats_users.SINK)}
     if token is not None:
         data[GRPC_TOKEN_KEY] = token
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": AUTH_SECRET, "namespace": testbed.vei.namespace, "labels": dict(MANAGED)},
-        "stringData": data,
-    }
+    return objects.secret(AUTH_SECRET, testbed.vei.namespace, data, MANAGED)
 
 
 def pod_security() -> dict[str, Any]:
@@ -306,13 +300,7 @@ def credentials_secret(testbed: Testbed, values: dict[str, Any]) -> dict[str, An
     """Cloud credentials; values are Pulumi secrets at deploy time, never literals in a manifest."""
     if not values:
         return None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": testbed.vei.namespace, "labels": dict(MANAGED)},
-        "stringData": values,
-    }
+    return objects.secret(CREDENTIALS_SECRET, testbed.vei.namespace, values, MANAGED)
 
 
 def pod_monitors(testbed: Testbed) -> list[dict[str, Any]]:
