@@ -138,8 +138,11 @@ def vei_network_policies(testbed: Testbed, gateway: str, sink: str,
         _policy("sink", ns, _pods_named(sink), ["Egress"], egress=[to_nats]),
     ]
     if clients:
-        out.append(_policy("clients", ns, _pods_named(*clients), ["Egress"], egress=[
-            {"to": [{"podSelector": _pods_named(gateway)}], "ports": _tcp(vei.grpc_port)}]))
+        # With EdgeMesh the clients dial the gateway's ClusterIP, which EdgeMesh's proxy on the node (host
+        # network) may carry: their egress then goes to a node address, so it stays open.
+        to_gateway = {"to": [{"podSelector": _pods_named(gateway)}], "ports": _tcp(vei.grpc_port)}
+        out.append(_policy("clients", ns, _pods_named(*clients), ["Egress"],
+                           egress=[{} if testbed.edgemesh_enabled else to_gateway]))
     return out
 
 

@@ -137,6 +137,16 @@ def test_every_namespace_denies_by_default(name: str) -> None:
     assert denying[tb.platform.nats.namespace] == denying[tb.vei.namespace] == ["Ingress", "Egress"]
 
 
+def test_with_edgemesh_the_clients_may_reach_its_node_local_proxy() -> None:
+    mesh = variant("hybrid", vei={"clients": "cluster"})  # EdgeCore nodes, so EdgeMesh
+    objs, p = all_objects(mesh), pods(mesh)
+    node_local = Pod("", ip="192.168.50.10")  # edgemesh-agent on the host network
+    assert mesh.edgemesh_enabled and connects(objs, p["camera"], node_local, 40001)
+    assert connects(objs, OUTSIDE, p["gateway"], mesh.vei.grpc_port)  # the proxy calls from a node address
+    assert not connects(objs, p["camera"], p["nats"], 4222)  # NATS still takes only its two processes
+    assert not connects(objs, p["function"], p["nats"], 4222)
+
+
 def test_operator_clients_and_cloud_sinks_open_only_what_they_need() -> None:
     operator = stack("pi-k3s")  # the shipped stacks run cameras and the sink on the operator's machine
     objs, p = all_objects(operator), pods(operator)
