@@ -252,8 +252,9 @@ def _children(pid: int) -> list[str]:
 def test_reset_leaves_no_kubeedge_state_and_the_edge_can_join_again(ke: dict[str, Any]) -> None:
     shim = _plant_edge_leftovers(ke)
     try:
-        # The shim runs and has started its pod's process (what reset must kill).
-        wait_until(lambda: any(_children(int(c)) for c in _children(shim.pid)), 10, "the shim's pod process")
+        # `ip netns exec` and python exec the shim in place: once it has forked its pod's process, both
+        # are there for reset to kill.
+        wait_until(lambda: bool(_children(shim.pid)), 10, "the shim's pod process")
         summary = api.reset(ke["testbed"], ["cloud0", "edge0"], known_hosts=ke["kw"]["known_hosts"])
         assert shim.wait(timeout=10) == -9
     finally:
