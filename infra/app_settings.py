@@ -162,6 +162,11 @@ class VeiSettings(_Model):
     # creation and arrival times); the gateway and NATS are then also published on node ports.
     clients: Literal["cluster", "operator"] = "cluster"
     gateway_node_port: int = Field(default=30051, ge=30000, le=32767)
+    # Who may call the gateway. none: anyone who reaches its port (the NetworkPolicies admit only the
+    # cameras and vision apps, and everyone on a node port). token: every VEI call must carry a bearer
+    # token that Pulumi generates (a Kubernetes Secret for the pods, the secret output veiGatewayToken
+    # for operator-side clients); health checks stay open for the probes.
+    gateway_auth: Literal["none", "token"] = "none"
     # Secrets: config keys edgerig:awsAccessKeyId / edgerig:awsSecretAccessKey / edgerig:mqttPassword.
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None

@@ -442,6 +442,17 @@ def load_testbed(config: Mapping[str, Any], *, name: str | None = None) -> Testb
         raise StackConfigError(format_validation_error(exc)) from None
 
 
+def install_stages(testbed: Testbed, selected: Sequence[Node] | None = None) -> list[list[Node]]:
+    """The order of installs (reset runs it backwards): the servers one by one (the first one inits the
+    cluster), then the other cloud nodes, then the edge nodes. Every node of a stage waits for all nodes
+    of earlier stages. `selected`: only these nodes (default: all)."""
+    names = {n.name for n in (testbed.nodes if selected is None else selected)}
+    rest = [n for n in testbed.nodes if n.name in names and n.role != "server"]
+    stages = [[s] for s in testbed.servers if s.name in names]
+    by_realm = ([n for n in rest if n.realm == realm] for realm in ("cloud", "edge"))
+    return stages + [group for group in by_realm if group]
+
+
 def nodes_named(testbed: Testbed, names: Sequence[str] | None) -> list[Node]:
     """The nodes to act on: all of them (None) or the named ones, in install order."""
     if names is None:

@@ -18,6 +18,7 @@ from infra.edge.pi_nodes import PiNodes
 from infra.hosts.artefacts import check_pins
 from infra.hosts.inventory import require_host_keys
 from infra.model import Testbed
+from infra.platform import nats_users
 from infra.platform.components import MetricsServer, Monitoring, Nats, NodeLabels, OpenFaaS
 from infra.platform.edgemesh import EdgeMesh
 from infra.platform.values import edge_function_patch
@@ -83,7 +84,7 @@ def build(testbed: Testbed) -> Program:
     if platform.openfaas.enabled:
         prog.components["openfaas"] = OpenFaaS("openfaas", testbed, provider)
     if testbed.vei.enabled:
-        prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=[nats, *ready])
+        prog.components["vei"] = VeiApp("vei", testbed, provider, nats.seeds, depends_on=[nats, *ready])
 
     _export(prog, addresses, known_hosts)
     return prog
@@ -139,6 +140,12 @@ def _export(prog: Program, addresses: dict[str, pulumi.Input[str]], known_hosts:
             every = pulumi.Output.all(*addresses.values())
             outputs["veiGatewayEndpoints"] = every.apply(lambda ips: [f"{ip}:{gw_port}" for ip in ips])
             outputs["natsUrls"] = every.apply(lambda ips: [f"nats://{ip}:{nats_port}" for ip in ips])
+            # The operator's processes log in as the NATS user `operator` with this seed (a secret).
+            nats = prog.components["nats"]
+            assert isinstance(nats, Nats)
+            outputs["natsOperatorNkeySeed"] = nats.seeds[nats_users.OPERATOR]
+        if vei.gateway_token is not None:
+            outputs["veiGatewayToken"] = vei.gateway_token  # secret; clients send it as a bearer token
     if testbed.cloudcore_node is not None:
         outputs["cloudcoreNode"] = testbed.cloudcore_node.name
     for key, value in outputs.items():

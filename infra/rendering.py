@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from infra.apps import clients, manifests
+from infra.apps.vei import vei_network_policies
 from infra.model import Testbed
-from infra.platform import edgemesh, objects
+from infra.platform import edgemesh, nats_users, network_policies, objects
 from infra.platform.values import (
     edge_function_patch,
     metrics_server_values,
@@ -38,6 +39,7 @@ def platform_objects(testbed: Testbed) -> list[dict[str, Any]]:
     p = testbed.platform
     out = [*objects.node_label_patches(testbed), *edgemesh_objects(testbed)]
     out.append(objects.namespace(p.nats.namespace))
+    out += network_policies.nats_network_policies(testbed)
     if (nats_external := objects.nats_external_service(testbed)) is not None:
         out.append(nats_external)
     if p.monitoring.enabled:
@@ -45,6 +47,7 @@ def platform_objects(testbed: Testbed) -> list[dict[str, Any]]:
             objects.namespace(p.monitoring.namespace),
             objects.grafana_admin(testbed, SECRET_PLACEHOLDER),
             *objects.dashboard_configmaps(testbed),
+            *network_policies.monitoring_network_policies(testbed),
         ]
     if p.openfaas.enabled:
         out += [
@@ -52,6 +55,7 @@ def platform_objects(testbed: Testbed) -> list[dict[str, Any]]:
             objects.namespace(p.openfaas.functions_namespace, {"role": "openfaas-fn"}),
             objects.openfaas_basic_auth(testbed, SECRET_PLACEHOLDER),
             *objects.function_hpas(testbed),
+            *network_policies.openfaas_network_policies(testbed),
         ]
     return out
 
@@ -68,8 +72,12 @@ def app_objects(testbed: Testbed) -> list[dict[str, Any]]:
     secret = manifests.credentials_secret(testbed, {k: SECRET_PLACEHOLDER for k, v in keys.items() if v})
     sink = clients.sink_deployment(testbed)
     external = manifests.external_gateway_service(testbed)
+    seeds = {user: SECRET_PLACEHOLDER for user in nats_users.users(operator=False)}
+    token = SECRET_PLACEHOLDER if vei.gateway_auth == "token" else None
     out = [
         objects.namespace(vei.namespace),
+        *vei_network_policies(testbed),
+        manifests.auth_secret(testbed, seeds, token),
         *([secret] if secret else []),
         manifests.gateway_deployment(testbed),
         *manifests.gateway_services(testbed),
@@ -104,7 +112,8 @@ def all_objects(testbed: Testbed) -> list[dict[str, Any]]:
 
 def helm_values(testbed: Testbed) -> dict[str, dict[str, Any]]:
     p = testbed.platform
-    out = {"nats": nats_values(testbed)}
+    keys = {user: f"<public key of {user}>" for user in nats_users.users(testbed.vei.clients == "operator")}
+    out = {"nats": nats_values(testbed, keys)}
     if p.metrics_server.enabled:
         out["metrics-server"] = metrics_server_values(testbed)
     if p.monitoring.enabled:

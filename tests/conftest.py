@@ -214,3 +214,13 @@ def mosquitto_factory() -> Iterator[Callable[..., int]]:
 @pytest.fixture
 def mosquitto(mosquitto_factory: Callable[..., int]) -> int:
     return mosquitto_factory()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.root` is the one way to say a test needs root: without it, such tests skip."""
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (network namespaces, mounts, chroot, image builds)")
+    for item in items:
+        if item.get_closest_marker("root") is not None:
+            item.add_marker(skip)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from testkit import ROOT
+
 PROTO_DIR = ROOT / "workloads" / "vei" / "proto"
 STUBS = ("vei_pb2.py", "vei_pb2.pyi", "vei_pb2_grpc.py", "vei_pb2_grpc.pyi")
 

@@ -1,17 +1,23 @@
 """Plain test helpers shared across test folders (fixtures stay in conftest.py files).
 
 Import them by module name: `from testkit import wait_serving`. pytest puts tests/ on sys.path.
+Helpers of one test folder live beside its tests as `<topic>_support.py` (vei_support, hosts_support,
+stack_support, ...); stand-ins and wrappers of outside programs are named after the program
+(pulumi_double, podman_cli).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -21,11 +27,13 @@ from experiments.testbeds.nats import nats_server_binary
 from experiments.testbeds.ports import free_port, port_open, wait_until
 
 __all__ = [
-    "NATS_SERVER", "ROOT", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes", "run_env",
-    "stop_process", "wait_for_port", "wait_serving",
+    "NATS_SERVER", "ROOT", "TOKEN", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes",
+    "run_env", "stop_process", "wait_for_port", "wait_serving", "wait_until", "wait_until_async",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+# The suite's one fake K3s/KubeEdge token: long enough for the model's check, obviously not a secret.
+TOKEN = "test-only-" + "0" * 32
 NATS_SERVER = nats_server_binary()
 
 
@@ -56,6 +64,21 @@ def assert_nothing_left(marker: str, tmp: Path) -> None:
     left = [(p.pid, p.name()) for p in marked_processes(marker)]
     assert not left, f"processes left behind: {left}"
     assert not list(tmp.iterdir()), f"temp dirs left behind: {list(tmp.iterdir())}"
+
+
+async def wait_until_async(check: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition",
+                           interval_s: float = 0.02) -> None:
+    """wait_until (the project's, experiments.testbeds.ports) for async tests: `check` may return an
+    awaitable, and the wait yields to the event loop between checks."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(interval_s)
+    raise TimeoutError(f"{what} was not reached within {timeout_s:g} s")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

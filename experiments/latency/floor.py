@@ -16,12 +16,15 @@ import time
 import nats
 from nats.aio.msg import Msg
 
+from infra.platform.nats_users import FLOOR_PREFIX
+
 _HEADER = struct.Struct("!QQ")  # sequence number, send time (perf_counter_ns)
 
 
 async def measure_floor(nats_url: str, samples: int, fps: float, payload_bytes: int,
-                        timeout_s: float = 10.0) -> list[float]:
-    """Latencies in ms of `samples` messages; messages that never arrive are simply missing."""
+                        timeout_s: float = 10.0, nkeys_seed: str | None = None) -> list[float]:
+    """Latencies in ms of `samples` messages; messages that never arrive are simply missing.
+    `nkeys_seed`: the seed file both ends log in with, where NATS takes only its users."""
     payload = bytearray(os.urandom(max(payload_bytes, _HEADER.size)))
     received: dict[int, float] = {}
     all_in = asyncio.Event()
@@ -33,9 +36,9 @@ async def measure_floor(nats_url: str, samples: int, fps: float, payload_bytes: 
         if len(received) >= samples:
             all_in.set()
 
-    sub_nc = await nats.connect(nats_url, name="floor-sub")
-    pub_nc = await nats.connect(nats_url, name="floor-pub")
-    subject = f"edgerig.floor.{os.getpid()}.{time.monotonic_ns()}"
+    sub_nc = await nats.connect(nats_url, name="floor-sub", nkeys_seed=nkeys_seed)
+    pub_nc = await nats.connect(nats_url, name="floor-pub", nkeys_seed=nkeys_seed)
+    subject = f"{FLOOR_PREFIX}.{os.getpid()}.{time.monotonic_ns()}"
     try:
         await sub_nc.subscribe(subject, cb=on_msg)
         await sub_nc.flush()

@@ -136,7 +136,7 @@ def run_once(cfg: LatencyConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.console.print(f"measuring the floor: {cfg.floor_samples()} bare NATS hops at {cfg.fps:g}/s")
         nats_before = meter.sample()
         floor = asyncio.run(measure_floor(tb.endpoints.nats_urls[0], cfg.floor_samples(), cfg.fps,
-                                          cfg.frame_bytes))
+                                          cfg.frame_bytes, nkeys_seed=tb.nats_seed_file))
         nats_after = meter.sample()
     check_system(tb)
     tb.stop_client(sink)  # SIGTERM: the sink writes its stats file

@@ -261,11 +261,20 @@ class Testbed(ABC):
         """Kind-specific checks; append to check.checked and check.problems."""
 
     # -- clients on the operator's machine ---------------------------------------------------------
+    @property
+    def nats_seed_file(self) -> str | None:
+        """The nkey seed file the operator's NATS clients log in with (None: the system's NATS is open)."""
+        return None
+
+    def client_env(self) -> dict[str, str]:
+        """Environment of the operator's VEI processes: how they authenticate (files, never values)."""
+        return {"VEI_NATS_NKEY_SEED_FILE": self.nats_seed_file} if self.nats_seed_file else {}
+
     def start_client(self, name: str, launch: Launch, ready: Callable[[], bool] | None = None,
                      ready_timeout_s: float = 20.0) -> Child:
         """A camera or sink on this machine (the operator's), stopped at `down()` at the latest."""
-        child = self.supervisor.start(name, launch.argv(), env=launch.process_env(), ready=ready,
-                                      ready_timeout_s=ready_timeout_s)
+        child = self.supervisor.start(name, launch.argv(), env={**launch.process_env(), **self.client_env()},
+                                      ready=ready, ready_timeout_s=ready_timeout_s)
         self._clients.append(child)
         return child
 

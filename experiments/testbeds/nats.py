@@ -24,6 +24,7 @@ from typing import Any
 from experiments.testbeds.netns import NetNode
 from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
+from workloads.vei.settings import NATS_MAX_PAYLOAD_BYTES
 
 CLIENT_PORT = 4222  # fixed ports on nodes are fine: every node has its own address
 CLUSTER_PORT = 6222
@@ -33,8 +34,7 @@ PING_INTERVAL = "500ms"
 PING_MAX = 2
 # A write to a dead peer blocks until the kernel buffer is full; the deadline bounds that stall.
 WRITE_DEADLINE = "2s"
-# Room for the gateway's largest image (4 MiB) plus the protobuf envelope, above NATS's 1 MB default.
-MAX_PAYLOAD = "8MB"
+MAX_PAYLOAD = str(NATS_MAX_PAYLOAD_BYTES)
 READY_TIMEOUT_S = 30.0
 # One Go scheduler thread: at the VEI's message rates nats-server spends ~15 % less CPU per message
 # than with one per core (measured; docs/benchmarks.md), and latency does not suffer.

@@ -20,8 +20,9 @@ def probe_serving(endpoints: Sequence[str], timeout_s: float) -> list[str]:
     return [e for e in endpoints if e in probe.stderr] or list(endpoints)
 
 
-def sink_answers(nats_urls: Sequence[str], timeout_s: float = 1.0) -> bool:
-    """True when a local sink answers the readiness request (an empty message) on its subject."""
+def sink_answers(nats_urls: Sequence[str], timeout_s: float = 1.0, nkeys_seed: str | None = None) -> bool:
+    """True when a local sink answers the readiness request (an empty message) on its subject;
+    `nkeys_seed`: the seed file to log in with, where NATS takes only its users."""
     import asyncio
 
     import nats
@@ -30,7 +31,7 @@ def sink_answers(nats_urls: Sequence[str], timeout_s: float = 1.0) -> bool:
     async def ask() -> bool:
         try:
             nc = await nats.connect(list(nats_urls), connect_timeout=timeout_s, max_reconnect_attempts=0,
-                                    allow_reconnect=False)
+                                    allow_reconnect=False, nkeys_seed=nkeys_seed)
         except (TimeoutError, OSError, NatsError):
             return False
         try:

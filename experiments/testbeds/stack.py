@@ -50,6 +50,9 @@ STACKS_DIR = REPO / "stacks"
 READY_TIMEOUT_S = 600.0
 ENGINE_TIMEOUT_S = 3 * 3600.0
 CLIENTS_OUTPUT = "veiClients"
+# Secret outputs the operator's clients authenticate with (infra/program.py exports them).
+NATS_SEED_OUTPUT = "natsOperatorNkeySeed"
+GATEWAY_TOKEN_OUTPUT = "veiGatewayToken"
 
 
 def _engine_argv(operation: str, stack: str) -> list[str]:
@@ -145,6 +148,7 @@ class StackTestbed(Testbed):
         self._up_started = False
         self.cluster: ClusterApi | None = None
         self.outputs: dict[str, dict[str, Any]] = {}
+        self._secret_files: dict[str, str] = {}  # output -> file holding it, for this bring-up
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -271,7 +275,29 @@ class StackTestbed(Testbed):
         # The sink is ready once it answers the readiness request on the local-sink subject.
         from experiments.testbeds.readiness import sink_answers
 
-        return sink_answers(list(self.endpoints.nats_urls))
+        return sink_answers(list(self.endpoints.nats_urls), nkeys_seed=self.nats_seed_file)
+
+    def _secret_file(self, output: str) -> str | None:
+        """A secret output in a file only this user reads (in the run's temp dir), or None without it."""
+        value = self._output(output, False)
+        if value is None:
+            return None
+        if output not in self._secret_files:
+            path = self.supervisor.temp_dir("credentials") / output
+            path.touch(mode=0o600)
+            path.write_text(str(value))
+            self._secret_files[output] = str(path)
+        return self._secret_files[output]
+
+    @property
+    def nats_seed_file(self) -> str | None:
+        return self._secret_file(NATS_SEED_OUTPUT)
+
+    def client_env(self) -> dict[str, str]:
+        env = super().client_env()
+        if (token := self._secret_file(GATEWAY_TOKEN_OUTPUT)) is not None:
+            env["VEI_GRPC_TOKEN_FILE"] = token
+        return env
 
     def _check_clean(self, check: CleanCheck) -> None:
         assert self.cluster is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.apps.manifests import client_gateway_target, deployment
+from infra.apps.manifests import SINK, client_gateway_target, deployment
 from infra.model import Testbed
 from infra.platform.components import nats_urls
 from workloads.vei import launch
@@ -60,6 +60,7 @@ def sink_deployment(testbed: Testbed) -> dict[str, Any] | None:
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     }
-    dep = deployment(testbed, "vei-sink", 1, container, spread=False)
-    dep["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    dep = deployment(testbed, SINK, 1, container, spread=False)
+    pod = dep["spec"]["template"]["spec"]
+    pod["volumes"] = [*pod.get("volumes", []), {"name": "data", "emptyDir": {}}]
     return dep

@@ -7,17 +7,77 @@ every gateway pod itself instead of pinning one connection through a ClusterIP.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from infra import images
 from infra.model import CloudSink, Testbed
+from infra.platform import nats_users, objects
 from infra.platform.components import nats_urls
 from infra.platform.placement import edge_tolerations, not_on_edgecore_affinity, prefer_edge_affinity
+from workloads.images.catalog import USER_ID
 from workloads.vei import launch
 
 CREDENTIALS_SECRET = "vei-cloud-credentials"
-GATEWAY = "vei-gateway"
+GATEWAY = nats_users.PODS[nats_users.GATEWAY]
+SINK = nats_users.PODS[nats_users.SINK]
 MANAGED = {"app.kubernetes.io/managed-by": "edgerig", "app.kubernetes.io/part-of": "vei"}
+# Who-may-talk-to-whom secrets (NATS nkey seeds, the gateway token), mounted as files: a file never
+# shows in `ps` or in the pod spec, and the processes read each from its VEI_..._FILE variable.
+AUTH_SECRET = "vei-auth"
+AUTH_DIR = "/var/run/secrets/edgerig"
+GRPC_TOKEN_KEY = "grpc-token"
+SECRET_FILE_MODE = 0o440  # owner and group (fsGroup, the image's user) read; nobody else
+
+
+def nats_seed_key(user: str) -> str:
+    return f"{user}{nats_users.SEED_KEY_SUFFIX}"
+
+
+def auth_files(testbed: Testbed, component: str) -> dict[str, str]:
+    """VEI_..._FILE variable -> key of AUTH_SECRET, for one component's pods."""
+    files: dict[str, str] = {}
+    if component == GATEWAY:
+        files["VEI_NATS_NKEY_SEED_FILE"] = nats_seed_key(nats_users.GATEWAY)
+    elif component == SINK:
+        files["VEI_NATS_NKEY_SEED_FILE"] = nats_seed_key(nats_users.SINK)
+    if testbed.vei.gateway_auth == "token" and component != SINK:
+        files["VEI_GRPC_TOKEN_FILE"] = GRPC_TOKEN_KEY  # the gateway checks it, its clients send it
+    return files
+
+
+def auth_secret(testbed: Testbed, seeds: Mapping[str, Any], token: Any | None) -> dict[str, Any]:
+    """The in-cluster processes' NATS seeds (and the gateway token); values are Pulumi secrets at deploy
+    time, a placeholder in schema tests. The operator's seed is a stack output, never in the cluster."""
+    data = {nats_seed_key(user): seeds[user] for user in (nats_users.GATEWAY, nats_users.SINK)}
+    if token is not None:
+        data[GRPC_TOKEN_KEY] = token
+    return objects.secret(AUTH_SECRET, testbed.vei.namespace, data, MANAGED)
+
+
+def pod_security() -> dict[str, Any]:
+    """Pod-level: the image's non-root user, the runtime's default seccomp filter, no API token."""
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
+            "fsGroup": USER_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+    }
 
 
 def cloud_spec(sink: CloudSink) -> str:
@@ -102,7 +162,23 @@ def deployment(
     spread: bool,
     gateway_client: bool = False,
 ) -> dict[str, Any]:
+    """`name` is also the component (GATEWAY, SINK, ...) whose auth_files the pods mount."""
     labels = _labels(name)
+    container = {**images.vei(testbed).container_fields(), **container, **container_security()}
+    pod: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 15,
+        **pod_security(),
+        **_placement(testbed, name, spread, gateway_client),
+    }
+    if files := auth_files(testbed, name):
+        container["env"] = [*container.get("env", []),
+                            *({"name": var, "value": f"{AUTH_DIR}/{key}"} for var, key in files.items())]
+        container["volumeMounts"] = [*container.get("volumeMounts", []),
+                                     {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}]
+        items = [{"key": key, "path": key} for key in sorted(set(files.values()))]
+        pod["volumes"] = [{"name": "auth", "secret": {"secretName": AUTH_SECRET, "items": items,
+                                                       "defaultMode": SECRET_FILE_MODE}}]
+    pod["containers"] = [container]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -110,14 +186,7 @@ def deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": 15,
-                    "containers": [{**images.vei(testbed).container_fields(), **container}],
-                    **_placement(testbed, name, spread, gateway_client),
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
 
@@ -150,7 +219,8 @@ def gateway_deployment(testbed: Testbed) -> dict[str, Any]:
     vei = testbed.vei
     spec = launch.gateway(listen=f"0.0.0.0:{vei.grpc_port}", nats_urls=nats_urls(testbed),
                           clouds=[cloud_spec(sink) for sink in vei.clouds],
-                          metrics_listen=f"0.0.0.0:{vei.metrics_port}")
+                          metrics_listen=f"0.0.0.0:{vei.metrics_port}",
+                          env={"VEI_GRPC_REFLECTION": "false"})
     plain = spec.container("gateway")
     container = {
         **plain,
@@ -230,13 +300,7 @@ def credentials_secret(testbed: Testbed, values: dict[str, Any]) -> dict[str, An
     """Cloud credentials; values are Pulumi secrets at deploy time, never literals in a manifest."""
     if not values:
         return None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": testbed.vei.namespace, "labels": dict(MANAGED)},
-        "stringData": values,
-    }
+    return objects.secret(CREDENTIALS_SECRET, testbed.vei.namespace, values, MANAGED)
 
 
 def pod_monitors(testbed: Testbed) -> list[dict[str, Any]]:

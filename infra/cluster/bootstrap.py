@@ -14,7 +14,7 @@ from pulumi import dynamic
 
 from infra.cluster.hashing import host_config_hash
 from infra.cluster.provider import HostInstallProvider
-from infra.model import Node, Testbed
+from infra.model import Node, Testbed, install_stages
 
 
 class HostInstall(dynamic.Resource):
@@ -51,14 +51,6 @@ class HostInstall(dynamic.Resource):
         super().__init__(HostInstallProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret_outs))
 
 
-def install_order(testbed: Testbed) -> list[list[Node]]:
-    """Stages of nodes; every node of a stage depends on all nodes of earlier stages."""
-    stages: list[list[Node]] = [[s] for s in testbed.servers]
-    cloud_rest = [n for n in testbed.nodes if n.role != "server" and n.realm == "cloud"]
-    edge_rest = [n for n in testbed.nodes if n.role != "server" and n.realm == "edge"]
-    return stages + [group for group in (cloud_rest, edge_rest) if group]
-
-
 class Bootstrap(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     installs: dict[str, HostInstall]
@@ -83,7 +75,7 @@ class Bootstrap(pulumi.ComponentResource):
         )
         self.installs = {}
         done: list[pulumi.Resource] = list(after)
-        for stage in install_order(testbed):
+        for stage in install_stages(testbed):
             created = [
                 HostInstall(
                     f"{name}-{node.name}",

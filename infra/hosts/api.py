@@ -29,7 +29,7 @@ from infra.hosts.render import (
     JoinTokens,
 )
 from infra.hosts.ssh import run_ssh
-from infra.model import Node, Testbed, nodes_named
+from infra.model import Node, Testbed, install_stages, nodes_named
 from infra.versions import Pin
 
 Progress = Callable[[str, str], None]
@@ -41,17 +41,6 @@ class InstallResult:
     kubeconfig: str | None  # from the first server, server address rewritten; None when K3s cannot run
     reason: str = ""  # why kubeconfig is None
     summary: RunSummary = field(default_factory=RunSummary)
-
-
-def install_stages(testbed: Testbed, selected: Sequence[Node]) -> list[list[Node]]:
-    names = {n.name for n in selected}
-    servers = [n for n in testbed.servers if n.name in names]
-    rest = [n for n in selected if n.role != "server"]
-    stages = [[s] for s in servers]
-    stages += [
-        g for g in ([n for n in rest if n.realm == "cloud"], [n for n in rest if n.realm == "edge"]) if g
-    ]
-    return stages
 
 
 def _ssh(target: SshTarget, command: str, *, root: bool = False) -> subprocess.CompletedProcess[str]:
@@ -329,4 +318,4 @@ def _delete_node_objects(
     _run_api_steps(node_objects.reset_steps(selected, KUBECTL), targets[survivors[0].name])
 
 
-__all__ = ["InstallResult", "install", "install_stages", "prepare", "reset", "versions"]
+__all__ = ["InstallResult", "install", "prepare", "reset", "versions"]

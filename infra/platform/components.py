@@ -9,7 +9,7 @@ import pulumi_random as random
 
 from infra import versions
 from infra.model import Testbed
-from infra.platform import objects
+from infra.platform import nats_users, network_policies, objects
 from infra.platform.k8s import apply_object, chart_repository, helm_release
 from infra.platform.values import metrics_server_values, monitoring_values, nats_values, openfaas_values
 
@@ -21,9 +21,11 @@ def _opts(
 
 
 class Nats(pulumi.ComponentResource):
-    """NATS cluster from the nats-io chart: `replicas` servers spread one per node, JetStream optional."""
+    """NATS cluster from the nats-io chart: `replicas` servers spread one per node, JetStream optional,
+    clients only as the nkey users of nats_users (their seeds are `seeds`, Pulumi secrets)."""
 
     urls: list[str]
+    seeds: dict[str, pulumi.Output[str]]
 
     def __init__(
         self,
@@ -37,15 +39,26 @@ class Nats(pulumi.ComponentResource):
         settings = testbed.platform.nats
         # `after`: the chart's PodMonitor needs the Prometheus Operator CRDs from Monitoring first.
         ns = apply_object(f"{name}-ns", objects.namespace(settings.namespace), _opts(self, provider, *after))
+        self.seeds = {}
+        public_keys: dict[str, pulumi.Output[str]] = {}
+        for user in nats_users.users(operator=testbed.vei.clients == "operator"):
+            raw = random.RandomBytes(f"{name}-nkey-{user}", length=nats_users.SEED_BYTES,
+                                     opts=pulumi.ResourceOptions(parent=self))
+            self.seeds[user] = pulumi.Output.secret(raw.hex.apply(nats_users.seed_from_hex))
+            # Derived from a secret, so Pulumi would keep it secret, but a public key is public: unsecret
+            # keeps the chart's values readable in previews and diffs.
+            public_keys[user] = pulumi.Output.unsecret(self.seeds[user].apply(nats_users.public_key))
         helm_release(
             "nats",
             chart=versions.NATS_CHART,
             repo=chart_repository(testbed, versions.NATS_CHART_REPO),
             version=settings.chart_version,
             namespace=settings.namespace,
-            values=nats_values(testbed),
+            values=nats_values(testbed, public_keys),
             opts=_opts(self, provider, ns),
         )
+        for policy in network_policies.nats_network_policies(testbed):
+            apply_object(f"{name}-netpol-{policy['metadata']['name']}", policy, _opts(self, provider, ns))
         if (external := objects.nats_external_service(testbed)) is not None:
             apply_object(f"{name}-external", external, _opts(self, provider, ns))
         self.urls = nats_urls(testbed)
@@ -118,6 +131,8 @@ class Monitoring(pulumi.ComponentResource):
             values=monitoring_values(testbed),
             opts=_opts(self, provider, ns, admin, *dashboards),
         )
+        for policy in network_policies.monitoring_network_policies(testbed):
+            apply_object(f"{name}-netpol-{policy['metadata']['name']}", policy, _opts(self, provider, ns))
         self.grafana_password = pulumi.Output.secret(password.result)
         self.register_outputs({"grafanaPassword": self.grafana_password})
 
@@ -163,6 +178,10 @@ class OpenFaaS(pulumi.ComponentResource):
             values=openfaas_values(testbed),
             opts=_opts(self, provider, ns, fn_ns, auth),
         )
+        for policy in network_policies.openfaas_network_policies(testbed):
+            namespaced = fn_ns if policy["metadata"]["namespace"] == faas.functions_namespace else ns
+            apply_object(f"{name}-netpol-{policy['metadata']['namespace']}-{policy['metadata']['name']}",
+                         policy, _opts(self, provider, namespaced))
         for hpa in objects.function_hpas(testbed):
             apply_object(f"{name}-hpa-{hpa['metadata']['name']}", hpa, _opts(self, provider, fn_ns))
         self.admin_password = pulumi.Output.secret(password.result)

@@ -25,12 +25,13 @@ def namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]
     }
 
 
-def secret(name: str, ns: str, string_data: dict[str, Any]) -> dict[str, Any]:
+def secret(name: str, ns: str, string_data: dict[str, Any],
+           labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": name, "namespace": ns, "labels": dict(MANAGED)},
+        "metadata": {"name": name, "namespace": ns, "labels": dict(labels or MANAGED)},
         "stringData": string_data,
     }
 

@@ -5,22 +5,34 @@ prometheus-community `kube-prometheus-stack` 65, openfaas/faas-netes `openfaas` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from infra import versions
 from infra.model import Testbed
+from infra.platform import nats_users
 from infra.platform.placement import daemonset_placement, management_affinity
+from workloads.vei.settings import NATS_MAX_PAYLOAD_BYTES
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 OPENFAAS_BASIC_AUTH_SECRET = "basic-auth"  # the name the OpenFaaS chart expects with generateBasicAuth off
 DASHBOARD_LABEL = "grafana_dashboard"  # kube-prometheus-stack's Grafana sidecar label (value "1")
+# prometheus-node-exporter's default toleration: runs on nodes with any NoSchedule taint.
+TOLERATE_EVERY_NOSCHEDULE: dict[str, str] = {"effect": "NoSchedule", "operator": "Exists"}
 
 
 def _resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
 
 
-def nats_values(testbed: Testbed) -> dict[str, Any]:
+def nats_config_merge(public_keys: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level nats.conf keys (the chart's `config.merge`, written into nats.conf as JSON): room for
+    the gateway's frames, and only the nkey users of nats_users, no anonymous clients."""
+    return {"max_payload": NATS_MAX_PAYLOAD_BYTES, **nats_users.authorization(public_keys)}
+
+
+def nats_values(testbed: Testbed, public_keys: Mapping[str, Any]) -> dict[str, Any]:
+    """`public_keys`: NATS user -> nkey public key (nats_users); every client must be one of them."""
     nats = testbed.platform.nats
     monitoring = testbed.platform.monitoring.enabled
     pod_spec: dict[str, Any] = {}
@@ -30,6 +42,7 @@ def nats_values(testbed: Testbed) -> dict[str, Any]:
         "config": {
             "cluster": {"enabled": nats.replicas > 1, "replicas": nats.replicas},
             "jetstream": {"enabled": nats.jetstream, "fileStore": {"pvc": {"size": "2Gi"}}},
+            "merge": nats_config_merge(public_keys),
         },
         "container": {
             "image": {"tag": versions.NATS_SERVER_IMAGE_TAG},
@@ -75,6 +88,10 @@ def monitoring_values(testbed: Testbed) -> dict[str, Any]:
     """kube-prometheus-stack trimmed for Pis: no Alertmanager, no scrapes of components K3s embeds."""
     mon = testbed.platform.monitoring
     affinity = management_affinity(testbed)
+    exporter_placement = daemonset_placement(testbed)
+    # Helm replaces lists: keep the chart's own toleration of every NoSchedule taint beside the edge one,
+    # so a node with any other taint still gets its node-exporter.
+    exporter_placement["tolerations"] = [TOLERATE_EVERY_NOSCHEDULE, *exporter_placement["tolerations"]]
     return {
         "alertmanager": {"enabled": False},
         # etcd, scheduler, controller-manager and kube-proxy run inside k3s and bind localhost.
@@ -99,7 +116,7 @@ def monitoring_values(testbed: Testbed) -> dict[str, Any]:
         "kube-state-metrics": {"resources": _resources("20m", "64Mi", "200Mi"), "affinity": affinity},
         "prometheus-node-exporter": {
             "resources": _resources("20m", "32Mi", "100Mi"),
-            **daemonset_placement(testbed),
+            **exporter_placement,
         },
         "grafana": {
             "admin": {
@@ -108,7 +125,11 @@ def monitoring_values(testbed: Testbed) -> dict[str, Any]:
                 "passwordKey": "admin-password",
             },
             "service": {"type": "NodePort", "nodePort": mon.grafana_node_port},
-            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"},
+                # Alertmanager is off (above): no datasource pointing at it.
+                "datasources": {"alertmanager": {"enabled": False}},
+            },
             "resources": _resources("50m", "128Mi", "300Mi"),
             "affinity": affinity,
         },

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit import assert_nothing_left, marked_processes, run_env
+from testkit import ROOT, assert_nothing_left, marked_processes, run_env, wait_until
 from typer.testing import CliRunner
 
 from experiments.cli import app
 
-REPO = Path(__file__).resolve().parents[2]
 EDGERIG = [sys.executable, "-m", "experiments"]
 CELL = {"frames": 30, "fps": 20, "quiet_s": 0, "floor_frames": 10}
 
@@ -47,17 +46,18 @@ def test_sigkill_mid_way_then_resume_runs_only_the_missing_cells(tmp_path: Path)
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "campaign"
     plan = write_plan(tmp_path / "plan.yaml", out, fps=[20, 25, 30], repeat=2)
-    proc = subprocess.Popen([*EDGERIG, "campaign", "run", str(plan)], cwd=REPO, env=env,
+    proc = subprocess.Popen([*EDGERIG, "campaign", "run", str(plan)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:  # wait until the second cell's run is streaming
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            assert time.monotonic() < deadline, "the campaign never reached its second cell"
-            if (out / "campaign.json").exists() and \
-                    list((out / "cells").glob("latency-local-*fps25*/r1/camera.csv")):
-                break
-            time.sleep(0.1)
+        def second_cell_streams() -> bool:
+            return (out / "campaign.json").exists() and bool(
+                list((out / "cells").glob("latency-local-*fps25*/r1/camera.csv")))
+
+        try:
+            wait_until(second_cell_streams, 120, "the campaign's second cell",
+                       alive=lambda: proc.poll() is None, interval_s=0.1)
+        except RuntimeError:
+            raise AssertionError(proc.communicate()[0].decode()) from None
         proc.kill()  # the campaign alone; its cell dies with it, the cell's children do not
         proc.wait()
     finally:
@@ -69,11 +69,11 @@ def test_sigkill_mid_way_then_resume_runs_only_the_missing_cells(tmp_path: Path)
     time.sleep(1)
     assert marked_processes(marker), "a SIGKILLed run leaves its system processes behind until the sweep"
 
-    status = subprocess.run([*EDGERIG, "campaign", "status", str(plan)], cwd=REPO, env=env,
+    status = subprocess.run([*EDGERIG, "campaign", "status", str(plan)], cwd=ROOT, env=env,
                             capture_output=True, text=True, check=True)
     assert "1/3 done" in status.stdout and "running" in status.stdout
 
-    resumed = subprocess.run([*EDGERIG, "campaign", "run", str(plan), "--resume"], cwd=REPO, env=env,
+    resumed = subprocess.run([*EDGERIG, "campaign", "run", str(plan), "--resume"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=400, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "1 of 3 cells done, 2 to run" in resumed.stdout
@@ -129,7 +129,7 @@ def test_the_report_renders_in_headless_chromium_with_every_image(tmp_path: Path
     root, url = served
     out = root / "campaign"
     plan = write_plan(tmp_path / "plan.yaml", out, fps=[20, 40])
-    result = subprocess.run([*EDGERIG, "campaign", "run", str(plan)], cwd=REPO, capture_output=True,
+    result = subprocess.run([*EDGERIG, "campaign", "run", str(plan)], cwd=ROOT, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     aggregate = json.loads((out / "aggregate.json").read_text())

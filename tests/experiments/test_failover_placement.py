@@ -17,6 +17,7 @@ from experiments.testbeds import emulated, netns
 from experiments.testbeds.base import SYSTEM_COMPONENTS
 from experiments.testbeds.nats import cluster_configs
 from experiments.testbeds.placement import REPLICAS, PlacementError, nodes_with, parse, place
+from workloads.vei.settings import NATS_MAX_PAYLOAD_BYTES
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -75,7 +76,7 @@ def test_nats_config_routes_to_the_other_servers_with_fast_pings(tmp_path: Path)
     assert routes is not None
     assert routes.group(1) == f'"nats-route://{nodes[1].address}:6222", "nats-route://{nodes[2].address}:6222"'
     assert 'ping_interval: "500ms"' in conf and "ping_max: 2" in conf
-    assert "jetstream {" in conf and "max_payload: 8MB" in conf
+    assert "jetstream {" in conf and f"max_payload: {NATS_MAX_PAYLOAD_BYTES}\n" in conf
 
 
 def _summary(scenario: str, fault: str, outage: float, recovery: float | None, lost: int = 0) -> dict:

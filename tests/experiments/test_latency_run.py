@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from testkit import assert_nothing_left, marked_processes, run_env
+from testkit import ROOT, assert_nothing_left, marked_processes, run_env, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 EDGERIG = [sys.executable, "-m", "experiments"]
 
 
@@ -30,7 +27,7 @@ def test_short_run_writes_results_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run([*EDGERIG, "run", "latency", "--frames", "50", "--fps", "20", "--out", str(out),
                            "--floor-frames", "40", "--quiet-s", "2", "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = json.loads((out / "summary.json").read_text())
@@ -81,13 +78,9 @@ def test_a_gateway_that_dies_mid_stream_stops_the_run_and_is_named(tmp_path: Pat
     out = tmp_path / "results"
     proc = subprocess.Popen([*EDGERIG, "run", "latency", "--frames", "2000", "--fps", "20", "--quiet-s", "0",
                              "--out", str(out), "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "camera.csv").exists():
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the run never started streaming"
-            time.sleep(0.1)
+        wait_streaming(proc, out)
         gateway = next(p for p in marked_processes(marker)
                        if "workloads.vei.gateway" in " ".join(p.cmdline()))
         port = int(next(a for a in gateway.cmdline() if a.startswith("127.0.0.1:")).rsplit(":", 1)[1])
@@ -105,6 +98,15 @@ def test_a_gateway_that_dies_mid_stream_stops_the_run_and_is_named(tmp_path: Pat
         sock.bind(("127.0.0.1", port))  # the gateway's port is free again
 
 
+def wait_streaming(proc: subprocess.Popen[str], out: Path) -> None:
+    """Until the run's camera records (streaming has begun); fails with the run's errors if it exits."""
+    try:
+        wait_until(lambda: (out / "camera.csv").exists(), 60, "the run's streaming",
+                   alive=lambda: proc.poll() is None, interval_s=0.1)
+    except RuntimeError:
+        raise AssertionError(proc.communicate()[1]) from None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
@@ -112,15 +114,14 @@ def test_interrupt_mid_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -
     out = tmp_path / "results"
     proc = subprocess.Popen([*EDGERIG, "run", "latency", "--frames", "2000", "--fps", "20", "--out", str(out),
                              "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "camera.csv").exists():  # streaming has started: every process is up
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the run never started streaming"
-            time.sleep(0.1)
+        wait_streaming(proc, out)  # streaming has started: every process is up
         assert len(marked_processes(marker)) >= 5  # nats, sink, gateway, vision, camera
-        time.sleep(0.5)
+        # Interrupted mid-stream: once results reach the sink (it flushes each line), not at the start.
+        sink = out / "sink.jsonl"
+        wait_until(lambda: sink.exists() and len(sink.read_text().splitlines()) >= 5, 30,
+                   "results at the sink", alive=lambda: proc.poll() is None)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -137,7 +138,7 @@ def test_throughput_ramp_reports_steps(tmp_path: Path) -> None:
     out = tmp_path / "tp"
     proc = subprocess.run([*EDGERIG, "run", "throughput", "--rates", "20,50", "--step-seconds", "1",
                            "--out", str(out), "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert [s["rate_fps"] for s in summary["steps"]] == [20, 50]
@@ -149,14 +150,14 @@ def test_throughput_ramp_reports_steps(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="the emulated testbed creates network namespaces: needs root")
+@pytest.mark.root  # the emulated testbed creates network namespaces
 def test_two_runs_on_the_emulated_testbed_each_on_a_fresh_one(tmp_path: Path) -> None:
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
     proc = subprocess.run([*EDGERIG, "run", "latency", "--target", "emulated:3", "--repeat", "2",
                            "--frames", "40", "--fps", "20", "--quiet-s", "1", "--floor-frames", "10",
                            "--out", str(out), "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     runs = [json.loads((out / f"r{k}" / "run.json").read_text()) for k in (1, 2)]
     for k, run in enumerate(runs, start=1):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 import nats
 import psutil
 import pytest
+from testkit import wait_until
 
 from experiments.testbeds.nats import start_nats
 from experiments.testbeds.ports import free_port, port_open
@@ -34,10 +34,7 @@ def test_exception_stops_children_and_grandchildren_and_removes_temp_dirs(tmp_pa
         # The shell forks a grandchild that would outlive a plain kill of the shell.
         child = sup.start("sleeper", ["sh", "-c", "sleep 300 & sleep 300"])
         pgid = child.pid
-        deadline = time.monotonic() + 5
-        while len(group_alive(pgid)) < 2:
-            assert time.monotonic() < deadline, "the shell never forked its grandchild"
-            time.sleep(0.02)
+        wait_until(lambda: len(group_alive(pgid)) >= 2, 5, "the shell's grandchild", interval_s=0.02)
         raise RuntimeError("boom")
     assert not child.alive()
     assert group_alive(pgid) == []

@@ -33,7 +33,6 @@ from experiments.testbeds.fleet.testbed import FleetTestbed
 from experiments.testbeds.stack import StackTestbed
 
 HERE = Path(__file__).resolve().parent
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="SSH test hosts in network namespaces need root")
 FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\n# stand-in: nothing Kubernetes runs here\n"
 
 
@@ -54,6 +53,16 @@ class FakeCluster:
         return [PodState(f"vei-{c}-{n.name}", "vei", n.name, "Running", True,
                          {"app.kubernetes.io/name": f"vei-{c}"})
                 for n in self.fleet.nodes for c in n.components if c != "nats"]
+
+
+class EmptyCluster:
+    """A cluster with nothing in it (a stack whose inventory is empty)."""
+
+    def nodes(self) -> list[NodeState]:
+        return []
+
+    def pods(self, namespace: str, selector: str = "") -> list[PodState]:
+        return []
 
 
 def stack_outputs(fleet: FleetTestbed) -> dict[str, tuple[Any, bool]]:
@@ -88,7 +97,7 @@ def calls(state: Path, first: str) -> list[list[str]]:
     return [c for c in json.loads(state.read_text())["calls"] if c[0] == first]
 
 
-@ROOT_ONLY
+@pytest.mark.root  # SSH test hosts in network namespaces
 @pytest.mark.slow
 def test_latency_and_a_cut_over_ssh_on_a_stack(tmp_path: Path, engine: Path, fleet: FleetTestbed,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,21 +160,35 @@ def test_a_deployed_stack_is_used_as_it_is_without_up_or_destroy(
     state = json.loads(engine.read_text())
     state["stacks"]["pi-k3s"]["deployed"] = True
     engine.write_text(json.dumps(state))
-
-    class Empty:
-        def nodes(self) -> list[NodeState]:
-            return []
-
-        def pods(self, namespace: str, selector: str = "") -> list[PodState]:
-            return []
-
-    monkeypatch.setattr(StackTestbed, "cluster_api_factory", lambda kubeconfig: Empty())
+    monkeypatch.setattr(StackTestbed, "cluster_api_factory", lambda kubeconfig: EmptyCluster())
     with StackTestbed("pi-k3s", attach=True) as tb:
         assert tb.public_outputs() == {"kubeconfig": "[secret]", "inventory": {}}
         assert tb.check_clean().clean
     assert not calls(engine, "up") and not calls(engine, "destroy")
     with pytest.raises(TestbedError, match="is not up"):
         tb.start_sink(tmp_path / "sink.jsonl")
+
+
+def test_the_operators_clients_get_the_stacks_credentials_as_private_files(
+        engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NATS seed and the gateway token (secret outputs) reach the operator's processes as files only
+    its user reads, named in their environment; run.json never shows them; the files go at down()."""
+    seed, token = "SU" + os.urandom(8).hex(), os.urandom(8).hex()  # made per run, never a real credential
+    write_state(engine, "pi-k3s", {"kubeconfig": (FAKE_KUBECONFIG, True), "inventory": ({}, False),
+                                   "natsOperatorNkeySeed": (seed, True), "veiGatewayToken": (token, True)})
+    state = json.loads(engine.read_text())
+    state["stacks"]["pi-k3s"]["deployed"] = True
+    engine.write_text(json.dumps(state))
+    monkeypatch.setattr(StackTestbed, "cluster_api_factory", lambda kubeconfig: EmptyCluster())
+    with StackTestbed("pi-k3s", attach=True) as tb:
+        env = tb.client_env()
+        files = {var: Path(env[var]) for var in ("VEI_NATS_NKEY_SEED_FILE", "VEI_GRPC_TOKEN_FILE")}
+        assert files["VEI_NATS_NKEY_SEED_FILE"] == Path(str(tb.nats_seed_file))
+        assert files["VEI_NATS_NKEY_SEED_FILE"].read_text() == seed
+        assert files["VEI_GRPC_TOKEN_FILE"].read_text() == token
+        assert all(f.stat().st_mode & 0o077 == 0 for f in files.values())
+        assert seed not in json.dumps(tb.public_outputs()) and token not in json.dumps(tb.describe())
+    assert not any(f.exists() for f in files.values())
 
 
 def test_the_engine_runs_in_a_process_of_its_own() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from testkit import free_port, stop_process
+from testkit import free_port, stop_process, wait_until
 
 from workloads.functions.http_template import format_response
 
@@ -23,17 +22,19 @@ def gzip_function() -> Iterator[str]:
                              "workloads.functions.gzip_compression.handler", "--listen", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
+    def healthy() -> bool:
         try:
             urllib.request.urlopen(base + "/_/health", timeout=1).read()
-            break
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_process(proc)
-                err = proc.stderr.read() if proc.stderr else b""
-                raise AssertionError(f"function did not start: {err!r}") from None
-            time.sleep(0.1)
+            return False
+        return True
+
+    try:
+        wait_until(healthy, 20, "the function", alive=lambda: proc.poll() is None)
+    except (TimeoutError, RuntimeError):
+        stop_process(proc)
+        err = proc.stderr.read() if proc.stderr else b""
+        raise AssertionError(f"function did not start: {err!r}") from None
     yield base
     stop_process(proc)
     assert proc.returncode == 0  # SIGTERM is a clean stop

@@ -6,13 +6,12 @@ import functools
 import hashlib
 import http.server
 import io
-import os
 import tarfile
 import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
+from testkit import TOKEN
 
 from experiments.testbeds.fleet import hostfs
 from infra import versions
@@ -24,14 +23,12 @@ K3S_ARM64_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-arm64"
 KEADM_FILE = f"keadm-{versions.KUBEEDGE_VERSION}-linux-amd64"
 KEADM_KEY = f"kubeedge/kubeedge/{versions.KUBEEDGE_VERSION}/{KEADM_FILE}.tar.gz"
 AIRGAP_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-airgap-images-amd64.tar.zst"
-TOKEN = "test-only-" + "0" * 32  # obviously fake; never a realistic-looking secret
 
 # A stand-in K3s binary (test fixture): records its arguments so tests can see what was run.
 FAKE_K3S = b'#!/bin/sh\n# fake k3s (test fixture)\necho "$*" >> /var/log/fake-k3s.log\n'
 FAKE_AIRGAP = b"test fixture: not a real image tarball\n"
 FAKE_KEADM = b"#!/bin/sh\necho 'fake keadm (test fixture)'\n"
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root (netns, mounts, chroot)")
 
 
 def keadm_tarball(stem: str, payload: bytes = FAKE_KEADM) -> bytes:

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hosts_support import KEADM_KEY, TOKEN, Mirror
+from hosts_support import KEADM_KEY, Mirror
+from testkit import TOKEN
 from typer.testing import CliRunner
 
 from infra import versions
@@ -116,6 +118,37 @@ def test_shipped_pins_match_the_catalogue() -> None:
         assert pin.algorithm == by_key[key].algorithm and len(pin.source) > 20
     with pytest.raises(ValueError, match="sha512 digest is 128 lower-case hex digits"):
         Pin("sha512", "ab" * 32, "x")
+
+
+def _expand_braces(text: str) -> str:
+    """'a-{x,y}.gz' -> 'a-x.gz a-y.gz', for every braced group of `text`."""
+    pattern = re.compile(r"(\S*?)\{([^{}]*)\}(\S*)")
+    while (m := pattern.search(text)) is not None:
+        words = " ".join(f"{m.group(1)}{alt}{m.group(3)}" for alt in m.group(2).split(","))
+        text = text[: m.start()] + words + text[m.end():]
+    return text
+
+
+def test_the_shipped_pins_install_a_k3s_stack_and_refuse_what_they_leave_unpinned() -> None:
+    """The default table as shipped: a K3s stack has every digest it needs; a KubeEdge stack is refused
+    with each missing digest named, and every artefact left unpinned is one the table's header lists as
+    missing on purpose."""
+    shipped = versions.load_pins(versions.ARTEFACT_PINS_FILE)
+    stacks = Path(versions.__file__).parents[1] / "stacks"
+    k3s_only = Testbed.from_stack_file(stacks / "Pulumi.pi-k3s.yaml", secrets={"k3sToken": TOKEN}, env={})
+    artefacts.check_pins(k3s_only, pins=shipped)
+    assert {a.key for a in artefacts.required(k3s_only)} <= set(shipped)
+    hybrid = Testbed.from_stack_file(stacks / "Pulumi.hybrid.yaml", secrets={"k3sToken": TOKEN}, env={})
+    missing = [a.key for a in artefacts.required(hybrid) if a.key not in shipped]
+    with pytest.raises(ArtefactError) as err:
+        artefacts.check_pins(hybrid, pins=shipped)
+    assert missing and all(key in str(err.value) for key in missing)
+    assert not any(key in str(err.value) for key in shipped)  # a pinned artefact is never asked for
+    header = "\n".join(line for line in versions.ARTEFACT_PINS_FILE.read_text().splitlines()
+                       if line.startswith("#"))
+    documented = _expand_braces(header.partition("Still missing on purpose")[2])
+    unpinned = [a.key for a in artefacts.catalogue() if a.key not in shipped]
+    assert [k for k in unpinned if k.removeprefix("docker.io/") not in documented] == []
 
 
 def test_published_digest_reads_both_checksum_formats() -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hosts_support import Mirror, needs_root
+from hosts_support import Mirror
 
 from experiments.testbeds.ports import free_port
 from infra.hosts.inventory import targets_from_inventory
 
-pytestmark = [needs_root, pytest.mark.root]
+pytestmark = [pytest.mark.root]
 BIN = Path(sys.executable).parent
 
 

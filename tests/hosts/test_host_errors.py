@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosts_support import Mirror, fleet_testbed, needs_root
+from hosts_support import Mirror, fleet_testbed
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, pyinfra_runner, run_dir
@@ -18,7 +18,7 @@ from infra.hosts.errors import HostStepError
 from infra.hosts.inventory import targets_from_nodes
 from infra.hosts.plan import HostPlan
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 ROLES = {"vm0": ("cloud", "server"), "pi0": ("edge", "agent")}
 
 

@@ -11,21 +11,21 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, needs_root, snapshot
+from hosts_support import K3S_KEY, Mirror, fleet_testbed, snapshot
+from testkit import TOKEN, wait_until
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, render
 from infra.hosts.artefacts import ArtefactError
 from infra.versions import Pin
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 ROLES = {
     "master0": ("cloud", "server"),
@@ -38,11 +38,12 @@ TOUCHED = ("etc/rancher", "var/lib/rancher", "usr/local/bin", "etc/systemd/syste
 
 
 class Env:
+    first: api.InstallResult  # the module's first install, made by the fixture
+
     def __init__(self, fleet: Any, mirror: Mirror, cache: Path) -> None:
         self.fleet, self.mirror, self.cache = fleet, mirror, cache
         self.testbed = fleet_testbed(fleet, mirror, ROLES)
         self.before = {h.name: snapshot(self.root(h.name), TOUCHED) for h in fleet.hosts}
-        self.first: api.InstallResult | None = None
         self.progress: list[tuple[str, str]] = []
 
     def root(self, name: str) -> Path:
@@ -130,7 +131,7 @@ def test_binaries_units_and_env(env: Env) -> None:
 
 
 def test_fleet_skips_are_reported(env: Env) -> None:
-    assert env.first is not None and env.first.kubeconfig is None
+    assert env.first.kubeconfig is None
     assert "no running systemd" in env.first.reason
     assert any("skipped 'start k3s'" in n for n in env.first.summary.notes["master0"])
     assert any("skipped 'start k3s-agent'" in n for n in env.first.summary.notes["worker0"])
@@ -142,7 +143,7 @@ def test_fleet_skips_are_reported(env: Env) -> None:
 
 
 def test_second_run_changes_nothing(env: Env) -> None:
-    assert env.first is not None and all(n > 0 for n in env.first.summary.changed.values())
+    assert all(n > 0 for n in env.first.summary.changed.values())
     again = env.install()
     assert again.summary.changed == dict.fromkeys(ROLES, 0)
 
@@ -197,6 +198,10 @@ def _in_host(env: Env, name: str, *cmd: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
 def _alive(pid: str) -> bool:
     """Running, not a zombie waiting for init to reap it."""
     try:
@@ -245,12 +250,12 @@ def test_reset_restores_pre_install_state_and_stops_what_k3s_left(env: Env) -> N
         start_new_session=True,
     )
     try:
-        time.sleep(0.5)
-        children = {
-            n: subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-            for n, p in shims.items()
-        }
-        assert all(children.values()), children
+
+        def children_of_shims() -> dict[str, list[str]]:
+            return {n: _children(p.pid) for n, p in shims.items()}
+
+        wait_until(lambda: all(children_of_shims().values()), 10, "the shims' children")
+        children = children_of_shims()
         api.reset(env.testbed, ["master2", "worker1"], known_hosts=str(env.fleet.known_hosts))
         for name, shim in shims.items():
             assert shim.wait(timeout=10) == -9, name  # killed with -9, with its whole tree
@@ -275,14 +280,15 @@ def test_reset_restores_pre_install_state_and_stops_what_k3s_left(env: Env) -> N
 
 
 def test_wrong_sha256_fails_before_any_host_is_touched(env: Env, tmp_path: Path) -> None:
+    # Whatever the hosts hold now (installed, or reset by an earlier test), a failed check changes none of it.
+    before = {name: snapshot(env.root(name), TOUCHED) for name in ROLES}
     wrong = {**env.mirror.pins, K3S_KEY: Pin("sha256", "0" * 64, "test")}
     with pytest.raises(ArtefactError, match=r"sha256 mismatch .* Nothing was installed"):
         api.install(
             env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_pins=wrong, artefact_cache=tmp_path
         )
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
-    for name in ROLES:
-        assert not (env.root(name) / "usr/local/bin/k3s").exists()
+    assert {name: snapshot(env.root(name), TOUCHED) for name in ROLES} == before
 
 
 def test_rejoin_after_reset(env: Env) -> None:

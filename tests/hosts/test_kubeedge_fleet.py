@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,16 @@ from hosts_support import (
     KUBEEDGE_ROLES,
     Mirror,
     air_gapped_kubeedge_testbed,
-    needs_root,
     snapshot,
 )
+from testkit import ROOT, wait_until
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, node_objects, render_kubeedge
 from infra.model import KNOWN_REGISTRIES
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 ROLES = KUBEEDGE_ROLES
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REGISTRY = FLEET_REGISTRY
 # What an install may touch on the edge; containerd's config.toml stays after a reset (host
@@ -176,7 +174,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
         "ANSIBLE_NOCOLOR": "1",
         "NO_COLOR": "1",
     }
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=REPO, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT, env=env)
 
 
 def _changed_tasks(stdout: str) -> dict[str, list[str]]:
@@ -247,10 +245,16 @@ def _plant_edge_leftovers(ke: dict[str, Any]) -> subprocess.Popen[bytes]:
     )
 
 
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
 def test_reset_leaves_no_kubeedge_state_and_the_edge_can_join_again(ke: dict[str, Any]) -> None:
     shim = _plant_edge_leftovers(ke)
     try:
-        time.sleep(0.5)
+        # `ip netns exec` and python exec the shim in place: once it has forked its pod's process, both
+        # are there for reset to kill.
+        wait_until(lambda: bool(_children(shim.pid)), 10, "the shim's pod process")
         summary = api.reset(ke["testbed"], ["cloud0", "edge0"], known_hosts=ke["kw"]["known_hosts"])
         assert shim.wait(timeout=10) == -9
     finally:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE = REPO / "playbooks" / "ansible"
+from testkit import ROOT
+
+ANSIBLE = ROOT / "playbooks" / "ansible"
 BIN = Path(sys.executable).parent
 
 
@@ -28,7 +29,7 @@ def test_ansible_lint_production_profile() -> None:
         "--profile",
         "production",
         "-c",
-        str(REPO / ".ansible-lint"),
+        str(ROOT / ".ansible-lint"),
         "install.yml",
         "reset.yml",
         "roles/",
@@ -38,5 +39,5 @@ def test_ansible_lint_production_profile() -> None:
 
 
 def test_yamllint_clean() -> None:
-    done = _run(str(BIN / "yamllint"), "-s", "-c", str(REPO / ".yamllint"), ".")
+    done = _run(str(BIN / "yamllint"), "-s", "-c", str(ROOT / ".yamllint"), ".")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from edgerig_deploy import airgap_images, common, host_firewall, k3s, kubeedge, raspberrypi
 from edgerig_deploy.raspberrypi import merged_cmdline
-from hosts_support import K3S_KEY, TOKEN, Mirror, image_pins
+from hosts_support import K3S_KEY, Mirror, image_pins
+from testkit import ROOT, TOKEN
 
 from infra.hosts import api, node_objects, render, render_kubeedge, run_dir
 from infra.hosts.artefacts import fetch, k3s_binary
@@ -22,7 +23,7 @@ from infra.hosts.plan import CGROUP_FLAGS, ROLE_INPUTS, HostPlan, install_plan, 
 from infra.model import Testbed
 
 BIN = Path(sys.executable).parent
-ROLES_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "ansible" / "roles"
+ROLES_DIR = ROOT / "playbooks" / "ansible" / "roles"
 VM = {"realm": "cloud", "role": "server", "provider": "openstack", "flavor": "m1.large", "image": "ubuntu"}
 OPENSTACK = {"external_network": "public", "public_key": "ssh-ed25519 AAAAC3 test"}
 KNOWN_HOSTS = "/nonexistent/edgerig-test/known_hosts"  # only named in options: these tests never connect
@@ -85,12 +86,6 @@ def _hybrid(**k3s: Any) -> Testbed:
     return tb.with_deploy_addresses(
         {f"vm{i}": f"203.0.113.1{i}" for i in range(3)}, {f"vm{i}": f"192.168.50.1{i}" for i in range(3)}
     )
-
-
-def test_install_order_servers_one_by_one_then_cloud_then_edge() -> None:
-    tb = _testbed(kubeedge={"enabled": True})
-    stages = [[n.name for n in s] for s in api.install_stages(tb, tb.nodes)]
-    assert stages == [["m0"], ["m1"], ["m2"], ["a0"], ["e0"]]
 
 
 def test_floating_ip_in_tls_san_and_no_secret_in_config() -> None:

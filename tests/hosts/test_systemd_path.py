@@ -12,12 +12,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from hosts_support import TOKEN, Mirror, fleet_testbed, needs_root, verify_units
+from hosts_support import Mirror, fleet_testbed, verify_units
+from testkit import TOKEN
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api, firewall, render, render_kubeedge
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 # systemctl stand-in (test fixture): unit state in /run/fake-{active,enabled}-<unit>, calls logged. It
 # refuses what systemd refuses - an unknown verb, a unit with no unit file - and `enable` links the
 # unit into its WantedBy= target as systemctl does; the unit files themselves are checked by the real

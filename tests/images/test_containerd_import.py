@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from images_support import Built
+from testkit import wait_until
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
 pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500),
@@ -27,10 +27,7 @@ def ctr(tmp_path: Path) -> Iterator[list[str]]:
                       f'[grpc]\n  address = "{sock}"\n')
     proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not sock.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "containerd did not start"
-        time.sleep(0.1)
+    wait_until(sock.exists, 20, "containerd's socket", alive=lambda: proc.poll() is None)
     yield ["ctr", "--address", str(sock), "--namespace", "k8s.io"]
     proc.terminate()
     proc.wait(10)

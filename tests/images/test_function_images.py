@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from images_support import Built
 from podman_cli import Podman
-from testkit import free_port
+from testkit import free_port, wait_until
 
 # timeout: the session build runs in the first test's setup (~5 min on a machine with no cache)
 pytestmark = [pytest.mark.images, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -33,16 +32,17 @@ def _serve(podman: Podman, built: Built, image: str, name: str) -> str:
     # the image's own command, on a free loopback port instead of 8080 (host networking)
     podman.start(name, image_id, [*cmd, "--listen", f"127.0.0.1:{port}"])
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    def healthy() -> bool:
         try:
-            if _get(f"{base}/_/health", timeout=2)[0] == 200:
-                return base
+            return _get(f"{base}/_/health", timeout=2)[0] == 200
         except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{image} not healthy; log:\n{podman.logs(name)}")
-        time.sleep(0.2)
+            return False
+
+    try:
+        wait_until(healthy, 60, f"{image}'s health endpoint", interval_s=0.2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; log:\n{podman.logs(name)}") from None
+    return base
 
 
 def test_shasum_image_answers_the_http_contract(built: Built, podman: Podman) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from images_support import Built
-from testkit import free_port
+from testkit import free_port, wait_until
 
 from workloads.images import oci, push
 
@@ -31,14 +30,14 @@ def registry(tmp_path: Path) -> Iterator[str]:
                             stderr=subprocess.DEVNULL)
     import urllib.request
 
-    deadline = time.monotonic() + 20
-    while True:
+    def answers() -> bool:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).read()
-            break
         except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "registry did not start"
-            time.sleep(0.1)
+            return False
+        return True
+
+    wait_until(answers, 20, "the registry", alive=lambda: proc.poll() is None)
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)

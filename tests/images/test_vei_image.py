@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from images_support import Built
 from podman_cli import Podman
-from testkit import free_port, wait_serving
+from testkit import free_port, wait_serving, wait_until
 
 from workloads.images import oci
 from workloads.vei import launch
@@ -86,7 +85,8 @@ def test_camera_gateway_vision_sink_across_containers_delivers_every_frame(
         _start(podman, names[1], vei_image, launch.gateway(listen=gateway, nats_urls=[nats_server]))
         asyncio.run(wait_serving(gateway, within_s=60, service="VEIv1_0.VEIv1_0"))
         _start(podman, names[2], vei_image, launch.vision(gateway=gateway, camera_id="cam-0", cloud="local"))
-        _wait(lambda: "subscribed to camera cam-0" in podman.logs(names[2]), 60)
+        wait_until(lambda: "subscribed to camera cam-0" in podman.logs(names[2]), 60,
+                   "the vision app subscribed")
         _start(podman, names[3], vei_image, launch.camera(gateway=gateway, camera_id="cam-0", fps=20,
                                                           frames=frames, frame_bytes=4096))
         code = podman.wait(names[3], timeout=120)
@@ -95,22 +95,13 @@ def test_camera_gateway_vision_sink_across_containers_delivers_every_frame(
         stats = json.loads([ln for ln in camera_log.splitlines() if ln.startswith("{")][-1])
         assert stats["sent"] == frames and stats["acked"] == frames, stats
         sink = data / "sink.jsonl"
-        _wait(lambda: sink.exists() and len(sink.read_text().splitlines()) >= frames, 30)
+        wait_until(lambda: sink.exists() and len(sink.read_text().splitlines()) >= frames, 30,
+                   f"{frames} results at the sink")
         ids = {json.loads(line)["frameId"] for line in sink.read_text().splitlines()}
         assert len(ids) == frames
     finally:
         for name in reversed(names):
             podman.remove(name)
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.2)
 
 
 def test_arm64_image_says_arm64_and_its_python_starts_under_qemu(built: Built, podman: Podman) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from image_record import write_record
+from image_support import write_record
 
 from infra import versions
 from infra.hosts.artefacts import catalogue

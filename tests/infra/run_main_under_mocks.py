@@ -13,7 +13,7 @@ import yaml
 from pulumi.runtime.config import set_all_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pulumi_harness import RecordingMocks
+from pulumi_support import RecordingMocks
 
 
 def main(stack_file: str, token: str) -> None:

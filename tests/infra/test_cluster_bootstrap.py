@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_fixtures import TOKEN, stack, variant
+from stack_support import stack, variant
+from testkit import TOKEN
 
 from infra.cluster import hashing
 from infra.cluster import provider as cluster_provider
-from infra.cluster.bootstrap import install_order
 from infra.cluster.provider import HostInstallProvider, restore_testbed
 from infra.hosts import api
+from infra.model import install_stages
 
 
 def props_for(name: str, node: str, **extra: Any) -> dict[str, Any]:
@@ -40,10 +41,14 @@ def props_for(name: str, node: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_install_order_servers_one_by_one_then_cloud_then_edge() -> None:
-    stages = [[n.name for n in stage] for stage in install_order(stack("hybrid"))]
+    """One order for `pulumi up` (Bootstrap's dependencies) and `edgerig cluster up` (infra.hosts.api)."""
+    hybrid = stack("hybrid")
+    stages = [[n.name for n in stage] for stage in install_stages(hybrid)]
     assert stages == [["cloud0"], ["cloud1"], ["cloud2"], ["pi-edge0", "pi-edge1"]]
-    stages = [[n.name for n in stage] for stage in install_order(stack("openstack-kubeedge"))]
+    stages = [[n.name for n in stage] for stage in install_stages(stack("openstack-kubeedge"))]
     assert stages == [["cloud-main"], ["cloud-worker"], ["edge-node"]]
+    some = [hybrid.node("pi-edge1"), hybrid.node("cloud1")]  # a selection keeps the order, not its own
+    assert [[n.name for n in s] for s in install_stages(hybrid, some)] == [["cloud1"], ["pi-edge1"]]
 
 
 def test_hash_changes_with_host_config_only() -> None:
@@ -68,6 +73,9 @@ def test_diff_replaces_a_different_host_and_updates_a_changed_config() -> None:
     assert not provider.diff("id", old, dict(old)).changes
     moved = provider.diff("id", old, {**old, "address": "198.51.100.99"})
     assert moved.changes and moved.replaces == ["address"] and moved.delete_before_replace
+    # A node that changes role (EdgeCore -> K3s agent) is reset and installed afresh, never reconfigured.
+    rejoined = provider.diff("id", old, {**old, "role": "agent"})
+    assert rejoined.replaces == ["role"] and rejoined.delete_before_replace
     rehashed = provider.diff("id", old, {**old, "config_hash": "0" * 64})
     assert rehashed.changes and not rehashed.replaces
     new_token = provider.diff(

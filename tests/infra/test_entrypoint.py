@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stack_fixtures import ROOT, STACK_FILES, TOKEN
+from stack_support import ROOT, STACK_FILES
+from testkit import TOKEN
 
 from infra.config import DECLARED_KEYS
 from infra.model import SECRET_KEYS

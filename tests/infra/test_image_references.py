@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from image_record import write_record
+from image_support import write_record
 from pydantic import ValidationError
-from stack_fixtures import STACK_NAMES, stack, variant
+from stack_support import STACK_NAMES, stack, variant
 
 from infra import images
 from infra.apps import clients, manifests

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+from testkit import ROOT, TOKEN
 
 from infra import versions
 from infra.model import EDGE_ROLE_LABEL, Testbed, is_restricted_label, load_testbed
 from infra.stackfile import StackConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
-TOKEN = "test-token-not-a-real-secret-0001"
 
 
 def _static(name: str, role: str, address: str, realm: str = "edge") -> dict[str, Any]:
@@ -168,6 +167,7 @@ def test_aws_sink_without_credentials() -> None:
     cfg["edgerig:awsSecretAccessKey"] = "example-secret"
     tb = load_testbed(cfg, name="t")
     assert tb.vei.aws_secret_access_key is not None
+    assert tb.vei.aws_secret_access_key.get_secret_value() == "example-secret"
     assert "example-secret" not in repr(tb) and "example-secret" not in str(tb.public_dump())
 
 

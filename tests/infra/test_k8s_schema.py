@@ -4,11 +4,15 @@ valid for the pinned Kubernetes version, checked strictly (unknown fields are er
 from __future__ import annotations
 
 import copy
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
-from stack_fixtures import STACK_NAMES, stack, variant, with_cloud_sinks
+import yaml
+from stack_support import STACK_NAMES, stack, variant, with_cloud_sinks
 
 from infra import versions
 from infra.apps import manifests
@@ -20,8 +24,40 @@ from infra.rendering import CRD_KINDS, all_objects, edgemesh_objects, helm_value
 VERSION = versions.KUBERNETES_SCHEMA_VERSION
 
 
+CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"  # each records where it was taken from
+
+
 def validate(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, VERSION, strict=True)
+
+
+def _strict(node: Any) -> Any:
+    """As the apiserver prunes unknown fields of a structural schema, an unknown field is an error here."""
+    if isinstance(node, dict):
+        out = {k: _strict(v) for k, v in node.items()}
+        if ("properties" in out and "additionalProperties" not in out
+                and not out.get("x-kubernetes-preserve-unknown-fields")):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    return node
+
+
+@cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    group, version = api_version.split("/")
+    schema = yaml.safe_load((CRD_SCHEMAS / f"{group}_{version}_{kind}.yaml").read_text())
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def validate_custom(obj: dict[str, Any]) -> None:
+    """A custom resource against its CRD's published schema (the operator version the chart pins); its
+    metadata, which CRD schemas leave open, against Kubernetes's ObjectMeta."""
+    errors = sorted(crd_validator(obj["apiVersion"], obj["kind"]).iter_errors(obj), key=str)
+    if errors:
+        raise jsonschema.ValidationError("; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors))
+    validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]})
 
 
 def _testbeds() -> list[tuple[str, Testbed]]:
@@ -34,13 +70,32 @@ def _testbeds() -> list[tuple[str, Testbed]]:
 @pytest.mark.parametrize(("label", "testbed"), _testbeds(), ids=[b[0] for b in _testbeds()])
 def test_every_rendered_object_is_valid(label: str, testbed: Testbed) -> None:
     objs = all_objects(testbed) + helm_value_probes(testbed) + registered_nodes(testbed)
-    checked = 0
     for obj in objs:
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
-            continue
-        validate(obj)
-        checked += 1
-    assert checked >= 8, f"{label}: only {checked} objects validated"
+            validate_custom(obj)
+        else:
+            validate(obj)
+    if testbed.vei.enabled and testbed.platform.monitoring.enabled:
+        assert any(o["kind"] == "PodMonitor" for o in objs), label
+
+
+def test_every_custom_kind_has_its_schema() -> None:
+    for api_version, kind in CRD_KINDS:
+        assert crd_validator(api_version, kind).schema["properties"]["spec"]["properties"], kind
+
+
+def test_broken_pod_monitors_are_caught() -> None:
+    (good,) = manifests.pod_monitors(stack("pi-k3s"))
+    validate_custom(good)
+    typo = copy.deepcopy(good)
+    typo["spec"]["podMetricsEndpoints"][0]["intervall"] = "5s"  # pruned by the apiserver: no scrape interval
+    wrong_type = copy.deepcopy(good)
+    wrong_type["spec"]["podMetricsEndpoints"][0]["interval"] = 5
+    bad_metadata = copy.deepcopy(good)
+    bad_metadata["metadata"]["namespce"] = bad_metadata["metadata"].pop("namespace")
+    for broken in (typo, wrong_type, bad_metadata):
+        with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError)):
+            validate_custom(broken)
 
 
 def test_schema_version_is_shipped_and_matches_k3s() -> None:

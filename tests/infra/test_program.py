@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pulumi_harness import FAKE_KUBECONFIG, Run, decoded_secrets, is_secret_value, run_program, unwrap
-from stack_fixtures import (
+from pulumi_support import FAKE_KUBECONFIG, Run, decoded_secrets, is_secret_value, run_program, unwrap
+from stack_support import (
     AWS_SECRET,
     MQTT_PASSWORD,
     STACK_NAMES,

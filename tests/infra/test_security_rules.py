@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stack_fixtures import stack, variant
+from stack_support import stack, variant
 
 from infra.cloud.security import GROUP, security_rules
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from stack_fixtures import TOKEN
+from testkit import TOKEN
 from typer.testing import CliRunner
 
 from experiments.cli import app

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testkit import ROOT
 
 from workloads.vei.camera_settings import CameraSettings, load_frames, parse_camera_args
 
@@ -69,6 +70,6 @@ def test_camera_cli_rejects_bad_flag_before_connecting() -> None:
     # Nothing listens on the gateway address: the flag error must come first, and fast.
     proc = subprocess.run([sys.executable, "-m", "experiments", "vei", "camera", "--gateway", "127.0.0.1:1",
                            "--fps", "0"], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=ROOT)
     assert proc.returncode == 2
     assert "--fps must be > 0" in proc.stderr

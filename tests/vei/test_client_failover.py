@@ -8,14 +8,12 @@ import json
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from testkit import free_port, wait_serving
-from vei_helpers import wait_until
+from testkit import free_port, wait_serving, wait_until_async
 
 from workloads.vei.camera import Camera
 from workloads.vei.camera_settings import CameraSettings
@@ -48,7 +46,7 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
     try:
         await asyncio.wait_for(vision.subscribed.wait(), 15)
         camera_task = asyncio.create_task(camera.run())
-        await wait_until(lambda: camera.stats.acked >= 25, 20, "the first 25 frames to be acked")
+        await wait_until_async(lambda: camera.stats.acked >= 25, 20, "the first 25 frames to be acked")
 
         def streams(port: int) -> float:
             return metric(port, "vei_active_streams", 'rpc="PublishImageAcked"')
@@ -57,7 +55,6 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
         victim = active.index(1.0)
         survivor = 1 - victim
         gateways[victim][0].send_signal(signal.SIGKILL)  # no goodbye: as a crashed replica
-        killed_at = time.monotonic()
 
         stats = await asyncio.wait_for(camera_task, 60)
     finally:
@@ -73,7 +70,6 @@ async def test_camera_stream_fails_over_when_its_gateway_is_killed(
     ids = [r["frameId"] for r in results]
     assert len(ids) == len(set(ids))  # the sink de-duplicated resends
     assert set(ids) == {f"cam-f-{i}" for i in range(frames)}
-    assert time.monotonic() - killed_at < 60
 
 
 async def test_overflow_without_sink_is_counted_against_real_gateway(gateway_process: Spawn) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from vei_helpers import frame, frames, metric, read_jsonl, stubs, subscribed, take, wait_until
+from testkit import wait_until_async
+from vei_support import frame, frames, metric, read_jsonl, stubs, subscribed, take
 
 from workloads.vei.proto import vei_pb2
 
@@ -32,7 +33,7 @@ async def test_publish_then_subscribe_delivers_every_field(gateway: Any) -> None
         assert g.gatewayInUnixNs >= s.createdUnixNs
         assert g.error == ""
     assert metric(gateway, "vei_frames_in_total", {"camera": "cam1"}) == 5
-    await wait_until(lambda: metric(gateway, "vei_frames_out_total", {"camera": "cam1"}) == 5)
+    await wait_until_async(lambda: metric(gateway, "vei_frames_out_total", {"camera": "cam1"}) == 5)
 
 
 async def test_camera_registry_list_and_delete(gateway: Any) -> None:
@@ -44,7 +45,7 @@ async def test_camera_registry_list_and_delete(gateway: Any) -> None:
         async def both_listed() -> bool:
             return list((await vei.ListCameras(EMPTY)).availableCams) == ["camA", "camB"]
 
-        await wait_until(both_listed, what="cameras registered")
+        await wait_until_async(both_listed, what="cameras registered")
         assert (await vei.DeleteCamera(vei_pb2.CameraID(cameraID="camA"))).errorMsg == ""
         assert list((await vei.ListCameras(EMPTY)).availableCams) == ["camB"]
         again = await vei.DeleteCamera(vei_pb2.CameraID(cameraID="camA"))
@@ -60,7 +61,7 @@ async def test_vision_output_publish_subscribe_and_application_registry(gateway:
         async def registered() -> bool:
             return "detector" in (await vei.ListApplications(EMPTY)).availApps
 
-        await wait_until(registered, what="application registered")
+        await wait_until_async(registered, what="application registered")
         sub = vei.SubscribeVisionOutput(vei_pb2.SubVisionParams(visionAppName="detector"))
         await subscribed(sub)
         outputs = [vei_pb2.PubVisionParams(visionAppName="detector", visionOutput=["person", str(i)],

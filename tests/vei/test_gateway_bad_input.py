@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import empty_pb2
-from vei_helpers import frame, frames, metric, stubs, subscribed, take
+from vei_support import frame, frames, metric, stubs, subscribed, take
 
 from workloads.vei.proto import vei_pb2
 

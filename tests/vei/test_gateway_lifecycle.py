@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from typing import Any
 
@@ -18,8 +17,8 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from testkit import ROOT, CuttableProxy, free_port, wait_serving
-from vei_helpers import frame, frames, metric, spawn, stubs, subscribed, take, wait_until
+from testkit import ROOT, CuttableProxy, free_port, wait_serving, wait_until_async
+from vei_support import frame, frames, metric, spawn, stubs, subscribed, take
 
 from workloads.vei.proto import vei_pb2
 
@@ -45,6 +44,20 @@ async def test_health_and_reflection(gateway: Any) -> None:
     files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
              for raw in answers[1].file_descriptor_response.file_descriptor_proto]
     assert any(m.name == "FrameAck" for f in files for m in f.message_type)
+
+
+async def test_reflection_can_be_turned_off(gateway_factory: Any) -> None:
+    gw = await gateway_factory(grpc_reflection=False)
+    async with grpc.aio.insecure_channel(gw.address) as ch:
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def ask() -> Any:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [a async for a in refl.ServerReflectionInfo(ask())]
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert (await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())).status == SERVING
 
 
 async def test_metrics_endpoint(gateway: Any) -> None:
@@ -111,9 +124,16 @@ async def test_sigterm_while_nats_is_down_still_exits_promptly(gateway_process: 
     proc, address = gateway_process()
     await wait_serving(address)
     nats_server_factory.stop(nats_server)
-    await asyncio.sleep(0.5)  # the gateway is now reconnecting
+    assert proc.stderr is not None
+    reconnecting = asyncio.to_thread(_read_until, proc.stderr, b"disconnected from NATS, reconnecting")
+    assert await asyncio.wait_for(reconnecting, 20)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 20) == 0
+
+
+def _read_until(stream: Any, text: bytes) -> bool:
+    """Reads a process's output until a line holds `text` (True) or the output ends (False)."""
+    return any(text in line for line in stream)
 
 
 _VANISHING_CAMERA = """
@@ -161,13 +181,15 @@ async def test_client_killed_mid_stream(gateway: Any, script: str, rpc: str) -> 
             frames((frame("gone", i, size=20000) for i in range(10**6)), gap_s=0.005))
     proc = spawn([sys.executable, "-c", script.replace("{address}", gateway.address)], ROOT)
     try:
-        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) >= 1, within_s=30,
-                         what=f"{rpc} stream open")
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) >= 1, timeout_s=30,
+                               what=f"{rpc} stream open")
+        flowing = "vei_frames_out_total" if rpc == "SubscribeImage" else "vei_frames_in_total"
+        await wait_until_async(lambda: metric(gateway, flowing, {"camera": "gone"}) >= 3, timeout_s=30,
+                               what=f"frames moving on {rpc}")  # killed mid-stream, not at its start
         proc.kill()
         await asyncio.to_thread(proc.wait)
-        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) == 0, within_s=30,
-                         what=f"{rpc} stream cleaned up")
+        await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": rpc}) == 0, timeout_s=30,
+                               what=f"{rpc} stream cleaned up")
     finally:
         proc.kill()
         if proc.stderr:
@@ -347,15 +369,13 @@ async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) 
         await subscribed(call)
         assert metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 1
         proxy.cut()
-        cut_at = time.monotonic()
-        await wait_until(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
-                         within_s=10)
-        dropped_after_s = time.monotonic() - cut_at
+        # keepalive 1 s + ping timeout 1 s: about 2 s (docs/benchmarks.md); gRPC's 60 s default ping
+        # timeout would not make it within the wait.
+        await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
+                               timeout_s=10, what="the dead subscriber dropped")
     finally:
         await channel.close(None)
         await proxy.close()
-    # keepalive 1 s + ping timeout 1 s: about 2 s; grpc's 60 s default ping timeout would fail this
-    assert dropped_after_s < 5.0, f"gateway kept the dead subscriber for {dropped_after_s:.1f} s"
 
 
 async def test_gateway_serves_only_once_its_nats_server_has_rejoined_the_cluster(
@@ -375,8 +395,9 @@ async def test_gateway_serves_only_once_its_nats_server_has_rejoined_the_cluster
     gw = Gateway(GatewaySettings(listen="127.0.0.1:0", nats_urls=[url_a], nats_join_timeout_s=60))
     starting = asyncio.create_task(gw.start())
     try:
-        await asyncio.sleep(2.0)  # a clustered JetStream cannot elect a leader alone
-        assert not starting.done(), "SERVING before the NATS server had any route"
+        # A clustered JetStream cannot elect a leader alone: for 2 s nothing may report SERVING.
+        done, _ = await asyncio.wait({starting}, timeout=2.0)
+        assert not done, "SERVING before the NATS server had any route"
         nats_server_factory(config=cluster("b", "a"))
         await asyncio.wait_for(starting, 45)
         await wait_serving(gw.address, within_s=5)

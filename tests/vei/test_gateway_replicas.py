@@ -12,8 +12,8 @@ import grpc
 import nats
 import pytest
 from google.protobuf import empty_pb2
-from testkit import free_port
-from vei_helpers import frame, frames, read_jsonl, stubs, subscribed, take, wait_until
+from testkit import free_port, wait_until_async
+from vei_support import frame, frames, read_jsonl, stubs, subscribed, take
 
 from workloads.vei.proto import vei_pb2
 
@@ -34,7 +34,7 @@ async def test_registries_are_shared_between_replicas(gateway_factory: Any) -> N
             apps = list((await vei_b.ListApplications(EMPTY)).availApps)
             return cams == ["onA"] and apps == ["appA"]
 
-        await wait_until(b_sees_a, what="replica B lists what replica A registered")
+        await wait_until_async(b_sees_a, what="replica B lists what replica A registered")
         assert (await vei_b.DeleteCamera(vei_pb2.CameraID(cameraID="onA"))).errorMsg == ""
         assert list((await vei_a.ListCameras(EMPTY)).availableCams) == []
 
@@ -68,7 +68,7 @@ async def test_frames_cross_replicas_and_queue_groups_share_them(gateway_factory
             per_group = [len(received[f"{g}-a"]) + len(received[f"{g}-b"]) for g in ("g1", "g2")]
             return per_group == [n, n] and len(received["plain"]) == n
 
-        await wait_until(all_arrived, what="all frames at every group")
+        await wait_until_async(all_arrived, what="all frames at every group")
         await asyncio.sleep(0.2)  # a duplicate would arrive now
         for task in readers:
             task.cancel()
@@ -145,15 +145,16 @@ async def test_registry_survives_loss_of_one_node_of_a_jetstream_cluster(nats_se
             except grpc.aio.AioRpcError:
                 return []  # the cluster is still electing its JetStream leaders
 
-        await wait_until(lambda: _has(cameras, ["before"]), within_s=60, what="registered on the cluster")
+        await wait_until_async(lambda: _has(cameras, ["before"]), timeout_s=60,
+                               what="registered on the cluster")
         nc = await nats.connect(urls[1])
         info = await nc.jetstream().stream_info("KV_vei_cameras")
         await nc.close()
         assert info.config.num_replicas == 3
         nats_server_factory.stop(urls[0])
         await vei.PublishImage(frames([frame("after", 0, size=10)]))
-        await wait_until(lambda: _has(cameras, ["after", "before"]), within_s=60,
-                         what="registry readable and writable with one node gone")
+        await wait_until_async(lambda: _has(cameras, ["after", "before"]), timeout_s=60,
+                               what="registry readable and writable with one node gone")
 
 
 async def _has(listing: Any, expected: list[str]) -> bool:

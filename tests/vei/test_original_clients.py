@@ -9,8 +9,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from testkit import wait_serving
-from vei_helpers import frames, read_jsonl, stubs, take, wait_until
+from testkit import wait_serving, wait_until_async
+from vei_support import frames, read_jsonl, stubs, take
 
 from workloads.vei.proto import vei_pb2
 
@@ -35,7 +35,7 @@ async def test_subscribe_vision_output_before_the_application_ever_published(gat
         async def registered() -> bool:
             return "late-app" in (await vei.ListApplications(EMPTY)).availApps
 
-        await wait_until(registered, what="the application registered by its first publish")
+        await wait_until_async(registered, what="the application registered by its first publish")
     assert [(list(g.visionOutput), g.timestamp, g.error) for g in got] == [
         (["person", "0"], "t0", ""), (["person", "1"], "t1", ""), (["person", "2"], "t2", "")]
 

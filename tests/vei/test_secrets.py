@@ -21,9 +21,9 @@ import pytest
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
-from testkit import ROOT, wait_serving
-from tls_helpers import make_ca, make_cert
-from vei_helpers import frame, frames, stubs, subscribed, take, wait_until
+from testkit import ROOT, wait_serving, wait_until_async
+from tls_support import make_ca, make_cert
+from vei_support import frame, frames, stubs, subscribed, take
 
 from workloads.vei import nats_conn
 from workloads.vei.client import open_channel
@@ -153,11 +153,11 @@ async def test_mqtt_with_password_file_delivers_and_wrong_password_names_authent
             async def listed() -> bool:
                 return list((await vei_good.ListClouds(EMPTY)).availClouds) == ["broker"]
 
-            await wait_until(listed, what="the authenticated broker listed")
+            await wait_until_async(listed, what="the authenticated broker listed")
             ok = await vei_good.PublishToCloud(frames([result(i, "broker") for i in range(5)]))
             refused = await vei_bad.PublishToCloud(frames([result(9, "broker")]))
             bad_clouds = list((await vei_bad.ListClouds(EMPTY)).availClouds)
-        await wait_until(lambda: len(listener.messages) >= 5, what="5 results at the broker")
+        await wait_until_async(lambda: len(listener.messages) >= 5, what="5 results at the broker")
     finally:
         listener.close()
     assert ok.errorMsg == ""
@@ -187,7 +187,7 @@ async def test_mqtts_verifies_the_broker_against_the_ca(mosquitto_factory: Calla
         async def listed() -> bool:
             return list((await vei_good.ListClouds(EMPTY)).availClouds) == ["tls"]
 
-        await wait_until(listed, what="the TLS broker connected")
+        await wait_until_async(listed, what="the TLS broker connected")
         ok = await vei_good.PublishToCloud(frames([result(1, "tls")]))
         refused = await vei_bad.PublishToCloud(frames([result(2, "tls")]))
     assert ok.errorMsg == ""
@@ -255,7 +255,7 @@ async def test_gateway_and_sink_over_nats_mutual_tls(nats_server_factory: Callab
             return [json.loads(line)["frameId"] for line in lines]
 
         # Results with a frame go straight to the sink, which acks the camera; the call does not wait.
-        await wait_until(lambda: len(recorded()) == 3, what="3 results recorded")
+        await wait_until_async(lambda: len(recorded()) == 3, what="3 results recorded")
         assert sorted(recorded()) == ["0", "1", "2"]
     finally:
         await gw.stop(grace=0)

@@ -3,7 +3,7 @@ AWS IoT data plane emulated by moto's server (never live AWS)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,8 +18,8 @@ import nats
 import paho.mqtt.client as mqtt
 import pytest
 from google.protobuf import empty_pb2
-from testkit import ROOT, free_port, stop_process
-from vei_helpers import frame, frames, metric, read_jsonl, spawn, stubs, subscribed, wait_until
+from testkit import ROOT, free_port, stop_process, wait_until_async
+from vei_support import frame, frames, metric, read_jsonl, spawn, stubs, subscribed
 
 from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
@@ -53,13 +53,13 @@ async def test_local_sink_process_dedups_replies_and_writes_stats(nats_server: s
     for generation in (1, 2):  # the second run appends and remembers what the first wrote
         proc = spawn(cmd, ROOT)
         try:
-            for _ in range(200):
+            async def ready() -> bool:
                 try:
-                    probe = await nc.request(subjects.LOCAL_SINK, b"", timeout=0.2)
-                    assert probe.data == b"ready"
-                    break
+                    return (await nc.request(subjects.LOCAL_SINK, b"", timeout=0.2)).data == b"ready"
                 except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                    await asyncio.sleep(0.05)
+                    return False
+
+            await wait_until_async(ready, 15, "the sink answering", interval_s=0.05)
             replies = [(await nc.request(subjects.LOCAL_SINK, result(i).SerializeToString(), timeout=2)).data
                        for i in (0, 1, 1, 2)]
             bad = await nc.request(subjects.LOCAL_SINK, b"\x0f", timeout=2)
@@ -94,10 +94,8 @@ async def test_gateway_pipelines_many_results_to_local_sink(gateway: Any, local_
         vei, _ = stubs(ch)
         reply = await vei.PublishToCloud(frames([result(i, camera="bulk") for i in range(n)]))
     assert reply.errorMsg == ""
-    for _ in range(100):
-        if len(acks) == n:
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):  # the assertion below says which are missing
+        await wait_until_async(lambda: len(acks) == n, 5, f"{n} acks")
     await nc.close()
     assert sorted(int(a.frameId) for a in acks) == list(range(n))
     assert all(a.error == "" for a in acks)
@@ -134,10 +132,9 @@ async def test_mqtt_sink_publishes_qos1_and_acks(gateway_factory: Any, mosquitto
             vei, _ = stubs(ch)
             reply = await vei.PublishToCloud(frames([result(i, provider="broker") for i in range(50)]))
         assert reply.errorMsg == ""
-        for _ in range(100):
-            if len(listener.messages) >= 50 and len(acks) >= 50:
-                break
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
+            await wait_until_async(lambda: len(listener.messages) >= 50 and len(acks) >= 50, 5,
+                                   "50 deliveries")
         await nc.close()
     finally:
         listener.close()
@@ -156,7 +153,7 @@ async def test_mqtt_broker_down_fails_the_result_not_the_gateway(gateway_factory
         vei, _ = stubs(ch)
         reply = await vei.PublishToCloud(frames([result(1, provider="broker")]))
         assert list((await vei.ListClouds(empty_pb2.Empty())).availClouds) == []  # cannot deliver now
-    await asyncio.sleep(0.2)
+    await wait_until_async(lambda: acks, 5, "the camera's error ack")
     await nc.close()
     assert "did not acknowledge (PUBACK) within 0.5 s" in reply.errorMsg
     assert [(a.frameId, "PUBACK" in a.error) for a in acks] == [("1", True)]
@@ -172,7 +169,7 @@ async def test_aws_iot_sink_publishes_to_emulator(gateway_factory: Any, moto_iot
     async with grpc.aio.insecure_channel(gw.address) as ch:
         vei, _ = stubs(ch)
         reply = await vei.PublishToCloud(frames([result(i, provider="aws") for i in range(20)]))
-        await wait_until(lambda: len(acks) >= 20, what="20 acks")
+        await wait_until_async(lambda: len(acks) >= 20, what="20 acks")
     await nc.close()
     assert reply.errorMsg == ""
     ours = [payload for topic, payload in published() if topic == "vei/results"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
-import time
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from testkit import wait_until_async
 
 from workloads.vei.proto import vei_pb2, vei_pb2_grpc
 from workloads.vei.vision import VisionApp, parse_vision_args
@@ -66,12 +67,12 @@ async def run_vision(source: FrameSource, argv: list[str], want: int, last: str 
     app = VisionApp(parse_vision_args(["--gateway", f"127.0.0.1:{port}", *argv]))
     task = asyncio.create_task(app.run())
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def done() -> bool:
             seen = {r.frameId for r in source.results}
-            if len(seen) >= want or last in seen:
-                break
-            await asyncio.sleep(0.01)
+            return len(seen) >= want or last in seen
+
+        with contextlib.suppress(TimeoutError):  # the callers check what arrived
+            await wait_until_async(done, 20, "the vision app's results", interval_s=0.01)
     finally:
         app.stop()
         await asyncio.wait_for(task, 10)
@@ -100,9 +101,7 @@ async def test_no_queue_group_gives_original_fan_out() -> None:
 
 async def test_processing_time_is_spent() -> None:
     source = FrameSource(frames=4)
-    started = time.monotonic()
     await run_vision(source, ["--processing-ms", "100"], want=4)
-    assert time.monotonic() - started >= 0.4
     done = [r.visionDoneUnixNs for r in source.results]
     gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(done)]
     assert min(gaps) >= 95

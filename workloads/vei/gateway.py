@@ -94,9 +94,10 @@ class Gateway:
             ], interceptors=gateway_auth.interceptors(s))
             self._service.add_to_server(self._server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-            reflection.enable_server_reflection(
-                (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME), self._server)
+            if s.grpc_reflection:
+                reflection.enable_server_reflection(
+                    (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                     reflection.SERVICE_NAME), self._server)
             credentials = gateway_auth.server_credentials(s)
             try:
                 self.port = (self._server.add_insecure_port(s.listen) if credentials is None

@@ -20,6 +20,7 @@ or a validation error shows `**********`. Certificates and keys are always files
 | VEI_GRPC_TOKEN(_FILE) | gateway; camera, vision | bearer token gRPC clients must send |
 | VEI_GRPC_TLS_CERT_FILE + VEI_GRPC_TLS_KEY_FILE | gateway | serve gRPC over TLS |
 | VEI_GRPC_CLIENT_CA_FILE | gateway | require client certificates signed by this CA (mTLS) |
+| VEI_GRPC_REFLECTION | gateway | serve gRPC reflection (default true; the cluster's gateways set false) |
 | VEI_GATEWAY_CA_FILE | camera, vision | verify the gateway's TLS certificate (turns TLS on) |
 | VEI_GATEWAY_CERT_FILE + VEI_GATEWAY_KEY_FILE | camera, vision | client certificate for gateway mTLS |
 """
@@ -34,6 +35,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
+# The NATS servers' max_payload for VEI: the gateway's largest image (4 MiB by default) plus the
+# protobuf envelope, above NATS's 1 MB default. Every NATS the VEI runs on is configured with it.
+NATS_MAX_PAYLOAD_BYTES = 8 * MIB
 
 
 def read_secret_file(path: str, setting: str) -> SecretStr:
@@ -164,6 +168,9 @@ class GatewaySettings(NatsSettings):
     grpc_tls_cert_file: str = ""
     grpc_tls_key_file: str = ""
     grpc_client_ca_file: str = ""
+    # Server reflection (grpcurl and friends list and describe the services): handy on a desk, off in
+    # the cluster, where nobody needs to explore the API.
+    grpc_reflection: bool = True
     # Keepalive ping interval (and timeout) towards each client: a silently dead client (its node cut
     # off) is dropped after about twice this, and its queue-group share of frames goes elsewhere.
     grpc_keepalive_s: float = Field(1.0, ge=0.1)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +46,6 @@ async def take(call: Any, n: int, within_s: float = 10.0) -> list[Any]:
 
     await asyncio.wait_for(read(), within_s)
     return got
-
-
-async def wait_until(check: Callable[[], Any], within_s: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {within_s} s")
-        await asyncio.sleep(0.02)
 
 
 def stubs(channel: grpc.aio.Channel) -> tuple[vei_pb2_grpc.VEIv1_0Stub, vei_pb2_grpc.VEIReliableStub]:

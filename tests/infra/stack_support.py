@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
+from testkit import ROOT, TOKEN
 
 from infra.model import Testbed, load_testbed
 
-ROOT = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 STACK_NAMES = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACK_FILES]
-TOKEN = "k3s-token-for-tests-only-0001"
 AWS_SECRET = "aws-secret-for-tests-only-0002"
 MQTT_PASSWORD = "mqtt-password-for-tests-only-0003"
 
