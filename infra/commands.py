@@ -11,7 +11,7 @@ import yaml
 from infra.cloud.security import security_rules
 from infra.model import Testbed
 from infra.rendering import all_objects, helm_values
-from infra.stackfile import StackConfigError
+from infra.stackfile import StackConfigError, load_stack_file
 
 STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
 stack_app = typer.Typer(
@@ -22,7 +22,7 @@ stack_app = typer.Typer(
 def _load(stack: str) -> Testbed:
     path = Path(stack) if stack.endswith((".yaml", ".yml")) else STACKS_DIR / f"Pulumi.{stack}.yaml"
     try:
-        return Testbed.from_stack_file(path)
+        return load_stack_file(path)
     except StackConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

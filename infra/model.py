@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -36,6 +35,7 @@ from infra.cluster_settings import KubeEdgeSettings as KubeEdgeSettings
 from infra.cluster_settings import OpenStackSettings as OpenStackSettings
 from infra.cluster_settings import SshSettings as SshSettings
 from infra.model_base import ConfigModel as _Model
+from infra.model_base import StackConfigError, format_validation_error
 from infra.nodes import AGENT_LABEL as AGENT_LABEL
 from infra.nodes import DNS1123_LABEL as DNS1123_LABEL
 from infra.nodes import EDGE_ROLE_LABEL as EDGE_ROLE_LABEL
@@ -398,14 +398,6 @@ class Testbed(_Model):
             data[section][field] = secrets.get(key)
         return cls.model_validate(data)
 
-    @classmethod
-    def from_stack_file(
-        cls, path: str | Path, secrets: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
-    ) -> Testbed:
-        """Parse stacks/Pulumi.<name>.yaml without the Pulumi engine (CLI, hosts, tests)."""
-        from infra.stackfile import load_stack_file
-
-        return load_stack_file(Path(path), secrets=secrets, env=env)
 
 
 def load_testbed(config: Mapping[str, Any], *, name: str | None = None) -> Testbed:
@@ -413,8 +405,6 @@ def load_testbed(config: Mapping[str, Any], *, name: str | None = None) -> Testb
 
     Raises StackConfigError naming the config key and the fix; never returns a half-valid model.
     """
-    from infra.stackfile import StackConfigError, format_validation_error
-
     data: dict[str, Any] = {}
     for key, value in config.items():
         if ":" in key:

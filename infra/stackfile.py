@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from infra.model import Testbed
+from infra.model import SECRET_KEYS, Testbed, load_testbed
+from infra.model_base import StackConfigError
+
+__all__ = ["SECRET_ENV", "StackConfigError", "load_stack_file"]
 
 # Environment variables that can supply secrets when a stack file is read outside Pulumi,
 # e.g. `EDGERIG_K3S_TOKEN=$(pulumi config get edgerig:k3sToken) edgerig cluster up --stack pi-k3s`.
@@ -21,34 +22,6 @@ SECRET_ENV = {
     "awsSecretAccessKey": "EDGERIG_AWS_SECRET_ACCESS_KEY",
     "mqttPassword": "EDGERIG_MQTT_PASSWORD",
 }
-
-
-class StackConfigError(ValueError):
-    """A stack file or config map that cannot become a Testbed; the message names key and fix."""
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    if not loc:
-        return "edgerig"
-    out = f"edgerig:{loc[0]}"
-    for part in loc[1:]:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-def format_validation_error(exc: Exception) -> str:
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    lines = []
-    for err in exc.errors():
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        key = _key_path(tuple(err["loc"]))
-        if err["type"] == "extra_forbidden":
-            msg = "unknown config key: check the spelling against Pulumi.yaml (keys are camelCase)"
-        elif err["type"] == "missing":
-            msg = "required key is missing: add it to the stack file (see Pulumi.yaml for its meaning)"
-        lines.append(f"{key}: {msg}")
-    return "invalid stack configuration:\n  " + "\n  ".join(lines)
 
 
 def _secret_value(key: str, raw: Any, secrets: Mapping[str, str], env: Mapping[str, str]) -> str | None:
@@ -65,10 +38,10 @@ def _secret_value(key: str, raw: Any, secrets: Mapping[str, str], env: Mapping[s
 
 
 def load_stack_file(
-    path: Path, *, secrets: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+    path: str | Path, *, secrets: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
 ) -> Testbed:
-    from infra.model import SECRET_KEYS, load_testbed
-
+    """Parse stacks/Pulumi.<name>.yaml without the Pulumi engine (CLI, hosts, tests)."""
+    path = Path(path)
     if not path.is_file():
         raise StackConfigError(f"stack file {path} does not exist: create it or pick one from stacks/")
     try:

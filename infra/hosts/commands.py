@@ -13,7 +13,7 @@ from infra.hosts import api, node_objects
 from infra.hosts.artefacts import ArtefactError, catalogue, required, unpinned
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.model import Testbed
-from infra.stackfile import StackConfigError
+from infra.stackfile import StackConfigError, load_stack_file
 
 cluster_app = typer.Typer(
     help="Install or reset K3s/KubeEdge on the hosts of a stack or inventory.", no_args_is_help=True
@@ -43,13 +43,13 @@ def _load_unchecked(stack: str | None, inventory: Path | None) -> tuple[Testbed,
     if (stack is None) == (inventory is None):
         raise typer.BadParameter("give exactly one of --stack NAME or --inventory FILE")
     if stack is not None:
-        return Testbed.from_stack_file(REPO / "stacks" / f"Pulumi.{stack}.yaml"), None
+        return load_stack_file(REPO / "stacks" / f"Pulumi.{stack}.yaml"), None
     assert inventory is not None
     # A fleet's stack file sits next to its known_hosts and its (test-only) token file.
     token_file = inventory.parent / "k3s-token"
     found = {"k3sToken": token_file.read_text().strip()} if token_file.exists() else None
     known = inventory.parent / "known_hosts"
-    return Testbed.from_stack_file(inventory, secrets=found), str(known) if known.exists() else None
+    return load_stack_file(inventory, secrets=found), str(known) if known.exists() else None
 
 
 def _load(stack: str | None, inventory: Path | None) -> tuple[Testbed, str | None]:

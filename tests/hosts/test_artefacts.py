@@ -24,6 +24,7 @@ from infra import versions
 from infra.hosts import artefacts, pinning
 from infra.hosts.artefacts import ArtefactError, fetch, keadm
 from infra.model import Testbed
+from infra.stackfile import load_stack_file
 from infra.versions import Pin
 
 KEADM_AMD64 = keadm(versions.KUBEEDGE_VERSION, "amd64")
@@ -135,10 +136,10 @@ def test_the_shipped_pins_install_a_k3s_stack_and_refuse_what_they_leave_unpinne
     missing on purpose."""
     shipped = versions.load_pins(versions.ARTEFACT_PINS_FILE)
     stacks = Path(versions.__file__).parents[1] / "stacks"
-    k3s_only = Testbed.from_stack_file(stacks / "Pulumi.pi-k3s.yaml", secrets={"k3sToken": TOKEN}, env={})
+    k3s_only = load_stack_file(stacks / "Pulumi.pi-k3s.yaml", secrets={"k3sToken": TOKEN}, env={})
     artefacts.check_pins(k3s_only, pins=shipped)
     assert {a.key for a in artefacts.required(k3s_only)} <= set(shipped)
-    hybrid = Testbed.from_stack_file(stacks / "Pulumi.hybrid.yaml", secrets={"k3sToken": TOKEN}, env={})
+    hybrid = load_stack_file(stacks / "Pulumi.hybrid.yaml", secrets={"k3sToken": TOKEN}, env={})
     missing = [a.key for a in artefacts.required(hybrid) if a.key not in shipped]
     with pytest.raises(ArtefactError) as err:
         artefacts.check_pins(hybrid, pins=shipped)

@@ -8,6 +8,7 @@ import yaml
 from testkit import ROOT, TOKEN
 
 from infra.model import Testbed, load_testbed
+from infra.stackfile import load_stack_file
 
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 STACK_NAMES = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACK_FILES]
@@ -16,7 +17,7 @@ MQTT_PASSWORD = "mqtt-password-for-tests-only-0003"
 
 
 def stack(name: str) -> Testbed:
-    return Testbed.from_stack_file(
+    return load_stack_file(
         ROOT / "stacks" / f"Pulumi.{name}.yaml", secrets={"k3sToken": TOKEN}, env={}
     )
 

@@ -12,7 +12,7 @@ from testkit import ROOT, TOKEN
 
 from infra import versions
 from infra.model import EDGE_ROLE_LABEL, Testbed, is_restricted_label, load_testbed
-from infra.stackfile import StackConfigError
+from infra.stackfile import StackConfigError, load_stack_file
 
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 
@@ -316,7 +316,7 @@ def test_public_dump_has_no_secret_and_restores() -> None:
 
 @pytest.mark.parametrize("path", STACKS, ids=lambda p: p.name)
 def test_every_stack_file_parses(path: Path) -> None:
-    tb = Testbed.from_stack_file(path, secrets={"k3sToken": TOKEN})
+    tb = load_stack_file(path, secrets={"k3sToken": TOKEN})
     assert tb.name == path.name.removeprefix("Pulumi.").removesuffix(".yaml")
     assert len(tb.servers) % 2 == 1
 
@@ -334,29 +334,29 @@ def test_stack_file_secret_sources(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.lab.yaml"
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(StackConfigError, match="EDGERIG_K3S_TOKEN"):
-        Testbed.from_stack_file(path, env={})
-    assert Testbed.from_stack_file(path, env={"EDGERIG_K3S_TOKEN": TOKEN}).name == "lab"
+        load_stack_file(path, env={})
+    assert load_stack_file(path, env={"EDGERIG_K3S_TOKEN": TOKEN}).name == "lab"
     encrypted = copy.deepcopy(doc)
     encrypted["config"]["edgerig:k3sToken"] = {"secure": "v1:AAAA"}
     path.write_text(yaml.safe_dump(encrypted))
     assert (
-        Testbed.from_stack_file(path, secrets={"k3sToken": TOKEN}, env={}).k3s.token.get_secret_value()
+        load_stack_file(path, secrets={"k3sToken": TOKEN}, env={}).k3s.token.get_secret_value()
         == TOKEN
     )
     plain = copy.deepcopy(doc)
     plain["config"]["edgerig:k3sToken"] = TOKEN
     path.write_text(yaml.safe_dump(plain))
     with pytest.raises(StackConfigError, match="plain text"):
-        Testbed.from_stack_file(path, env={})
+        load_stack_file(path, env={})
 
 
 def test_stack_file_errors(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError, match="does not exist"):
-        Testbed.from_stack_file(tmp_path / "Pulumi.none.yaml")
+        load_stack_file(tmp_path / "Pulumi.none.yaml")
     bad = tmp_path / "Pulumi.bad.yaml"
     bad.write_text("config: [1, 2\n")
     with pytest.raises(StackConfigError, match="not valid YAML"):
-        Testbed.from_stack_file(bad)
+        load_stack_file(bad)
 
 
 def test_deploy_addresses_fill_openstack_nodes() -> None:
