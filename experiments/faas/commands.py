@@ -36,8 +36,6 @@ def faas_command(
     cpu_percent: Annotated[int, typer.Option(help="a stack: the HPA's target average CPU utilisation "
                                                   "(% of the request)")] = 50,
     cpu_request: Annotated[str, typer.Option(help="a stack: the function's CPU request")] = "100m",
-    registry: Annotated[str, typer.Option(help="a stack: registry of the edgerig-fn-* images")] =
-        "localhost:5000",
     sample_s: Annotated[float, typer.Option(help="seconds between samples of users, pods and "
                                                  "HPA")] = 1.0,
     out: Annotated[Path | None, typer.Option(help="results folder (default: results/faas-<time>)")] = None,
@@ -52,7 +50,7 @@ def faas_command(
     cfg = FaasConfig(functions=function, scenarios=scenario, edge_weight=edge_weight, users=users,
                      ramp_s=ramp_s, hold_s=hold_s, timeout_s=timeout_s, replicas=replicas,
                      max_replicas=max_replicas, cpu_percent=cpu_percent, cpu_request=cpu_request,
-                     registry=registry, sample_s=sample_s, out=out or default_out("faas"), target=target,
+                     sample_s=sample_s, out=out or default_out("faas"), target=target,
                      repeat=repeat, rebuild=rebuild, progress=progress)
     keys = ("p50_ms", "p95_ms", "error_rate", "requests_per_s", "max_pods", "first_cloud_pod_s")
     for summary in _guarded(lambda: run_faas(cfg, console)):

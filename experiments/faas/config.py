@@ -9,7 +9,7 @@ from experiments.latency.config import CommonRunOptions, ConfigError, default_ou
 from experiments.testbeds.base import SystemSpec
 from experiments.testbeds.functions import SCENARIOS, FunctionRequest, Scenario, scenario
 from workloads.functions.catalog import FUNCTIONS, function
-from workloads.functions.load import ramp_problems
+from workloads.functions.ramp import ramp_problems
 
 EVERY = "every"
 # The OpenFaaS thesis's VMs (Table 4.1): main 4 vCPU and worker 2 vCPU in the cloud, edge 1 vCPU.
@@ -41,7 +41,6 @@ class FaasConfig(CommonRunOptions):
     max_replicas: int = 25
     cpu_percent: int = 50
     cpu_request: str = "100m"
-    registry: str = "localhost:5000"   # a stack: where the function images are
     sample_s: float = 1.0
     out: Path = field(default_factory=lambda: default_out("faas"))
     progress: bool = True
@@ -60,8 +59,7 @@ class FaasConfig(CommonRunOptions):
 
     def request(self, fn: str, sc: str) -> FunctionRequest:
         return FunctionRequest(fn, self.scenario(sc), replicas=self.replicas, max_replicas=self.max_replicas,
-                               cpu_percent=self.cpu_percent, cpu_request=self.cpu_request,
-                               image=f"{self.registry}/edgerig-fn-{fn}:0.1.0")
+                               cpu_percent=self.cpu_percent, cpu_request=self.cpu_request)
 
     def system(self) -> SystemSpec:
         """local: this machine; emulated: the thesis's three VMs as namespace nodes; a stack: its own."""

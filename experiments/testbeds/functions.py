@@ -6,8 +6,9 @@ deploys it, gives the entry point requests go to, feeds a PodTracker with the fu
 how it scales, and removes what it changed afterwards. A stack does that through OpenFaaS and
 Kubernetes (experiments/testbeds/stack_functions.py). Here, for `local` and `emulated`:
 
-- every replica is a real process of the python3-http contract server (workloads/functions/server.py)
-  with HOSTNAME set to its pod name and NODE_NAME to its node, as a kubelet would;
+- every replica is a real process of the python3-http contract server the function images run
+  (workloads/functions/http_template.py), with HOSTNAME set to its pod name and NODE_NAME to its
+  node, as a kubelet would;
 - replicas per realm are fixed by the scenario (`place_replicas`): autoscaling is not emulated;
 - `emulated`: each replica runs in its node's network namespace with its own UTS namespace (so the
   host name nodeinfo reports is the pod's) and in its node's cgroup, whose CPU quota (cgroup v1
@@ -41,7 +42,7 @@ from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
 from experiments.testbeds.system import Host
 from workloads.functions import launch
-from workloads.functions.server import HEALTH_PATH
+from workloads.functions.http_template import HEALTH_PATH
 
 CLOUD, EDGE = "cloud", "edge"
 REPLICA_PORT = 8080          # the of-watchdog port, inside a node's namespace
@@ -96,7 +97,6 @@ class FunctionRequest:
     max_replicas: int = 25         # HPA (a stack)
     cpu_percent: int = 50          # HPA target: average CPU utilisation of the requests
     cpu_request: str = "100m"      # the CPU request the HPA's utilisation refers to (a stack)
-    image: str | None = None       # a stack: the function's image
 
 
 @dataclass(frozen=True)

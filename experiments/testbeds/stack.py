@@ -292,8 +292,8 @@ class StackTestbed(Testbed):
                                                self._functions_namespace())
         return self.functions
 
-    def _setting(self, key: str, *path: str, default: str) -> str:
-        """A namespace setting from the stack file (the model's defaults where it sets none)."""
+    def setting(self, key: str, *path: str, default: str) -> str:
+        """A plain setting from the stack file (the model's default where it sets none)."""
         config = (yaml.safe_load((STACKS_DIR / f"Pulumi.{self.stack}.yaml").read_text()) or {}).get("config")
         value: Any = (config or {}).get(key) or {}
         for part in path:
@@ -301,11 +301,11 @@ class StackTestbed(Testbed):
         return str(value or default)
 
     def _functions_namespace(self) -> str:
-        return self._setting("edgerig:platform", "openfaas", "functionsNamespace", default="openfaas-fn")
+        return self.setting("edgerig:platform", "openfaas", "functionsNamespace", default="openfaas-fn")
 
     def system_namespaces(self) -> dict[str, str]:
-        return {self._setting("edgerig:platform", "nats", "namespace", default="nats"): "nats",
-                self._setting("edgerig:vei", "namespace", default="vei"): ""}
+        return {self.setting("edgerig:platform", "nats", "namespace", default="nats"): "nats",
+                self.setting("edgerig:vei", "namespace", default="vei"): ""}
 
     def _sink_ready(self) -> bool:
         # The sink is ready once it answers the readiness request on the local-sink subject.

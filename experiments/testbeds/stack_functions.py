@@ -3,7 +3,10 @@
 For one function under one scenario (the OpenFaaS thesis's steps in 5.1):
 
 1. deploy through the OpenFaaS gateway's REST API with the function's image and a CPU request (a
-   function the stack already runs is used as it is and restored afterwards);
+   function the stack already runs is used as it is and restored afterwards). The image is edgerig's
+   build of it (`edgerig images build`), referenced as the stack's other images are
+   (infra/images.py): from `edgerig:images.registry` if the stack names one, else as imported on the
+   nodes;
 2. patch its Deployment with the scenario's placement - edge tolerations and required or preferred
    node affinity (the E1 weight is a flag) - one initial replica, the node name for nodeinfo (the
    downward API), and, on KubeEdge edge nodes, no probes (the thesis's 4.5.7);
@@ -42,12 +45,15 @@ from experiments.testbeds.functions import (
 )
 from experiments.testbeds.openfaas_api import OpenFaaSClient, provider_release
 from experiments.testbeds.pod_watch import PodTracker, PodWatch
+from infra.images import ImageRef, ref_for, resolve_record_path
 from infra.platform.placement import (
     cloud_only_affinity,
     edge_only_affinity,
     edge_tolerations,
     prefer_edge_affinity,
 )
+from workloads.images import catalog as image_catalog
+from workloads.images import record as image_record
 
 if TYPE_CHECKING:
     from experiments.testbeds.stack import StackTestbed
@@ -61,8 +67,10 @@ HEALTH_PATH = "/_/health"
 
 
 # -- the objects (pure, validated against the pinned Kubernetes schema in the tests) ------------------
-def placement_patch(function: str, sc: Scenario, cpu_request: str, drop_probes: bool) -> dict[str, Any]:
-    """Strategic-merge patch of the function's Deployment for a scenario (thesis Code Snippets 5.2-5.4)."""
+def placement_patch(function: str, sc: Scenario, cpu_request: str, drop_probes: bool,
+                    pull_policy: str | None = None) -> dict[str, Any]:
+    """Strategic-merge patch of the function's Deployment for a scenario (thesis Code Snippets 5.2-5.4);
+    `pull_policy`: the image's (Never for images the nodes imported; faas-netes sets one for all)."""
     if sc.edge_weight is not None:
         affinity: dict[str, Any] | None = prefer_edge_affinity(sc.edge_weight) or None
     else:
@@ -74,6 +82,8 @@ def placement_patch(function: str, sc: Scenario, cpu_request: str, drop_probes: 
     }
     if drop_probes:
         container.update({"livenessProbe": None, "readinessProbe": None})
+    if pull_policy:
+        container["imagePullPolicy"] = pull_policy
     spec: dict[str, Any] = {
         # `$patch: replace`: the scenario's affinity as a whole, not merged into what was there
         "affinity": {**affinity, "$patch": "replace"} if affinity else None,
@@ -94,6 +104,7 @@ def restore_patch(function: str, saved: Mapping[str, Any]) -> dict[str, Any]:
         "resources": {**(old.get("resources") or {}), "$patch": "replace"},
         "livenessProbe": old.get("livenessProbe"),
         "readinessProbe": old.get("readinessProbe"),
+        "imagePullPolicy": old.get("imagePullPolicy"),
         "env": env or [{"name": "NODE_NAME", "$patch": "delete"}],
     }
     affinity = pod.get("affinity")
@@ -130,9 +141,9 @@ def hpa_object(function: str, namespace: str, max_replicas: int, cpu_percent: in
     }
 
 
-def deploy_spec(request: FunctionRequest, namespace: str) -> dict[str, Any]:
+def deploy_spec(request: FunctionRequest, image: str, namespace: str) -> dict[str, Any]:
     """The REST deployment: no com.openfaas.scale labels (CE refuses a max above 5; the HPA scales)."""
-    return {"service": request.function, "image": request.image, "namespace": namespace,
+    return {"service": request.function, "image": image, "namespace": namespace,
             "labels": {"edgerig.io/experiment": "faas"}, "requests": {"cpu": request.cpu_request}}
 
 
@@ -159,9 +170,9 @@ def _fresh(obj: Mapping[str, Any]) -> dict[str, Any]:
 class StackDeployment(FunctionDeployment):
     autoscaled = True
 
-    def __init__(self, host: StackFunctionHost, request: FunctionRequest, entry_url: str,
+    def __init__(self, host: StackFunctionHost, request: FunctionRequest, image: ImageRef, entry_url: str,
                  saved_deployment: dict[str, Any] | None, saved_hpa: dict[str, Any] | None) -> None:
-        self.host, self.request = host, request
+        self.host, self.request, self.image = host, request, image
         self.function, self.scenario = request.function, request.scenario
         self.namespace = host.namespace
         self._entry_url, self.saved_deployment, self.saved_hpa = entry_url, saved_deployment, saved_hpa
@@ -233,7 +244,7 @@ class StackDeployment(FunctionDeployment):
 
     def describe(self) -> dict[str, Any]:
         return {"function": self.function, "scenario": self.scenario.name, "autoscaled": True,
-                "namespace": self.namespace, "entry_urls": self.entry_urls, "image": self.request.image,
+                "namespace": self.namespace, "entry_urls": self.entry_urls, "image": self.image.reference,
                 "hpa": {"max_replicas": self.request.max_replicas, "cpu_percent": self.request.cpu_percent,
                         "cpu_request": self.request.cpu_request},
                 "edge_weight": self.scenario.edge_weight, "preexisting": self.saved_deployment is not None,
@@ -271,10 +282,22 @@ class StackFunctionHost(FunctionHost):
             raise TestbedError(f"stack {self.stack} has no {realm} node to send requests to")
         return names[0]
 
+    def image(self, function: str) -> ImageRef:
+        """The function's image as the stack references its images: the build record and registry of
+        `edgerig:images` (else EDGERIG_IMAGES_RECORD, else the default build folder)."""
+        path = resolve_record_path(self.testbed.setting("edgerig:images", "buildRecord", default="") or None)
+        try:
+            built = image_record.load(path).images.get(image_catalog.function_image(function))
+        except image_record.RecordError as err:
+            raise TestbedError(str(err)) from None
+        if built is None:
+            raise TestbedError(f"the image build {path} has no {image_catalog.function_image(function)}: "
+                               "run `sudo edgerig images build`")
+        registry = self.testbed.setting("edgerig:images", "registry", default="")
+        return ref_for(built, registry or None)
+
     def check(self, request: FunctionRequest) -> None:
-        if not request.image:
-            raise TestbedError(f"no image for {request.function}: set --registry to where the edgerig-fn-* "
-                               "images are")
+        self.image(request.function)
         for realm in (request.scenario.entry_realm, *([] if request.scenario.edge_weight is not None
                                                       else request.scenario.realms)):
             self.entry_node(realm)
@@ -286,19 +309,20 @@ class StackFunctionHost(FunctionHost):
     def deploy(self, request: FunctionRequest) -> StackDeployment:
         self.check(request)
         fn, ns = request.function, self.namespace
+        image = self.image(fn)
         saved_dep = self.cluster.get_deployment(ns, fn) if self.openfaas.function(fn) is not None else None
         saved_hpa = self.cluster.get_hpa(ns, fn)
         created_function = created_service = created_hpa = False
         try:
             if saved_dep is None:
-                self.openfaas.deploy(deploy_spec(request, ns))
+                self.openfaas.deploy(deploy_spec(request, image.reference, ns))
                 created_function = True
                 self._wait_deployment(fn)
             if saved_hpa is not None:
                 self.cluster.delete_hpa(ns, fn)
             drop_probes = self.kubeedge and request.scenario.needs_edge
             self.cluster.patch_deployment(ns, fn, placement_patch(fn, request.scenario, request.cpu_request,
-                                                                  drop_probes))
+                                                                  drop_probes, image.pull_policy))
             service = self.cluster.create_service(ns, entry_service(fn, ns))
             created_service = True
             port = int(((service.get("spec") or {}).get("ports") or [{}])[0].get("nodePort") or 0)
@@ -320,7 +344,8 @@ class StackFunctionHost(FunctionHost):
                     self.cluster.create_hpa(ns, _fresh(saved_hpa))
             raise
         entry = self.entry_node(request.scenario.entry_realm)
-        return StackDeployment(self, request, f"http://{self.addresses[entry]}:{port}", saved_dep, saved_hpa)
+        return StackDeployment(self, request, image, f"http://{self.addresses[entry]}:{port}", saved_dep,
+                               saved_hpa)
 
     def _wait_deployment(self, fn: str, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

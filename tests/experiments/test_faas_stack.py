@@ -5,7 +5,9 @@ HPA -> pod watch -> restore, a clamped replica count, and the objects against th
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from infra import versions
 from workloads.functions import launch
 
 STACK = "openstack-kubeedge"
+RECORD_HELPER = Path(__file__).resolve().parents[1] / "infra" / "image_record.py"
 NODES = {"cloud-main": "cloud", "cloud-worker": "cloud", "edge-node": "edge"}
 PASSWORD = "test-only-not-a-secret"  # the double's admin password
 
@@ -57,6 +60,20 @@ def stack_testbed(cluster: FakeCluster, openfaas: OpenFaaSDouble) -> StackTestbe
     return tb
 
 
+@pytest.fixture(autouse=True)
+def image_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A build record of the real image catalogue (made-up digests), as `edgerig images build`
+    writes it; the stack file names no registry, so functions are referenced as imported."""
+    spec = importlib.util.spec_from_file_location("image_record", RECORD_HELPER)
+    assert spec is not None and spec.loader is not None
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    (tmp_path / "images").mkdir()
+    path: Path = helper.write_record(tmp_path / "images")
+    monkeypatch.setenv("EDGERIG_IMAGES_RECORD", str(path))
+    return path
+
+
 def doubles(port: int, cap: int | None) -> tuple[FakeCluster, OpenFaaSDouble]:
     cluster = FakeCluster(NODES, cap=cap, node_port=port)
     return cluster, OpenFaaSDouble(cluster, PASSWORD)
@@ -64,14 +81,15 @@ def doubles(port: int, cap: int | None) -> tuple[FakeCluster, OpenFaaSDouble]:
 
 @pytest.mark.slow
 def test_e1_cell_on_a_capped_openfaas_reports_the_clamping(function_server: int, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          image_build: Path) -> None:
     monkeypatch.setenv("EDGERIG_STATE_DIR", str(tmp_path / "state"))
     cluster, openfaas = doubles(function_server, cap=5)
     cluster.desired_for = lambda t: 1 + int(t / 0.25)  # the HPA wants more and more: 12 after ~3 s
     cluster.start(0.1)
     tb = stack_testbed(cluster, openfaas)
     cfg = FaasConfig(functions="nodeinfo", scenarios="e1", users=3, ramp_s=3, hold_s=2, max_replicas=12,
-                     sample_s=0.25, registry="registry.test", target=STACK, progress=False)
+                     sample_s=0.25, target=STACK, progress=False)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     try:
@@ -97,12 +115,14 @@ def test_e1_cell_on_a_capped_openfaas_reports_the_clamping(function_server: int,
     assert max(s.scaling.deployment_replicas or 0 for s in samples) == 5
     # what was sent: the REST deploy with the image and a CPU request, no scale labels (CE refuses them)
     post = next(body for method, path, body in openfaas.requests if method == "POST")
-    assert post["image"] == "registry.test/edgerig-fn-nodeinfo:0.1.0" and post["requests"] == {"cpu": "100m"}
+    index = json.loads(image_build.read_text())["images"]["fn-nodeinfo"]["index_digest"]
+    assert post["image"] == f"edgerig.local/fn-nodeinfo@{index}" and post["requests"] == {"cpu": "100m"}
     assert not any(k.startswith("com.openfaas.scale") for k in post["labels"])
     patch = cluster.patches[0]["spec"]["template"]["spec"]
     pref = patch["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert pref["weight"] == 80 and patch["tolerations"][0]["key"] == "node-role.kubernetes.io/edge"
     assert patch["containers"][0]["readinessProbe"] is None  # KubeEdge edge: no probes (thesis 4.5.7)
+    assert patch["containers"][0]["imagePullPolicy"] == "Never"  # imported on the nodes, never pulled
     hpa = cluster.hpa_bodies[0]["spec"]
     assert hpa["maxReplicas"] == 12 and hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
     # restored: the function, its HPA and its entry Service are gone again
@@ -125,8 +145,7 @@ def test_a_function_the_stack_had_is_restored_with_its_hpa(tmp_path: Path) -> No
         before = copy.deepcopy(cluster.deployments["nodeinfo"])
         cluster.create_hpa("openfaas-fn", hpa_object("nodeinfo", "openfaas-fn", 4, 70))
         host = stack_testbed(cluster, openfaas).function_host()
-        dep = host.deploy(FunctionRequest("nodeinfo", scenario("base-edge"), max_replicas=25,
-                                          image="registry.test/edgerig-fn-nodeinfo:0.1.0"))
+        dep = host.deploy(FunctionRequest("nodeinfo", scenario("base-edge"), max_replicas=25))
         during = cluster.deployments["nodeinfo"]["spec"]["template"]["spec"]
         assert during["containers"][0]["resources"]["requests"] == {"cpu": "100m"}
         assert "required" in str(during["affinity"]) and cluster.hpas["nodeinfo"]["spec"]["maxReplicas"] == 25
@@ -145,8 +164,7 @@ def test_a_failed_deploy_leaves_nothing(tmp_path: Path) -> None:
     try:
         host = stack_testbed(cluster, openfaas).function_host()
         with pytest.raises(RuntimeError, match="admission webhook"):
-            host.deploy(FunctionRequest("dd", scenario("base-cloud"),
-                                        image="registry.test/edgerig-fn-dd:0.1.0"))
+            host.deploy(FunctionRequest("dd", scenario("base-cloud")))
     finally:
         openfaas.close()
     assert cluster.deployments == {} and cluster.hpas == {} and cluster.services == {}
@@ -193,3 +211,16 @@ def test_rendered_objects_are_valid_for_the_pinned_kubernetes(name: str) -> None
     kubernetes_validate.validate(deployment, version, strict=True)
     spec = deployment["spec"]["template"]["spec"]
     assert ("tolerations" in spec) == (name != "base-cloud")
+
+
+def test_a_missing_image_build_is_named_before_anything_is_deployed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGERIG_IMAGES_RECORD", str(tmp_path / "nothing" / "images.json"))
+    cluster, openfaas = doubles(free_port(), cap=None)
+    try:
+        host = stack_testbed(cluster, openfaas).function_host()
+        with pytest.raises(TestbedError, match="sudo edgerig images build"):
+            host.check(FunctionRequest("shasum", scenario("e1")))
+    finally:
+        openfaas.close()
+    assert not [r for r in openfaas.requests if r[0] != "GET"] and cluster.deployments == {}

@@ -1,4 +1,5 @@
-"""The python3-http contract server and the locust load, for real: processes on loopback."""
+"""Each function served as its image serves it (the python3-http contract, workloads/functions/
+http_template.py) and the locust load against it, for real: processes on loopback."""
 
 from __future__ import annotations
 
@@ -7,14 +8,10 @@ import hashlib
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +19,6 @@ from testkit import ROOT, free_port, stop_process, wait_for_port
 
 from workloads.functions import launch
 from workloads.functions.catalog import FUNCTIONS
-from workloads.functions.server import FunctionServer, format_response
 
 
 def start_server(function: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
@@ -59,15 +55,6 @@ def call(port: int, method: str = "GET", path: str = "/",
         conn.close()
 
 
-def test_format_response_follows_the_template() -> None:
-    assert format_response(None) == (200, b"", [])
-    status, body, headers = format_response({"statusCode": 201, "body": {"a": 1}})
-    assert status == 201 and json.loads(body) == {"a": 1} and ("Content-Type", "application/json") in headers
-    assert format_response({"body": "plain"}) == (200, b"plain", [])
-    assert format_response({"body": 3, "headers": [("X-A", "b")]}) == (200, b"3", [("X-A", "b")])
-    assert format_response("hello")[0:2] == (200, b"hello")
-
-
 def test_every_function_answers_with_its_request(server: Any) -> None:
     env = {"HOSTNAME": "nodeinfo-n1-0", "NODE_NAME": "n1"}
     port = server("nodeinfo", env)
@@ -87,74 +74,9 @@ def test_every_function_answers_with_its_request(server: Any) -> None:
     assert status == 200 and json.loads(body)["bytes_written"] == 1280
 
 
-def test_handler_calls_share_four_slots() -> None:
-    """waitress runs the template's handler on 4 threads: at most 4 requests at once per replica."""
-    gate, lock = threading.Event(), threading.Lock()
-    running = [0, 0]  # now, most
-
-    def handle(event: Any, context: Any) -> dict[str, Any]:
-        with lock:
-            running[0] += 1
-            running[1] = max(running[1], running[0])
-        gate.wait(5)
-        with lock:
-            running[0] -= 1
-        return {"body": "done"}
-
-    srv = FunctionServer(("127.0.0.1", 0), SimpleNamespace(handle=handle))  # type: ignore[arg-type]
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    port = srv.server_address[1]
-    results: list[int] = []
-    callers = [threading.Thread(target=lambda: results.append(call(port)[0])) for _ in range(7)]
-    for t in callers:
-        t.start()
-    deadline = time.monotonic() + 5
-    while running[0] < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    assert running == [4, 4]  # three callers wait for a slot
-    gate.set()
-    for t in callers:
-        t.join(10)
-    srv.shutdown()
-    srv.server_close()
-    assert results == [200] * 7 and running[1] == 4
-
-
-def test_handler_error_is_500_and_the_server_keeps_serving() -> None:
-    def handle(event: Any, context: Any) -> Any:
-        if event.query.get("fail"):
-            raise ValueError("boom")
-        return {"body": {"path": event.path, "method": event.method, "host": context.hostname}}
-
-    srv = FunctionServer(("127.0.0.1", 0), SimpleNamespace(handle=handle))  # type: ignore[arg-type]
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    port = srv.server_address[1]
-    try:
-        assert call(port, path="/x?fail=1")[0] == 500
-        status, body, _ = call(port, "PUT", "/some/path?a=1&a=2")
-        assert status == 200 and json.loads(body)["path"] == "/some/path"
-        assert json.loads(body)["method"] == "PUT"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
-def test_sigterm_lets_a_request_in_flight_finish(server: Any) -> None:
-    proc, port = start_server("gzip-compression")
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", f"/?bytes={32 * 1024 * 1024}")  # a few hundred ms of work
-    time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    resp = conn.getresponse()
-    assert resp.status == 200 and json.loads(resp.read())["input_bytes"] == 32 * 1024 * 1024
-    assert proc.wait(15) == 0
-
-
-def test_bad_function_name_is_refused() -> None:
-    done = subprocess.run([sys.executable, "-m", "workloads.functions.server", "--function", "nodeinf"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 2 and "unknown function 'nodeinf'" in done.stderr and "nodeinfo" in done.stderr
+def test_an_unknown_function_is_refused_before_a_process_starts() -> None:
+    with pytest.raises(ValueError, match="unknown function 'nodeinf': use one of nodeinfo"):
+        launch.server(function="nodeinf", listen="127.0.0.1:8080")
 
 
 def run_load(tmp_path: Path, function: str, urls: list[str], users: int, ramp_s: float, hold_s: float,
@@ -218,3 +140,28 @@ def test_load_rejects_bad_input(tmp_path: Path) -> None:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert not (tmp_path / "r.csv").exists()
+
+
+def test_the_image_catalogue_builds_the_same_functions() -> None:
+    """Each function's image runs the handler the load and the testbeds know it by."""
+    from workloads.images import catalog as images
+
+    assert set(images.FUNCTIONS) == set(FUNCTIONS)
+    for name, info in FUNCTIONS.items():
+        assert images.FUNCTIONS[name].cmd[-1] == info.module
+        assert launch.server(function=name, listen="0.0.0.0:8080").args[0] == info.module
+
+
+def test_the_cli_never_imports_locust() -> None:
+    """Importing locust patches the standard library for gevent: only the load's own process may."""
+    code = ("import sys, experiments.cli, experiments.faas.run, experiments.resources.run; "
+            "print(sorted({'locust', 'gevent'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_ramp_rises_then_holds_then_ends() -> None:
+    from workloads.functions.ramp import users_at
+
+    assert [users_at(t, 20, 120, 60) for t in (0, 30, 60, 119.9, 120, 179.9, 180)] == \
+        [1, 6, 11, 20, 20, 20, None]

@@ -1,8 +1,9 @@
 """The four thesis functions (OpenFaaS/KubeEdge thesis, Table 5.2) and the request each one gets.
 
-One place names them for everything that serves or calls them: the contract server (server.py), the
-load generator (load.py), the testbeds that deploy them and the FaaS experiment. The requests follow
-the thesis's method (5.1, 5.3):
+One place names them, with their requests, for everything that serves or calls them: the load
+generator (load.py), the testbeds that deploy them and the FaaS experiment (the image catalog,
+workloads/images/catalog.py, builds one image per function of the same name and package). The
+requests follow the thesis's method (5.1, 5.3):
 
 - nodeinfo: a plain request; the answer names the host (the pod) that served it;
 - gzip-compression: a plain request; the function makes its own 10 MB of random data and gzips it;
@@ -21,11 +22,16 @@ SHASUM_BODY_BYTES = 1024 * 1024
 @dataclass(frozen=True)
 class FunctionInfo:
     name: str                 # the OpenFaaS function name (as in stack.yaml)
-    module: str               # the handler module (python3-http template: `function.handler`)
+    package: str              # workloads/functions/<package>/handler.py
     method: str               # the request the thesis sends
     body_bytes: int           # random body bytes per request (0 = no body)
     thesis_users: int         # the virtual users the thesis ramped to (shasum was cut to 10: timeouts)
     purpose: str
+
+    @property
+    def module(self) -> str:
+        """The handler module (python3-http template: `function.handler`)."""
+        return f"workloads.functions.{self.package}.handler"
 
     def body(self) -> bytes:
         """A request body as the thesis sends it (random data, made once per virtual user)."""
@@ -34,13 +40,10 @@ class FunctionInfo:
 
 FUNCTIONS: dict[str, FunctionInfo] = {
     f.name: f for f in (
-        FunctionInfo("nodeinfo", "workloads.functions.nodeinfo.handler", "GET", 0, 20,
-                     "CPU under heavy load"),
-        FunctionInfo("gzip-compression", "workloads.functions.gzip_compression.handler", "GET", 0, 20,
-                     "memory and CPU"),
-        FunctionInfo("dd", "workloads.functions.dd.handler", "GET", 0, 20, "disk I/O"),
-        FunctionInfo("shasum", "workloads.functions.shasum.handler", "POST", SHASUM_BODY_BYTES, 10,
-                     "network I/O and CPU"),
+        FunctionInfo("nodeinfo", "nodeinfo", "GET", 0, 20, "CPU under heavy load"),
+        FunctionInfo("gzip-compression", "gzip_compression", "GET", 0, 20, "memory and CPU"),
+        FunctionInfo("dd", "dd", "GET", 0, 20, "disk I/O"),
+        FunctionInfo("shasum", "shasum", "POST", SHASUM_BODY_BYTES, 10, "network I/O and CPU"),
     )
 }
 

@@ -38,6 +38,7 @@ import gevent
 from locust.env import Environment
 
 from workloads.functions.catalog import FUNCTIONS, FunctionInfo, function
+from workloads.functions.ramp import ramp_problems, users_at
 
 FIELDS = ["start_unix_s", "duration_ms", "status", "vus", "hostname", "node", "url", "error"]
 
@@ -49,15 +50,8 @@ class Ramp(LoadTestShape):
         super().__init__()
         self.users, self.ramp_s, self.hold_s = users, ramp_s, hold_s
 
-    def users_at(self, t: float) -> int | None:
-        if t < self.ramp_s:
-            return 1 + round((self.users - 1) * t / self.ramp_s)
-        if t < self.ramp_s + self.hold_s:
-            return self.users
-        return None
-
     def tick(self) -> tuple[int, float] | None:
-        users = self.users_at(self.get_run_time())
+        users = users_at(self.get_run_time(), self.users, self.ramp_s, self.hold_s)
         # Spawn a whole step at once: the count follows the shape, one step per tick (1 s).
         return None if users is None else (users, float(self.users))
 
@@ -131,20 +125,6 @@ def user_class(info: FunctionInfo, urls: list[str], recorder: Recorder,
     attrs = {"abstract": False, "info": info, "urls": urls, "recorder": recorder,
              "_next_url": itertools.count(), "network_timeout": timeout_s, "connection_timeout": timeout_s}
     return type(f"{info.name.replace('-', '_')}_user", (FunctionUser,), attrs)
-
-
-def ramp_problems(users: int | None, ramp_s: float, hold_s: float, timeout_s: float) -> list[str]:
-    """What is wrong with a ramp's settings (empty: nothing); `users` None = chosen later."""
-    problems = []
-    if users is not None and users < 1:
-        problems.append(f"--users must be >= 1 (got {users})")
-    if not ramp_s > 0:
-        problems.append(f"--ramp-s must be > 0 (got {ramp_s:g}): the users rise from 1 over it")
-    if hold_s < 0:
-        problems.append(f"--hold-s must be >= 0 (got {hold_s:g})")
-    if not timeout_s > 0:
-        problems.append(f"--timeout-s must be > 0 (got {timeout_s:g})")
-    return problems
 
 
 def write_status(path: Path | None, data: dict[str, Any]) -> None:

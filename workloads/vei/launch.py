@@ -25,7 +25,7 @@ MODULES: dict[str, str] = {
     VISION: "workloads.vei.vision",
     CAMERA: "workloads.vei.camera",
     SINK: "workloads.vei.sink",
-    FUNCTION_SERVER: "workloads.functions.server",
+    FUNCTION_SERVER: "workloads.functions.http_template",
     FUNCTION_LOAD: "workloads.functions.load",
 }
 # Unbuffered output: a process's log is read while it runs (and after a SIGKILL).
