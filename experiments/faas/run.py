@@ -75,6 +75,9 @@ def run_once(cfg: FaasConfig, ctx: RunContext) -> dict[str, Any]:
         host.check(cfg.request(fn, sc))
     for name, why in skipped.items():
         ctx.console.print(f"[yellow]skipping[/yellow] {SCENARIOS[name].title}: {why}")
+    if not host.autoscales:
+        ctx.console.print(f"[yellow]note:[/yellow] the {tb.kind} testbed runs {cfg.replicas} fixed replicas "
+                          "per scenario: autoscaling is not emulated, it is measured only on a cluster")
     load_before = os.getloadavg()
     results: dict[str, dict[str, Any]] = {}
     data: dict[str, CellData] = {}

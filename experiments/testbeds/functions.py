@@ -42,10 +42,10 @@ from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
 from experiments.testbeds.system import Host
 from workloads.functions import launch
-from workloads.functions.http_template import HEALTH_PATH
+from workloads.functions.http_template import HEALTH_PATH, PORT
 
 CLOUD, EDGE = "cloud", "edge"
-REPLICA_PORT = 8080          # the of-watchdog port, inside a node's namespace
+REPLICA_PORT = PORT           # the function images' port, inside a node's namespace
 NODE_PORT_BASE = 31000       # entry points on emulated nodes, one per function deployed
 READY_TIMEOUT_S = 20.0
 CGROUP_CPU_ROOT = Path("/sys/fs/cgroup/cpu")
@@ -157,6 +157,7 @@ class FunctionHost(ABC):
     """What a testbed offers the FaaS experiment."""
 
     kind: str = ""
+    autoscales: bool = False      # an HPA scales the functions (a cluster); else fixed replicas
 
     @abstractmethod
     def deploy(self, request: FunctionRequest) -> FunctionDeployment: ...

@@ -52,18 +52,18 @@ from infra.platform.placement import (
     edge_tolerations,
     prefer_edge_affinity,
 )
+from workloads.functions.http_template import HEALTH_PATH, PORT
 from workloads.images import catalog as image_catalog
 from workloads.images import record as image_record
 
 if TYPE_CHECKING:
     from experiments.testbeds.stack import StackTestbed
 
-FUNCTION_PORT = 8080                  # of-watchdog in every function image
+FUNCTION_PORT = PORT                  # every function image (the python3-http contract)
 CE_CAP = 5                            # OpenFaaS CE's replica cap (faas-netes >= CE_CAP_SINCE)
 CE_CAP_SINCE = (0, 16, 4)
 ENTRY_PREFIX = "edgerig-entry-"
 MANAGED_LABEL = {"app.kubernetes.io/managed-by": "edgerig", "edgerig.io/experiment": "faas"}
-HEALTH_PATH = "/_/health"
 
 
 # -- the objects (pure, validated against the pinned Kubernetes schema in the tests) ------------------
@@ -264,6 +264,7 @@ def _answers(host: str, port: int) -> bool:
 
 class StackFunctionHost(FunctionHost):
     kind = "stack"
+    autoscales = True
 
     def __init__(self, testbed: StackTestbed, cluster: FaasClusterApi, openfaas: OpenFaaSClient,
                  namespace: str) -> None:

@@ -78,6 +78,7 @@ def test_local_run_writes_every_file_and_leaves_nothing(tmp_path: Path) -> None:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "skipping Base Edge" in proc.stderr and "skipping E1" in proc.stderr
+    assert "autoscaling is not emulated, it is measured only on a cluster" in " ".join(proc.stderr.split())
     printed = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert [p["cell"] for p in printed] == ["nodeinfo/base-cloud", "dd/base-cloud"]
     summary = json.loads((out / "summary.json").read_text())
@@ -99,6 +100,10 @@ def test_local_run_writes_every_file_and_leaves_nothing(tmp_path: Path) -> None:
     with (out / "nodeinfo-base-cloud" / "requests.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["realm"] for r in rows} == {"cloud"} and {r["node"] for r in rows} == {"local"}
+    # every answer names its replica, though both share this machine's host name
+    with (out / "nodeinfo-base-cloud" / "pods.csv").open() as f:
+        pods = {r["pod"] for r in csv.DictReader(f)}
+    assert {r["hostname"] for r in rows} == pods == {"nodeinfo-local-0", "nodeinfo-local-1"}
     assert_nothing_left(marker, tmp)
 
 

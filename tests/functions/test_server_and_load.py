@@ -64,6 +64,8 @@ def test_every_function_answers_with_its_request(server: Any) -> None:
     info = json.loads(body)
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert info["node"] == "n1" and info["cpus"] == os.cpu_count()
+    # the pod's name (HOSTNAME, as the template's context has it), not the machine's shared host name
+    assert info["hostname"] == "nodeinfo-n1-0"
     payload = FUNCTIONS["shasum"].body()
     assert len(payload) == 1024 * 1024
     status, body, _ = call(server("shasum"), "POST", body=payload)
@@ -112,6 +114,7 @@ def test_locust_ramp_against_real_replicas(server: Any, tmp_path: Path) -> None:
     assert {r["status"] for r in rows} == {"200"}
     assert {r["url"] for r in rows} == set(urls)  # users spread over both replicas
     assert {r["node"] for r in rows} == {"local"}
+    assert {r["hostname"] for r in rows} == {"nodeinfo-local-0", "nodeinfo-local-1"}  # each answer's pod
     assert all(float(r["duration_ms"]) > 0 for r in rows)
     assert max(starts) - t0 < 4.5 + 1.0  # no request starts after the hold
 

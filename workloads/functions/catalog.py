@@ -1,9 +1,9 @@
 """The four thesis functions (OpenFaaS/KubeEdge thesis, Table 5.2) and the request each one gets.
 
 One place names them, with their requests, for everything that serves or calls them: the load
-generator (load.py), the testbeds that deploy them and the FaaS experiment (the image catalog,
-workloads/images/catalog.py, builds one image per function of the same name and package). The
-requests follow the thesis's method (5.1, 5.3):
+generator (load.py), the testbeds that deploy them, the FaaS experiment and the image catalog
+(workloads/images/catalog.py, one image per function from this table). The requests follow the
+thesis's method (5.1, 5.3):
 
 - nodeinfo: a plain request; the answer names the host (the pod) that served it;
 - gzip-compression: a plain request; the function makes its own 10 MB of random data and gzips it;
@@ -27,6 +27,7 @@ class FunctionInfo:
     body_bytes: int           # random body bytes per request (0 = no body)
     thesis_users: int         # the virtual users the thesis ramped to (shasum was cut to 10: timeouts)
     purpose: str
+    debian_packages: tuple[str, ...] = ()   # what its image needs beyond Python (dd runs the dd binary)
 
     @property
     def module(self) -> str:
@@ -42,7 +43,7 @@ FUNCTIONS: dict[str, FunctionInfo] = {
     f.name: f for f in (
         FunctionInfo("nodeinfo", "nodeinfo", "GET", 0, 20, "CPU under heavy load"),
         FunctionInfo("gzip-compression", "gzip_compression", "GET", 0, 20, "memory and CPU"),
-        FunctionInfo("dd", "dd", "GET", 0, 20, "disk I/O"),
+        FunctionInfo("dd", "dd", "GET", 0, 20, "disk I/O", debian_packages=("coreutils",)),
         FunctionInfo("shasum", "shasum", "POST", SHASUM_BODY_BYTES, 10, "network I/O and CPU"),
     )
 }
