@@ -21,9 +21,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from experiments.latency.config import resolved
 from experiments.latency.report import percentiles
 from experiments.latency.run import check_system, stream_camera
+from experiments.latency.run import plan_for as latency_plan
 from experiments.resources import prometheus
 from experiments.resources.config import ResourcesConfig
 from experiments.resources.meter import ProcessMeter, Sampler
@@ -31,7 +31,7 @@ from experiments.resources.report import SampleRow, plot_box, process_rows, wind
 from experiments.runs.frames import join_records, write_records
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
 from experiments.runs.report import METRICS as REPORT_METRICS
-from experiments.testbeds.base import SystemSpec, Testbed, TestbedError
+from experiments.testbeds.base import Testbed, TestbedError
 from workloads.vei import launch
 from workloads.vei.records import read_sink
 
@@ -40,9 +40,7 @@ SCRAPE_SETTLE_S = 30.0   # a stack: two 15 s scrapes after the last window befor
 
 
 def plan_for(cfg: ResourcesConfig) -> RunPlan:
-    return RunPlan(experiment="resources", target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
-                   system=SystemSpec(camera_ids=(cfg.camera_id,), processing_ms=cfg.processing_ms),
-                   repeat=cfg.repeat, rebuild=cfg.rebuild, metrics=METRICS)
+    return latency_plan(cfg, "resources", METRICS)
 
 
 def run_resources(cfg: ResourcesConfig, console: Console | None = None) -> list[dict[str, Any]]:
