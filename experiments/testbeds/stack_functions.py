@@ -17,10 +17,11 @@ For one function under one scenario (the OpenFaaS thesis's steps in 5.1):
 6. afterwards: the HPA and the Service go, the Deployment gets back what was changed (or the
    function is removed when this run deployed it), and a set-aside HPA comes back.
 
-OpenFaaS Community Edition (faas-netes 0.16.4 and later) caps every function at 5 replicas and
-resets a Deployment scaled beyond; its AlertManager scaling would also fight the HPA (the stack's
-platform values turn AlertManager off). The cap is reported from the provider's release, and the
-FaaS experiment detects a clamped Deployment from the samples either way.
+OpenFaaS Community Edition caps every function at 5 replicas (its scale API from faas-netes 0.16.4;
+from 0.16.6 the provider also resets a Deployment scaled beyond, an HPA's too); its AlertManager
+scaling would also fight the HPA (the stack's platform values turn AlertManager off). The cap is
+reported from the provider's release, and the FaaS experiment detects a clamped Deployment from the
+samples either way.
 """
 
 from __future__ import annotations
