@@ -48,6 +48,10 @@ CLOUD, EDGE = "cloud", "edge"
 REPLICA_PORT = PORT           # the function images' port, inside a node's namespace
 NODE_PORT_BASE = 31000       # entry points on emulated nodes, one per function deployed
 READY_TIMEOUT_S = 20.0
+# OpenFaaS's readiness probe of function pods (chart values `functions.readinessProbe`)
+PROBE_PERIOD_S = 2.0
+PROBE_TIMEOUT_S = 1.0
+PROBE_FAILURE_THRESHOLD = 3
 CGROUP_CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 CFS_PERIOD_US = 100_000
 
@@ -316,20 +320,28 @@ class NodePortEntry:
 # -- replicas as processes --------------------------------------------------------------------------
 @dataclass
 class Replica:
+    """One replica process. Its readiness follows the probe OpenFaaS gives function pods (the chart's
+    `functions.readinessProbe`: GET /_/health, 1 s timeout, not ready after 3 failures in a row, ready
+    again after 1 success): a replica too busy to answer one probe in time is not yet taken for
+    gone, as a kubelet would not."""
+
     pod: str
     uid: str
     node: NodeSlot
     port: int
     child: Child
+    ready: bool = False           # as the probe last decided
+    failures: int = 0             # probes failed in a row
 
     @property
     def url(self) -> str:
         return f"http://{self.node.host.address}:{self.port}"
 
-    def ready(self) -> bool:
+    def answers(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """One health probe."""
         if not self.child.alive():
             return False
-        conn = http.client.HTTPConnection(self.node.host.address, self.port, timeout=0.5)
+        conn = http.client.HTTPConnection(self.node.host.address, self.port, timeout=timeout_s)
         try:
             conn.request("GET", HEALTH_PATH)
             return conn.getresponse().status == 200
@@ -338,14 +350,24 @@ class Replica:
         finally:
             conn.close()
 
+    def probe(self) -> bool:
+        """One readiness probe with the kubelet's thresholds; returns the readiness it leaves."""
+        if self.answers():
+            self.failures, self.ready = 0, True
+        else:
+            self.failures += 1
+            if self.failures >= PROBE_FAILURE_THRESHOLD or not self.child.alive():
+                self.ready = False
+        return self.ready
+
     def state(self) -> PodState:
         alive = self.child.alive()
         phase = "Running" if alive else ("Succeeded" if self.child.popen.returncode == 0 else "Failed")
-        return PodState(self.pod, "", self.node.name, phase, alive and self.ready(), {}, self.uid)
+        return PodState(self.pod, "", self.node.name, phase, self.probe(), {}, self.uid)
 
 
 class _Poller:
-    """The replicas' state into a tracker, once per interval (a readiness probe every second)."""
+    """The replicas' state into a tracker, once per interval (a readiness probe each)."""
 
     def __init__(self, replicas: Sequence[Replica], tracker: PodTracker, interval_s: float) -> None:
         self.replicas, self.tracker, self.interval_s = replicas, tracker, interval_s
@@ -384,10 +406,10 @@ class ProcessDeployment(FunctionDeployment):
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not all(r.ready() for r in self.replicas):
+        while not all(r.probe() for r in self.replicas):
             dead = [r for r in self.replicas if not r.child.alive()]
             if dead or time.monotonic() > deadline:
-                r = dead[0] if dead else next(r for r in self.replicas if not r.ready())
+                r = dead[0] if dead else next(r for r in self.replicas if not r.ready)
                 state = (f"exited with code {r.child.popen.returncode}" if dead
                          else f"not ready in {timeout_s:g} s")
                 raise TestbedError(f"replica {r.pod} of {self.function} {state}; its log "
@@ -402,7 +424,7 @@ class ProcessDeployment(FunctionDeployment):
         return poller.stop() if poller is not None else {}
 
     def scaling(self) -> ScalingState:
-        ready = sum(r.ready() for r in self.replicas)
+        ready = sum(r.ready for r in self.replicas)  # as the last probe left them
         return ScalingState(time.time(), None, None, None, len(self.replicas), ready)
 
     def remove(self) -> None:
@@ -428,7 +450,8 @@ class ProcessFunctionHost(FunctionHost):
     """Function replicas as processes on this machine (local) or in namespace nodes (emulated)."""
 
     def __init__(self, kind: str, sup: Supervisor, nodes: Sequence[NodeSlot],
-                 cgroups: CpuCgroups | None = None, node_ports: bool = False, poll_s: float = 1.0) -> None:
+                 cgroups: CpuCgroups | None = None, node_ports: bool = False,
+                 poll_s: float = PROBE_PERIOD_S) -> None:
         self.kind, self.sup, self.nodes = kind, sup, list(nodes)
         self.cgroups, self.node_ports, self.poll_s = cgroups, node_ports, poll_s
         self._deployed = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,16 @@ import pytest
 from testkit import assert_nothing_left, run_env
 
 from experiments.testbeds.base import TestbedError
-from experiments.testbeds.functions import NodeSlot, cpu_quotas, place_replicas, scenario
+from experiments.testbeds.functions import (
+    PROBE_FAILURE_THRESHOLD,
+    FunctionRequest,
+    NodeSlot,
+    ProcessFunctionHost,
+    cpu_quotas,
+    place_replicas,
+    scenario,
+)
+from experiments.testbeds.processes import Supervisor
 from experiments.testbeds.system import Host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +54,27 @@ def test_cpu_quotas_keep_the_thesis_ratio() -> None:
     assert quotas == {"main": pytest.approx(8 / 7, abs=1e-3), "worker": pytest.approx(4 / 7, abs=1e-3),
                       "edge": pytest.approx(2 / 7, abs=1e-3)}
     assert sum(quotas.values()) == pytest.approx(2.0, abs=1e-3)
+
+
+def test_a_replica_too_busy_for_one_probe_stays_ready_as_under_a_kubelet(tmp_path: Path) -> None:
+    """Readiness follows OpenFaaS's probe of function pods: 1 s timeout, 3 failures in a row."""
+    with Supervisor(log_dir=tmp_path) as sup:
+        host = ProcessFunctionHost("local", sup, nodes(("local", "cloud", 2)))
+        deployment = host.deploy(FunctionRequest("nodeinfo", scenario("base-cloud"), replicas=1))
+        try:
+            deployment.wait_ready(20)
+            replica = deployment.replicas[0]
+            os.kill(replica.child.pid, signal.SIGSTOP)  # the replica answers nothing: each probe times out
+            try:
+                seen = [replica.state().ready for _ in range(PROBE_FAILURE_THRESHOLD)]
+                assert deployment.scaling().ready_replicas == 0
+            finally:
+                os.kill(replica.child.pid, signal.SIGCONT)
+            assert seen == [True] * (PROBE_FAILURE_THRESHOLD - 1) + [False]
+            assert replica.state().ready and deployment.scaling().ready_replicas == 1  # one success
+        finally:
+            host.close()
+    assert not replica.child.alive()
 
 
 @pytest.mark.parametrize(("args", "message"), [
