@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -21,8 +23,8 @@ from experiments.testbeds.nats import nats_server_binary
 from experiments.testbeds.ports import free_port, port_open, wait_until
 
 __all__ = [
-    "NATS_SERVER", "ROOT", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes", "run_env",
-    "stop_process", "wait_for_port", "wait_serving",
+    "NATS_SERVER", "ROOT", "CuttableProxy", "assert_nothing_left", "edgerig", "free_port", "marked_processes",
+    "run_env", "stop_process", "wait_for_port", "wait_serving",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,13 @@ def run_env(tmp_path: Path) -> tuple[dict[str, str], str, Path]:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     return {**os.environ, "EDGERIG_TEST_RUN": marker, "TMPDIR": str(tmp)}, marker, tmp
+
+
+def edgerig(args: Sequence[str], env: dict[str, str],
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The `edgerig` command line, run from the checkout in its own process (output captured)."""
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def assert_nothing_left(marker: str, tmp: Path) -> None:

@@ -10,7 +10,13 @@ import typer
 from rich.console import Console
 
 from experiments.faas.config import FaasConfig
-from experiments.latency.commands import REBUILD_HELP, TARGET_HELP, _guarded
+from experiments.latency.commands import (
+    ProgressOption,
+    RebuildOption,
+    RepeatOption,
+    TargetOption,
+    _guarded,
+)
 from experiments.latency.config import default_out
 
 console = Console(stderr=True)
@@ -39,10 +45,10 @@ def faas_command(
     sample_s: Annotated[float, typer.Option(help="seconds between samples of users, pods and "
                                                  "HPA")] = 1.0,
     out: Annotated[Path | None, typer.Option(help="results folder (default: results/faas-<time>)")] = None,
-    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "local",
-    repeat: Annotated[int, typer.Option(help="runs, each from a clean start")] = 1,
-    rebuild: Annotated[str, typer.Option(help=REBUILD_HELP)] = "each-run",
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    target: TargetOption = "local",
+    repeat: RepeatOption = 1,
+    rebuild: RebuildOption = "each-run",
+    progress: ProgressOption = True,
 ) -> None:
     """The OpenFaaS thesis's evaluation: functions under a ramp of virtual users, per scenario."""
     from experiments.faas.run import run_faas

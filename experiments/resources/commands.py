@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from experiments.latency.commands import REBUILD_HELP, TARGET_HELP, _guarded
+from experiments.latency.commands import (
+    ProgressOption,
+    RebuildOption,
+    RepeatOption,
+    TargetOption,
+    _guarded,
+)
 from experiments.latency.config import default_out
 from experiments.resources.config import THESIS_WINDOW_S, ResourcesConfig
 
@@ -29,10 +35,10 @@ def resources_command(
                                                  "scrapes")] = "1m",
     out: Annotated[Path | None, typer.Option(help="results folder "
                                                   "(default: results/resources-<time>)")] = None,
-    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "local",
-    repeat: Annotated[int, typer.Option(help="runs, each from a clean start")] = 1,
-    rebuild: Annotated[str, typer.Option(help=REBUILD_HELP)] = "each-run",
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    target: TargetOption = "local",
+    repeat: RepeatOption = 1,
+    rebuild: RebuildOption = "each-run",
+    progress: ProgressOption = True,
 ) -> None:
     """CPU and memory of the system, quiescent and then streaming (the K3s thesis's Figs. 4.1/4.2)."""
     from experiments.resources.run import run_resources

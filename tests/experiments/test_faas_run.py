@@ -7,11 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from testkit import assert_nothing_left, run_env
+from testkit import assert_nothing_left, edgerig, run_env
 
 from experiments.testbeds.base import TestbedError
 from experiments.testbeds.functions import (
@@ -27,7 +26,6 @@ from experiments.testbeds.processes import Supervisor
 from experiments.testbeds.system import Host
 
 REPO = Path(__file__).resolve().parents[2]
-EDGERIG = [sys.executable, "-m", "experiments"]
 CGROUP = Path("/sys/fs/cgroup/cpu/edgerig-emulated")
 
 
@@ -91,8 +89,7 @@ def test_a_replica_too_busy_for_one_probe_stays_ready_as_under_a_kubelet(tmp_pat
 def test_bad_input_is_refused_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
-    proc = subprocess.run([*EDGERIG, "run", "faas", "--out", str(out), "--no-progress", *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = edgerig(["run", "faas", "--out", str(out), "--no-progress", *args], env, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert message in " ".join(proc.stderr.split()), proc.stderr
     assert not out.exists()
@@ -103,10 +100,9 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path: Path, args: list[
 def test_local_run_writes_every_file_and_leaves_nothing(tmp_path: Path) -> None:
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
-    proc = subprocess.run([*EDGERIG, "run", "faas", "--function", "nodeinfo,dd", "--users", "3",
-                           "--ramp-s", "2", "--hold-s", "1", "--replicas", "2", "--out", str(out),
-                           "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    proc = edgerig(["run", "faas", "--function", "nodeinfo,dd", "--users", "3",
+                    "--ramp-s", "2", "--hold-s", "1", "--replicas", "2", "--out", str(out),
+                    "--no-progress"], env, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "skipping Base Edge" in proc.stderr and "skipping E1" in proc.stderr
     assert "autoscaling is not emulated, it is measured only on a cluster" in " ".join(proc.stderr.split())
@@ -145,10 +141,9 @@ def test_emulated_run_of_all_three_scenarios(tmp_path: Path) -> None:
         pytest.skip("the emulated testbed needs root")
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
-    proc = subprocess.run([*EDGERIG, "run", "faas", "--target", "emulated", "--function", "nodeinfo",
-                           "--users", "4", "--ramp-s", "3", "--hold-s", "2", "--out", str(out),
-                           "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    proc = edgerig(["run", "faas", "--target", "emulated", "--function", "nodeinfo",
+                    "--users", "4", "--ramp-s", "3", "--hold-s", "2", "--out", str(out),
+                    "--no-progress"], env, timeout=400)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["cells"]) == {"nodeinfo/base-cloud", "nodeinfo/base-edge", "nodeinfo/e1"}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from testkit import assert_nothing_left, free_port, run_env
+from testkit import assert_nothing_left, edgerig, free_port, run_env
 
 from experiments.resources.meter import ProcessMeter, Sampler
 from experiments.resources.prometheus import PrometheusClient, prometheus_rows
@@ -27,16 +27,14 @@ from experiments.runs.compare import compare, markdown
 from experiments.testbeds.base import TestbedError
 
 REPO = Path(__file__).resolve().parents[2]
-EDGERIG = [sys.executable, "-m", "experiments"]
 
 
 @pytest.mark.slow
 def test_local_run_writes_samples_summary_and_plot(tmp_path: Path) -> None:
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
-    proc = subprocess.run([*EDGERIG, "run", "resources", "--quiet-s", "4", "--stream-s", "4", "--fps",
-                           "20", "--out", str(out), "--no-progress"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = edgerig(["run", "resources", "--quiet-s", "4", "--stream-s", "4", "--fps",
+                    "20", "--out", str(out), "--no-progress"], env, timeout=180)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     s = json.loads((out / "summary.json").read_text())
@@ -105,8 +103,7 @@ def test_meter_counts_every_thread_of_a_process_tree(tmp_path: Path) -> None:
 ])
 def test_bad_input_is_refused(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "results"
-    proc = subprocess.run([*EDGERIG, "run", "resources", "--out", str(out), "--no-progress", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = edgerig(["run", "resources", "--out", str(out), "--no-progress", *args], dict(os.environ))
     assert proc.returncode == 2 and message in " ".join(proc.stderr.split()), proc.stderr
     assert not out.exists()
 
@@ -261,14 +258,12 @@ def test_compare_command_prints_writes_and_refuses_bad_folders(tmp_path: Path) -
     b = write(tmp_path / "b", resources_summary(3, 6, 0.02, 0.04, 120, 130))
     out = tmp_path / "table"
     env = {**os.environ}
-    done = subprocess.run([*EDGERIG, "compare", str(a), str(b), "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = edgerig(["compare", str(a), str(b), "--out", str(out)], env)
     assert done.returncode == 0, done.stderr
     assert "| latency p50 (ms) | 2 | 3 | +50.0 % |" in done.stdout
     assert (out / "overhead.md").read_text() in done.stdout
     assert json.loads((out / "overhead.json").read_text())["rows"][0]["change_pct"] == 50.0
-    bad = subprocess.run([*EDGERIG, "compare", str(a), str(tmp_path / "missing")], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    bad = edgerig(["compare", str(a), str(tmp_path / "missing")], dict(os.environ))
     assert bad.returncode == 2 and "is not a results folder" in bad.stderr
 
 
@@ -279,9 +274,8 @@ def test_emulated_run_breaks_the_system_down_per_replica(tmp_path: Path) -> None
         pytest.skip("the emulated testbed needs root")
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
-    proc = subprocess.run([*EDGERIG, "run", "resources", "--target", "emulated:3", "--quiet-s", "3",
-                           "--stream-s", "3", "--out", str(out), "--no-progress"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = edgerig(["run", "resources", "--target", "emulated:3", "--quiet-s", "3",
+                    "--stream-s", "3", "--out", str(out), "--no-progress"], env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
     pods = s["streaming"]["pods"]
