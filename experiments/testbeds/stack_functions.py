@@ -8,9 +8,12 @@ For one function under one scenario (the OpenFaaS thesis's steps in 5.1):
    (infra/images.py): from `edgerig:images.registry` if the stack names one, else as imported on the
    nodes;
 2. patch its Deployment with the scenario's placement - edge tolerations and required or preferred
-   node affinity (the E1 weight is a flag) - one initial replica, the node name for nodeinfo (the
-   downward API), and, on KubeEdge edge nodes, no probes (the thesis's 4.5.7);
-3. a NodePort Service as the entry point, reached on a node of the scenario's entry realm;
+   node affinity (the E1 weight is a flag) - one initial replica and the node name for nodeinfo (the
+   downward API). The probes stay: the pinned KubeEdge runs the upstream kubelet's prober, so the
+   thesis's removal of them (4.5.7) is not needed (docs/stacks.md);
+3. the entry point on a node of the scenario's entry realm: a NodePort Service on a K3s node; on a
+   KubeEdge EdgeCore node, which runs no kube-proxy (and EdgeMesh carries no NodePorts), the OpenFaaS
+   gateway's `/function/<name>`, which EdgeMesh carries to the function's pods;
 4. an autoscaling/v2 HPA (max replicas, target CPU utilisation); an HPA the stack had is set aside;
 5. a pod watch (experiments/testbeds/pod_watch.py) and, per sample, the HPA's current and desired
    replicas beside the Deployment's;
@@ -68,7 +71,7 @@ MANAGED_LABEL = {"app.kubernetes.io/managed-by": "edgerig", "edgerig.io/experime
 
 
 # -- the objects (pure, validated against the pinned Kubernetes schema in the tests) ------------------
-def placement_patch(function: str, sc: Scenario, cpu_request: str, drop_probes: bool,
+def placement_patch(function: str, sc: Scenario, cpu_request: str,
                     pull_policy: str | None = None) -> dict[str, Any]:
     """Strategic-merge patch of the function's Deployment for a scenario (thesis Code Snippets 5.2-5.4);
     `pull_policy`: the image's (Never for images the nodes imported; faas-netes sets one for all)."""
@@ -81,8 +84,6 @@ def placement_patch(function: str, sc: Scenario, cpu_request: str, drop_probes: 
         "resources": {"requests": {"cpu": cpu_request}},
         "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
     }
-    if drop_probes:
-        container.update({"livenessProbe": None, "readinessProbe": None})
     if pull_policy:
         container["imagePullPolicy"] = pull_policy
     spec: dict[str, Any] = {
@@ -103,8 +104,6 @@ def restore_patch(function: str, saved: Mapping[str, Any]) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": function,
         "resources": {**(old.get("resources") or {}), "$patch": "replace"},
-        "livenessProbe": old.get("livenessProbe"),
-        "readinessProbe": old.get("readinessProbe"),
         "imagePullPolicy": old.get("imagePullPolicy"),
         "env": env or [{"name": "NODE_NAME", "$patch": "delete"}],
     }
@@ -172,8 +171,9 @@ class StackDeployment(FunctionDeployment):
     autoscaled = True
 
     def __init__(self, host: StackFunctionHost, request: FunctionRequest, image: ImageRef, entry_url: str,
-                 saved_deployment: dict[str, Any] | None, saved_hpa: dict[str, Any] | None) -> None:
-        self.host, self.request, self.image = host, request, image
+                 entry: str, saved_deployment: dict[str, Any] | None,
+                 saved_hpa: dict[str, Any] | None) -> None:
+        self.host, self.request, self.image, self.entry = host, request, image, entry
         self.function, self.scenario = request.function, request.scenario
         self.namespace = host.namespace
         self._entry_url, self.saved_deployment, self.saved_hpa = entry_url, saved_deployment, saved_hpa
@@ -192,8 +192,8 @@ class StackDeployment(FunctionDeployment):
         url = urllib.parse.urlsplit(self._entry_url)
         while True:
             state = self.host.cluster.deployment_state(self.namespace, self.function)
-            if state is not None and state.ready_replicas >= 1 and _answers(url.hostname or "",
-                                                                            url.port or 80):
+            answers = _answers(url.hostname or "", url.port or 80, url.path.rstrip("/"))
+            if state is not None and state.ready_replicas >= 1 and answers:
                 return
             if time.monotonic() > deadline:
                 ready = state.ready_replicas if state else "no Deployment"
@@ -245,17 +245,18 @@ class StackDeployment(FunctionDeployment):
 
     def describe(self) -> dict[str, Any]:
         return {"function": self.function, "scenario": self.scenario.name, "autoscaled": True,
-                "namespace": self.namespace, "entry_urls": self.entry_urls, "image": self.image.reference,
+                "namespace": self.namespace, "entry_urls": self.entry_urls, "entry": self.entry,
+                "image": self.image.reference,
                 "hpa": {"max_replicas": self.request.max_replicas, "cpu_percent": self.request.cpu_percent,
                         "cpu_request": self.request.cpu_request},
                 "edge_weight": self.scenario.edge_weight, "preexisting": self.saved_deployment is not None,
                 "openfaas_provider_release": self.host.release, "replica_cap": self.host.cap}
 
 
-def _answers(host: str, port: int) -> bool:
+def _answers(host: str, port: int, prefix: str = "") -> bool:
     conn = http.client.HTTPConnection(host, port, timeout=2)
     try:
-        conn.request("GET", HEALTH_PATH)
+        conn.request("GET", prefix + HEALTH_PATH)
         return conn.getresponse().status < 500
     except OSError:
         return False
@@ -274,7 +275,8 @@ class StackFunctionHost(FunctionHost):
         nodes = testbed.nodes
         self.realms = {n.name: n.realm for n in nodes}
         self.addresses = {n.name: n.address for n in nodes}
-        self.kubeedge = any("edge" in n.roles for n in nodes)
+        self.edgecore = {n.name for n in nodes if "edge" in n.roles}   # role edge: a KubeEdge EdgeCore node
+        self.kubeedge = bool(self.edgecore)
         self.release = provider_release(openfaas.info())
         self.cap = replica_cap(self.release)
 
@@ -322,14 +324,20 @@ class StackFunctionHost(FunctionHost):
                 self._wait_deployment(fn)
             if saved_hpa is not None:
                 self.cluster.delete_hpa(ns, fn)
-            drop_probes = self.kubeedge and request.scenario.needs_edge
             self.cluster.patch_deployment(ns, fn, placement_patch(fn, request.scenario, request.cpu_request,
-                                                                  drop_probes, image.pull_policy))
-            service = self.cluster.create_service(ns, entry_service(fn, ns))
-            created_service = True
-            port = int(((service.get("spec") or {}).get("ports") or [{}])[0].get("nodePort") or 0)
-            if not port:
-                raise TestbedError(f"the API server gave the entry Service of {fn} no node port")
+                                                                  image.pull_policy))
+            entry = self.entry_node(request.scenario.entry_realm)
+            if entry in self.edgecore:
+                url = f"{self.openfaas.base_url}/function/{fn}"
+                how = (f"the OpenFaaS gateway: the entry node {entry} is a KubeEdge EdgeCore node, which "
+                       "serves no NodePorts")
+            else:
+                service = self.cluster.create_service(ns, entry_service(fn, ns))
+                created_service = True
+                port = int(((service.get("spec") or {}).get("ports") or [{}])[0].get("nodePort") or 0)
+                if not port:
+                    raise TestbedError(f"the API server gave the entry Service of {fn} no node port")
+                url, how = f"http://{self.addresses[entry]}:{port}", f"NodePort Service on {entry}"
             self.cluster.create_hpa(ns, hpa_object(fn, ns, request.max_replicas, request.cpu_percent))
             created_hpa = True
         except BaseException:
@@ -345,9 +353,7 @@ class StackFunctionHost(FunctionHost):
                 if saved_hpa is not None:
                     self.cluster.create_hpa(ns, _fresh(saved_hpa))
             raise
-        entry = self.entry_node(request.scenario.entry_realm)
-        return StackDeployment(self, request, image, f"http://{self.addresses[entry]}:{port}", saved_dep,
-                               saved_hpa)
+        return StackDeployment(self, request, image, url, how, saved_dep, saved_hpa)
 
     def _wait_deployment(self, fn: str, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

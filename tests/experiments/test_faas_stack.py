@@ -121,7 +121,13 @@ def test_e1_cell_on_a_capped_openfaas_reports_the_clamping(function_server: int,
     patch = cluster.patches[0]["spec"]["template"]["spec"]
     pref = patch["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert pref["weight"] == 80 and patch["tolerations"][0]["key"] == "node-role.kubernetes.io/edge"
-    assert patch["containers"][0]["readinessProbe"] is None  # KubeEdge edge: no probes (thesis 4.5.7)
+    # the probes stay (the pinned KubeEdge probes as a kubelet does; the thesis's 4.5.7 removal is not needed)
+    assert not {"readinessProbe", "livenessProbe"} & set(patch["containers"][0])
+    # E1 enters at the edge node, a KubeEdge EdgeCore node with no NodePorts: through the gateway
+    assert summary["deployment"]["entry_urls"] == [f"{openfaas.url}/function/nodeinfo"]
+    assert "EdgeCore" in summary["deployment"]["entry"]
+    assert not any("create_service" in c for c in cluster.calls)
+    assert openfaas.invocations["nodeinfo"] >= len(requests)
     assert patch["containers"][0]["imagePullPolicy"] == "Never"  # imported on the nodes, never pulled
     hpa = cluster.hpa_bodies[0]["spec"]
     assert hpa["maxReplicas"] == 12 and hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
@@ -156,6 +162,27 @@ def test_a_function_the_stack_had_is_restored_with_its_hpa(tmp_path: Path) -> No
     assert cluster.deployments["nodeinfo"] == before
     assert cluster.hpas["nodeinfo"]["spec"]["maxReplicas"] == 4
     assert cluster.services == {}
+
+
+@pytest.mark.parametrize(("edge_role", "name", "entry_node"), [
+    ("edge", "base-cloud", "cloud-main"),     # a cloud entry is a NodePort, KubeEdge or not
+    ("agent", "base-edge", "edge-node"),      # an edge that is a K3s agent runs kube-proxy: a NodePort
+])
+def test_a_k3s_entry_node_is_a_node_port(edge_role: str, name: str, entry_node: str, tmp_path: Path) -> None:
+    cluster, openfaas = doubles(free_port(), cap=None)
+    try:
+        tb = stack_testbed(cluster, openfaas)
+        tb.outputs["inventory"]["value"]["edge-node"]["role"] = edge_role
+        tb.outputs["inventory"]["value"]["edge-node"]["address"] = "127.0.0.2"
+        dep = tb.function_host().deploy(FunctionRequest("dd", scenario(name)))
+        address = "127.0.0.2" if entry_node == "edge-node" else "127.0.0.1"
+        assert dep.entry_urls == [f"http://{address}:{cluster.node_port}"]
+        assert dep.describe()["entry"] == f"NodePort Service on {entry_node}"
+        assert cluster.services["edgerig-entry-dd"]["spec"]["type"] == "NodePort"
+        dep.remove()
+    finally:
+        openfaas.close()
+    assert cluster.services == {} and cluster.deployments == {} and cluster.hpas == {}
 
 
 def test_a_failed_deploy_leaves_nothing(tmp_path: Path) -> None:
@@ -198,7 +225,7 @@ def test_rendered_objects_are_valid_for_the_pinned_kubernetes(name: str) -> None
     version = versions.KUBERNETES_SCHEMA_VERSION
     kubernetes_validate.validate(hpa_object("shasum", "openfaas-fn", 25, 50), version, strict=True)
     kubernetes_validate.validate(entry_service("shasum", "openfaas-fn"), version, strict=True)
-    patch = _plain(placement_patch("shasum", scenario(name), "100m", drop_probes=True))
+    patch = _plain(placement_patch("shasum", scenario(name), "100m"))
     container = {**patch["spec"]["template"]["spec"]["containers"][0], "image": "registry.test/fn:1"}
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
