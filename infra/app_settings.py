@@ -42,8 +42,9 @@ class OpenFaaSSettings(_Model):
     chart_version: str = versions.OPENFAAS_CHART_VERSION
     namespace: str = "openfaas"
     functions_namespace: str = "openfaas-fn"
-    # Preferred node-affinity weight towards edge nodes for edge-capable functions (thesis scenario E1: 80).
-    edge_weight: int = Field(default=80, ge=1, le=100)
+    # Preferred node-affinity weight towards edge nodes for edge-capable functions (thesis scenario E1: 80);
+    # 0 keeps the functions in the cloud (no edge toleration in the placement patch).
+    edge_weight: int = Field(default=80, ge=0, le=100)
     gateway_node_port: int = Field(default=31112, ge=30000, le=32767)
     hpa: HpaSettings = Field(default_factory=HpaSettings)
     # Function deployments that get an HPA (CPU target) - the thesis evaluated nodeinfo,

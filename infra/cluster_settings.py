@@ -73,11 +73,21 @@ class K3sSettings(_Model):
         return versions.kubernetes_minor(self.version)
 
 
+class EdgeMeshSettings(_Model):
+    """EdgeMesh (pinned in infra/versions.py) gives pods on EdgeCore nodes Service routing and DNS:
+    without it they cannot reach NATS, and cloud pods cannot reach pods on edges."""
+
+    enabled: bool = True
+    # edgemesh-agent's libp2p tunnel port (its default); opened between the nodes when EdgeMesh runs.
+    tunnel_port: int = Field(default=20006, ge=1024, le=65535)
+
+
 class KubeEdgeSettings(_Model):
     enabled: bool = False
     version: str = versions.KUBEEDGE_VERSION
     cloudcore_node: str | None = Field(default=None, description="cloud server to run CloudCore on")
     cloudcore_advertise_address: IPv4Address | None = None
+    edgemesh: EdgeMeshSettings = Field(default_factory=EdgeMeshSettings)
 
     @field_validator("version")
     @classmethod
@@ -106,29 +116,53 @@ class OpenStackSettings(_Model):
         return v
 
 
+# Registries the platform pulls from; a mirror for each is needed when nothing may come from outside.
+KNOWN_REGISTRIES = ("docker.io", "ghcr.io", "quay.io", "registry.k8s.io")
+
+
+def _http_url(key: str, v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError(f"{key} {v!r} must be an http(s) URL such as http://mirror.lab:8080")
+    return v.rstrip("/")
+
+
 class ArtefactSettings(_Model):
     # Downloads are fetched as {base_url}/<owner>/<repo>/releases/download/<tag>/<file>, i.e. the
     # GitHub layout; an air-gapped lab mirrors that layout on a local HTTP server.
     base_url: str = versions.GITHUB_BASE_URL
-    # Pull-through container registry mirror for docker.io, ghcr.io and registry.k8s.io (K3s
-    # registries.yaml); None pulls from the public registries.
-    registry_mirror: str | None = None
+    # Upstream registry -> the lab's pull-through mirror of that registry (one endpoint per registry: a
+    # pull-through cache proxies a single upstream). Rendered into K3s registries.yaml and the EdgeCore
+    # nodes' containerd hosts.toml files; empty pulls from the public registries.
+    registry_mirrors: dict[str, str] = Field(default_factory=dict)
+    # A Helm repository (e.g. ChartMuseum) serving the pinned platform charts; None = upstream repos.
+    chart_repository: str | None = None
+    # Nothing may come from the internet: K3s system images are shipped as the release's airgap
+    # tarball, every image comes through registry_mirrors and every chart from chart_repository. The
+    # hosts' apt sources must be a lab mirror too (checked on the host: packages are only installed
+    # when missing).
+    air_gapped: bool = False
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"artefacts.baseUrl {v!r} must be an http(s) URL such as http://mirror.lab:8080")
-        return v.rstrip("/")
+        return _http_url("artefacts.baseUrl", v)
 
-    @field_validator("registry_mirror")
+    @field_validator("chart_repository")
     @classmethod
-    def _mirror_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(
-                f"artefacts.registryMirror {v!r} must be an http(s) URL such as https://registry.lab:5000"
-            )
-        return v.rstrip("/") if v else v
+    def _chart_url(cls, v: str | None) -> str | None:
+        return None if v is None else _http_url("artefacts.chartRepository", v)
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirror_urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for registry, url in v.items():
+            if "/" in registry or "." not in registry:
+                raise ValueError(
+                    f"artefacts.registryMirrors key {registry!r} must be a registry host name such as "
+                    f"{' or '.join(KNOWN_REGISTRIES)}"
+                )
+            _http_url(f"artefacts.registryMirrors.{registry}", url)
+        return {registry: url.rstrip("/") for registry, url in v.items()}
 
     def release_url(self, repo: str, tag: str, filename: str) -> str:
         return f"{self.base_url}/{repo}/releases/download/{tag}/{filename}"

@@ -27,7 +27,9 @@ from infra.app_settings import OpenFaaSSettings as OpenFaaSSettings
 from infra.app_settings import PlatformSettings, VeiSettings
 
 # Split out to keep modules small; re-exported here so `from infra.model import X` keeps working.
+from infra.cluster_settings import KNOWN_REGISTRIES as KNOWN_REGISTRIES
 from infra.cluster_settings import ArtefactSettings as ArtefactSettings
+from infra.cluster_settings import EdgeMeshSettings as EdgeMeshSettings
 from infra.cluster_settings import FastFailover as FastFailover
 from infra.cluster_settings import K3sSettings as K3sSettings
 from infra.cluster_settings import KubeEdgeSettings as KubeEdgeSettings
@@ -147,6 +149,9 @@ class Testbed(_Model):
         self._check_cidrs()
         if self.kubeedge.enabled:
             self._check_kubeedge()
+        self._check_k3s_across_networks()
+        if self.artefacts.air_gapped:
+            self._check_air_gapped()
         if self.vei.enabled and not self.platform.nats.jetstream:
             raise ValueError(
                 "edgerig:vei.enabled needs JetStream: the gateway keeps its camera/app/cloud registries "
@@ -200,6 +205,41 @@ class Testbed(_Model):
                 f"edgerig:kubeedge.cloudcoreNode {wanted!r} is not a cloud server; pick one of "
                 f"{[n.name for n in cloud_servers]}"
             )
+        faas = self.platform.openfaas
+        if self.edge_nodes and faas.enabled and faas.edge_weight > 0 and not self.kubeedge.edgemesh.enabled:
+            raise ValueError(
+                f"edgerig:platform.openfaas.edgeWeight {faas.edge_weight} asks for functions on the "
+                "edge, but pods on EdgeCore nodes reach Services (and the OpenFaaS gateway reaches "
+                "them) only through EdgeMesh, which edgerig:kubeedge.edgemesh.enabled turns off: "
+                "enable EdgeMesh, or set platform.openfaas.edgeWeight 0 to keep the functions in the cloud"
+            )
+
+    def _check_k3s_across_networks(self) -> None:
+        """K3s nodes outside the cloud reach the VMs only through their floating IPs, over the internet:
+        flannel then runs between public addresses (flannel-external-ip) and must be encrypted there."""
+        spanning = self.k3s_nodes_outside_the_cloud
+        if spanning and self.k3s.flannel_backend != "wireguard-native":
+            raise ValueError(
+                f"K3s nodes {[n.name for n in spanning]} join VMs behind floating IPs, so pod traffic "
+                f"crosses public networks, where flannel backend {self.k3s.flannel_backend!r} is unencrypted "
+                "(vxlan) or cannot route (host-gw): set edgerig:k3s.flannelBackend: wireguard-native "
+                "(UDP 51820 to every node) or join those hosts as KubeEdge edge nodes"
+            )
+
+    def _check_air_gapped(self) -> None:
+        missing = [r for r in self.required_registries if r not in self.artefacts.registry_mirrors]
+        if missing:
+            raise ValueError(
+                f"edgerig:artefacts.airGapped: this stack pulls images from {missing}, which have no entry "
+                "in edgerig:artefacts.registryMirrors: add a pull-through mirror for each "
+                "(e.g. registryMirrors: {docker.io: https://registry.lab:5000})"
+            )
+        if self.artefacts.chart_repository is None:
+            raise ValueError(
+                "edgerig:artefacts.airGapped: the platform charts would come from their public Helm "
+                "repositories: set edgerig:artefacts.chartRepository to a Helm repository serving them "
+                "(the pinned versions are listed in docs/hosts.md)"
+            )
 
     # --- derived views ----------------------------------------------------------------------------
     @property
@@ -219,6 +259,30 @@ class Testbed(_Model):
     def edge_nodes(self) -> list[Node]:
         """KubeEdge EdgeCore nodes (empty when KubeEdge is off)."""
         return [n for n in self.nodes if n.role == "edge"]
+
+    @property
+    def k3s_nodes_outside_the_cloud(self) -> list[Node]:
+        """Static K3s nodes (not EdgeCore) that join OpenStack VMs which sit behind floating IPs."""
+        if not self.openstack_nodes or self.openstack is None or not self.openstack.floating_ips:
+            return []
+        return [n for n in self.static_nodes if n.role != "edge"]
+
+    @property
+    def edgemesh_enabled(self) -> bool:
+        """EdgeMesh runs whenever the testbed has EdgeCore nodes and does not switch it off."""
+        return bool(self.edge_nodes) and self.kubeedge.edgemesh.enabled
+
+    @property
+    def required_registries(self) -> list[str]:
+        """Registries the deployed images come from (K3s's own images ship in its airgap tarball)."""
+        wanted = {"docker.io"}  # NATS; KubeEdge and EdgeMesh
+        if self.vei.enabled or self.platform.openfaas.enabled:
+            wanted.add("ghcr.io")
+        if self.platform.monitoring.enabled:
+            wanted |= {"quay.io", "registry.k8s.io"}
+        if self.platform.metrics_server.enabled:
+            wanted.add("registry.k8s.io")
+        return [r for r in KNOWN_REGISTRIES if r in wanted]
 
     @property
     def openstack_nodes(self) -> list[Node]:

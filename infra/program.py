@@ -14,8 +14,10 @@ from infra.cloud.openstack_nodes import OpenStackNodes
 from infra.cluster.bootstrap import Bootstrap
 from infra.edge.inventory import inventory_entry
 from infra.edge.pi_nodes import PiNodes
+from infra.hosts.artefacts import check_pins
 from infra.model import Testbed
 from infra.platform.components import MetricsServer, Monitoring, Nats, NodeLabels, OpenFaaS
+from infra.platform.edgemesh import EdgeMesh
 from infra.platform.values import edge_function_patch
 
 
@@ -32,6 +34,8 @@ class Program:
 
 
 def build(testbed: Testbed) -> Program:
+    # Every artefact the stack installs must have its published digest pinned: refuse before any VM.
+    check_pins(testbed)
     prog = Program(testbed)
     addresses: dict[str, pulumi.Input[str]] = {}
     internal: dict[str, pulumi.Input[str]] = {}
@@ -62,6 +66,11 @@ def build(testbed: Testbed) -> Program:
         monitoring = Monitoring("monitoring", testbed, provider)
         prog.components["monitoring"] = monitoring
         ready.append(monitoring)
+    if testbed.edgemesh_enabled:
+        # Pods on EdgeCore nodes reach Services (NATS, the gateway) only through EdgeMesh.
+        edgemesh = EdgeMesh("edgemesh", testbed, provider, addresses, after=[labels])
+        prog.components["edgemesh"] = edgemesh
+        ready.append(edgemesh)
     nats = Nats("nats", testbed, provider, after=ready)
     prog.components["nats"] = nats
     if platform.metrics_server.enabled:
@@ -94,7 +103,8 @@ def _export(prog: Program, addresses: dict[str, pulumi.Input[str]]) -> None:
         outputs["openfaasGateway"] = first.apply(
             lambda ip: f"http://{ip}:{testbed.platform.openfaas.gateway_node_port}"
         )
-        outputs["openfaasEdgePlacementPatch"] = json.dumps(edge_function_patch(testbed))
+        if testbed.platform.openfaas.edge_weight > 0:
+            outputs["openfaasEdgePlacementPatch"] = json.dumps(edge_function_patch(testbed))
     if isinstance(monitoring := prog.components.get("monitoring"), Monitoring):
         outputs["grafanaPassword"] = monitoring.grafana_password
         port = testbed.platform.monitoring.prometheus_node_port

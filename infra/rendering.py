@@ -9,7 +9,7 @@ from typing import Any
 
 from infra.apps import clients, manifests
 from infra.model import Testbed
-from infra.platform import objects
+from infra.platform import edgemesh, objects
 from infra.platform.values import (
     edge_function_patch,
     metrics_server_values,
@@ -23,9 +23,21 @@ SECRET_PLACEHOLDER = "<pulumi-secret>"
 CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 
 
+def edgemesh_objects(testbed: Testbed) -> list[dict[str, Any]]:
+    """EdgeMesh's objects; relays at their stack-file addresses (VMs learn theirs at deploy time)."""
+    if not testbed.edgemesh_enabled:
+        return []
+    relays = {n.name: str(n.address) if n.address else "<floating-ip>" for n in testbed.servers}
+    return [
+        *edgemesh.objects(testbed, edgemesh.agent_config(testbed, relays), SECRET_PLACEHOLDER),
+        edgemesh.api_service_filter(),
+    ]
+
+
 def platform_objects(testbed: Testbed) -> list[dict[str, Any]]:
     p = testbed.platform
-    out = [*objects.node_label_patches(testbed), objects.namespace(p.nats.namespace)]
+    out = [*objects.node_label_patches(testbed), *edgemesh_objects(testbed)]
+    out.append(objects.namespace(p.nats.namespace))
     if (nats_external := objects.nats_external_service(testbed)) is not None:
         out.append(nats_external)
     if p.monitoring.enabled:
@@ -69,6 +81,21 @@ def app_objects(testbed: Testbed) -> list[dict[str, Any]]:
     if testbed.platform.monitoring.enabled:
         out += manifests.pod_monitors(testbed)
     return out
+
+
+def registered_nodes(testbed: Testbed) -> list[dict[str, Any]]:
+    """Every Node as it registers and is then labelled and tainted (K3s node-label/node-taint, keadm
+    --labels, the API for restricted labels and EdgeCore taints): not created by the program, but
+    validated so a label or taint the model allows is one Kubernetes accepts."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": n.name, "labels": testbed.node_labels(n)},
+            "spec": {"taints": [t.model_dump() for t in testbed.node_taints(n)]},
+        }
+        for n in testbed.nodes
+    ]
 
 
 def all_objects(testbed: Testbed) -> list[dict[str, Any]]:
@@ -122,7 +149,9 @@ def helm_value_probes(testbed: Testbed) -> list[dict[str, Any]]:
     )
     if ms := values.get("metrics-server"):
         probes.append(
-            _probe_pod("metrics-server", {k: ms[k] for k in ("nodeSelector",) if k in ms}, ms["resources"])
+            _probe_pod(
+                "metrics-server", {k: ms[k] for k in ("nodeSelector", "affinity") if k in ms}, ms["resources"]
+            )
         )
     if mon := values.get("monitoring"):
         prom = mon["prometheus"]["prometheusSpec"]
@@ -139,6 +168,7 @@ def helm_value_probes(testbed: Testbed) -> list[dict[str, Any]]:
         probes.append(_probe_pod("grafana", {"affinity": grafana["affinity"]}, grafana["resources"]))
     if faas := values.get("openfaas"):
         probes.append(_probe_pod("openfaas", {"affinity": faas["affinity"]}))
-        patch = edge_function_patch(testbed)["spec"]["template"]["spec"]
-        probes.append(_probe_pod("openfaas-edge-function", patch))
+        if testbed.platform.openfaas.edge_weight > 0:
+            patch = edge_function_patch(testbed)["spec"]["template"]["spec"]
+            probes.append(_probe_pod("openfaas-edge-function", patch))
     return probes

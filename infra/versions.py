@@ -1,18 +1,26 @@
-"""Every pinned version edgerig deploys, in one place.
+"""Every pinned version edgerig deploys, in one place, and the digests that pin their artefacts.
 
 Hosts (pyinfra/Ansible), the Pulumi program and the tests read these constants; nothing else
 hard-codes a version. Changing a value here changes the host-config hash, so `pulumi up` re-runs
-the affected install step.
+the affected install step. The digests live beside this file in artefact_pins.yaml (data, so
+`edgerig artefacts pin --from MIRROR` can fill them) and are loaded into ARTEFACT_PINS.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import yaml
 
 # --- Kubernetes / K3s -----------------------------------------------------------------------------
 # K3s v1.30 because it is the newest Kubernetes minor that the pinned KubeEdge release fully supports
 # (see KUBEEDGE_KUBERNETES_COMPAT below); one cluster must run one minor for both orchestrators.
 K3S_VERSION: Final = "v1.30.6+k3s1"
+# K3s's default `cluster-domain`; EdgeCore nodes are told the same one (EdgeMesh answers for it).
+K3S_CLUSTER_DOMAIN: Final = "cluster.local"
 
 # The kubernetes-validate schema used to check every object we render. It must match the K3s minor.
 KUBERNETES_SCHEMA_VERSION: Final = "1.30.0"
@@ -30,6 +38,19 @@ KUBEEDGE_KUBERNETES_COMPAT: Final[dict[str, tuple[str, ...]]] = {
     "1.19": ("1.27", "1.28", "1.29"),
     "1.20": ("1.28", "1.29", "1.30"),
 }
+
+# Images that keadm pulls for the pinned release (keadm v1.20 `init` renders its built-in CloudCore
+# chart with these, `join` pulls installation-package through CRI and copies edgecore out of it; the
+# pause image is EdgeCore v1.20's default podSandboxImage). Pulled by digest once pinned.
+KUBEEDGE_CLOUDCORE_IMAGE: Final = f"docker.io/kubeedge/cloudcore:{KUBEEDGE_VERSION}"
+KUBEEDGE_IPTABLES_MANAGER_IMAGE: Final = f"docker.io/kubeedge/iptables-manager:{KUBEEDGE_VERSION}"
+KUBEEDGE_INSTALLATION_PACKAGE_IMAGE: Final = f"docker.io/kubeedge/installation-package:{KUBEEDGE_VERSION}"
+KUBEEDGE_PAUSE_IMAGE: Final = "docker.io/kubeedge/pause:3.6"
+
+# --- EdgeMesh (Service routing and DNS for pods on EdgeCore nodes) -----------------------------------
+# v1.17.0 is the newest EdgeMesh release; it needs KubeEdge >= 1.7 (edge Kube-API endpoint).
+EDGEMESH_VERSION: Final = "v1.17.0"
+EDGEMESH_AGENT_IMAGE: Final = f"docker.io/kubeedge/edgemesh-agent:{EDGEMESH_VERSION}"
 
 # --- Helm charts (repository URL, chart name, version) --------------------------------------------
 NATS_CHART_REPO: Final = "https://nats-io.github.io/k8s/helm/charts/"
@@ -80,19 +101,50 @@ def kubeedge_minor(kubeedge_version: str) -> str:
     return f"{parts[0]}.{parts[1]}"
 
 
-# --- Artefact checksums (sha256 of the release file as published) ---------------------------------
-# Keyed by "<owner>/<repo>/<tag>/<file>". None means "not pinned yet": edgerig then refuses to install
-# that artefact and says which value to add (take it from the release's sha256sum-<arch>.txt /
-# checksum_<file>.txt). A value is never guessed and never fetched from the same server at run time.
-ARTEFACT_SHA256: Final[dict[str, str | None]] = {
-    # From the v1.30.6+k3s1 release's sha256sum-amd64.txt / sha256sum-arm64.txt, as recorded in the
-    # k3s_checksums map of the public andrewrothstein/ansible-k3s role. The lookups for this project
-    # found only that one record, so they are not cross-checked; compare them with the release page
-    # before the first install on real hardware.
-    f"k3s-io/k3s/{K3S_VERSION}/k3s": "66f96a9a9ec631a4b69b08884d38f8ad8124907666323e9215993693d8853c66",
-    f"k3s-io/k3s/{K3S_VERSION}/k3s-arm64": "d6a4aac2945bf7a757b87a56f41b49c500ed5d4ccc2b42284ebfbd3cd1a25162",
-    # KubeEdge publishes only sha512 digests (checksum_keadm-*.txt); no sha256 for these tarballs is
-    # on record. Compute it once from a tarball verified against that sha512 and put it here.
-    f"kubeedge/kubeedge/{KUBEEDGE_VERSION}/keadm-{KUBEEDGE_VERSION}-linux-amd64.tar.gz": None,
-    f"kubeedge/kubeedge/{KUBEEDGE_VERSION}/keadm-{KUBEEDGE_VERSION}-linux-arm64.tar.gz": None,
-}
+# --- Artefact pins ----------------------------------------------------------------------------------
+Algorithm = Literal["sha256", "sha512"]
+ALGORITHMS: Final[tuple[Algorithm, ...]] = ("sha256", "sha512")
+DIGEST_LENGTH: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A digest as its upstream publishes it: K3s publishes sha256 (sha256sum-<arch>.txt), KubeEdge
+    sha512 (checksum_<file>.txt), registries the sha256 of an image's manifest. `source` says where the
+    value was taken from, so a reviewer can check it."""
+
+    algorithm: Algorithm
+    digest: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"pin algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        want = DIGEST_LENGTH[self.algorithm]
+        if len(self.digest) != want or any(c not in "0123456789abcdef" for c in self.digest):
+            raise ValueError(f"a {self.algorithm} digest is {want} lower-case hex digits: {self.digest!r}")
+
+
+# EDGERIG_ARTEFACT_PINS names another pins file (tests, or a lab that keeps its pins elsewhere).
+ARTEFACT_PINS_FILE: Final = Path(
+    os.environ.get("EDGERIG_ARTEFACT_PINS", Path(__file__).with_name("artefact_pins.yaml"))
+)
+
+
+def load_pins(path: Path) -> dict[str, Pin]:
+    """Key -> Pin. Keys: '<owner>/<repo>/<tag>/<file>' for release files, the image reference
+    ('docker.io/kubeedge/cloudcore:v1.20.0') for images. A key that is absent is not pinned."""
+    doc = yaml.safe_load(path.read_text()) if path.exists() else None
+    pins: dict[str, Pin] = {}
+    for key, entry in (doc or {}).items():
+        try:
+            algorithm, digest = str(entry["algorithm"]), str(entry["digest"]).lower()
+            pins[str(key)] = Pin(algorithm, digest, str(entry["source"]))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: entry {key!r} is not a pin ({exc}); give it algorithm, digest and source"
+            ) from None
+    return pins
+
+
+ARTEFACT_PINS: Final[dict[str, Pin]] = load_pins(ARTEFACT_PINS_FILE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.apps.manifests import deployment, gateway_target
+from infra.apps.manifests import client_gateway_target, deployment
 from infra.model import Testbed
 from infra.platform.components import nats_urls
 from workloads.vei import launch
@@ -17,7 +17,8 @@ def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
     cloud = vei.clouds[0].name if vei.clouds else "local"
     out = []
     for i in range(vei.cameras):
-        spec = launch.vision(gateway=gateway_target(testbed), camera_id=f"cam-{i}", app_name=f"vision-{i}",
+        spec = launch.vision(gateway=client_gateway_target(testbed), camera_id=f"cam-{i}",
+                             app_name=f"vision-{i}",
                              processing_ms=vei.vision_processing_ms, cloud=cloud)
         container = {
             **spec.container("vision"),
@@ -26,7 +27,7 @@ def vision_deployments(testbed: Testbed) -> list[dict[str, Any]]:
                 "limits": {"cpu": "1", "memory": "256Mi"},
             },
         }
-        out.append(deployment(testbed, f"vei-vision-{i}", 1, container, spread=False))
+        out.append(deployment(testbed, f"vei-vision-{i}", 1, container, spread=False, gateway_client=True))
     return out
 
 
@@ -36,7 +37,7 @@ def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:
         return []  # `edgerig run` streams from the operator's machine
     out = []
     for i in range(vei.cameras):
-        spec = launch.camera(gateway=gateway_target(testbed), camera_id=f"cam-{i}", fps=vei.fps,
+        spec = launch.camera(gateway=client_gateway_target(testbed), camera_id=f"cam-{i}", fps=vei.fps,
                              frame_bytes=vei.frame_bytes)
         container = {
             **spec.container("camera"),
@@ -45,7 +46,7 @@ def camera_deployments(testbed: Testbed) -> list[dict[str, Any]]:
                 "limits": {"cpu": "500m", "memory": "256Mi"},
             },
         }
-        out.append(deployment(testbed, f"vei-camera-{i}", 1, container, spread=False))
+        out.append(deployment(testbed, f"vei-camera-{i}", 1, container, spread=False, gateway_client=True))
     return out
 
 

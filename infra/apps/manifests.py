@@ -37,11 +37,24 @@ def gateway_target(testbed: Testbed) -> str:
     return f"dns:///{GATEWAY}-headless.{ns}.svc.cluster.local:{testbed.vei.grpc_port}"
 
 
+def client_gateway_target(testbed: Testbed) -> str:
+    """Where cameras and vision apps dial: every gateway pod through the headless Service, except where
+    they may run on EdgeCore nodes. EdgeMesh carries ClusterIP Services across the cloud/edge boundary,
+    not pod IPs, so there they dial the ClusterIP Service (one connection, balanced per connection)."""
+    if not clients_on_edgecore(testbed):
+        return gateway_target(testbed)
+    return f"dns:///{GATEWAY}.{testbed.vei.namespace}.svc.cluster.local:{testbed.vei.grpc_port}"
+
+
+def clients_on_edgecore(testbed: Testbed) -> bool:
+    return testbed.kubeedge.enabled and testbed.edgemesh_enabled
+
+
 def _labels(component: str) -> dict[str, str]:
     return {**MANAGED, "app.kubernetes.io/name": component}
 
 
-def _placement(testbed: Testbed, component: str, spread: bool) -> dict[str, Any]:
+def _placement(testbed: Testbed, component: str, spread: bool, gateway_client: bool) -> dict[str, Any]:
     vei = testbed.vei
     seconds = vei.toleration_seconds
     # Pods on a dead node are evicted after `seconds` instead of the apiserver default (300 s).
@@ -62,10 +75,10 @@ def _placement(testbed: Testbed, component: str, spread: bool) -> dict[str, Any]
     ]
     spec: dict[str, Any] = {"tolerations": tolerations}
     node_affinity: dict[str, Any] = dict(prefer_edge_affinity(vei.edge_weight).get("nodeAffinity", {}))
-    if testbed.kubeedge.enabled:
-        # EdgeCore nodes have no Service networking or cluster DNS unless EdgeMesh runs, which edgerig
-        # does not deploy: a gateway there could not reach NATS. VEI stays on K3s nodes (which may be
-        # edge-realm K3s agents) until EdgeMesh is part of the platform.
+    if testbed.kubeedge.enabled and not (gateway_client and clients_on_edgecore(testbed)):
+        # EdgeCore nodes reach Services only through EdgeMesh, which carries ClusterIP Services but not
+        # the per-server NATS names (headless) the gateway and the sink need: those stay on K3s nodes
+        # (edge-realm K3s agents included). The gateway's clients may go to EdgeCore nodes with EdgeMesh.
         node_affinity.update(not_on_edgecore_affinity()["nodeAffinity"])
     if node_affinity:
         spec["affinity"] = {"nodeAffinity": node_affinity}
@@ -82,7 +95,12 @@ def _placement(testbed: Testbed, component: str, spread: bool) -> dict[str, Any]
 
 
 def deployment(
-    testbed: Testbed, name: str, replicas: int, container: dict[str, Any], spread: bool
+    testbed: Testbed,
+    name: str,
+    replicas: int,
+    container: dict[str, Any],
+    spread: bool,
+    gateway_client: bool = False,
 ) -> dict[str, Any]:
     labels = _labels(name)
     return {
@@ -97,7 +115,7 @@ def deployment(
                 "spec": {
                     "terminationGracePeriodSeconds": 15,
                     "containers": [{**images.vei(testbed).container_fields(), **container}],
-                    **_placement(testbed, name, spread),
+                    **_placement(testbed, name, spread, gateway_client),
                 },
             },
         },

@@ -64,12 +64,13 @@ def cluster_rules(testbed: Testbed) -> list[Rule]:
     elif backend == "wireguard-native":
         rules.append(_r("flannel WireGuard", "udp", 51820))
     if testbed.kubeedge.enabled:
-        rules += [
-            _r("KubeEdge CloudHub, CloudStream, tunnel", "tcp", 10000, 10004),
-            _r("KubeEdge CloudHub QUIC", "udp", 10001),
-            _r("KubeEdge EdgeCore stream (edge kubelet port)", "tcp", 10350),
-            _r("KubeEdge EdgeMesh", "tcp", 10550),
-        ]
+        # KubeEdge v1.20: CloudHub websocket 10000, its certificate endpoint 10002, CloudStream 10003
+        # (apiserver side, reached through iptables-manager's DNAT of each edge's tunnel port 10351+,
+        # which is local to the node), the edge stream tunnel 10004. CloudHub's QUIC (10001) is off in
+        # the chart; metaServer's 10550 listens on the edge's loopback only.
+        rules.append(_r("KubeEdge CloudHub, CloudStream, tunnel", "tcp", 10000, 10004))
+    if testbed.edgemesh_enabled:
+        rules.append(_r("EdgeMesh tunnel (libp2p)", "tcp", testbed.kubeedge.edgemesh.tunnel_port))
     return rules
 
 
@@ -93,13 +94,23 @@ def admin_rules(testbed: Testbed) -> list[Rule]:
 
 def _external_node_ports(testbed: Testbed, node: Node) -> list[tuple[str, Protocol, int, int]]:
     if node.role == "edge":
-        return [("KubeEdge CloudHub/stream/tunnel for EdgeCore", "tcp", 10000, 10004)]
-    ports: list[tuple[str, Protocol, int, int]] = [
+        ports: list[tuple[str, Protocol, int, int]] = [
+            ("KubeEdge CloudHub for EdgeCore", "tcp", 10000, 10000),
+            ("KubeEdge CloudHub certificates for EdgeCore", "tcp", 10002, 10002),
+            ("KubeEdge edge stream tunnel for EdgeCore", "tcp", 10004, 10004),
+        ]
+        if testbed.edgemesh_enabled:
+            port = testbed.kubeedge.edgemesh.tunnel_port
+            ports.append(("EdgeMesh tunnel to its cloud relays", "tcp", port, port))
+        return ports
+    ports = [
         ("K3s API/supervisor for a K3s node", "tcp", 6443, 6443),
         ("kubelet", "tcp", 10250, 10250),
     ]
     if testbed.k3s.flannel_backend == "vxlan":
         ports.append(("flannel VXLAN", "udp", 8472, 8472))
+    elif testbed.k3s.flannel_backend == "wireguard-native":
+        ports.append(("flannel WireGuard", "udp", 51820, 51820))
     if node.role == "server":
         ports.append(("embedded etcd peer", "tcp", 2379, 2380))
     return ports

@@ -13,12 +13,15 @@ _HOST_VERSION_PREFIXES = ("K3S_", "KUBEEDGE_", "ARTEFACT_", "GITHUB_")
 
 
 def pinned_host_versions() -> dict[str, Any]:
-    """Every pinned constant that ends up on a host (binaries, their sums); chart pins do not."""
-    return {
+    """Every pinned constant that ends up on a host (binaries, images, their digests); chart pins do
+    not. The pins count by value, not by where their file lies on this machine."""
+    found: dict[str, Any] = {
         name: value
         for name, value in sorted(vars(versions).items())
-        if name.startswith(_HOST_VERSION_PREFIXES) and not callable(value)
+        if name.startswith(_HOST_VERSION_PREFIXES) and not callable(value) and name != "ARTEFACT_PINS_FILE"
     }
+    found["ARTEFACT_PINS"] = {k: [p.algorithm, p.digest] for k, p in sorted(versions.ARTEFACT_PINS.items())}
+    return found
 
 
 def host_inputs(testbed: Testbed, node: Node) -> dict[str, Any]:

@@ -1,28 +1,31 @@
 """The narrow interface between the Pulumi program (and `edgerig cluster`) and host configuration.
 
-Order: cloud hosts before edge hosts, servers before agents; the first server (cluster-init) alone,
-every further server alone, then cloud agents, then edge agents / EdgeCore nodes. Pis go through
-pyinfra, VMs through ansible-runner. Any failure raises HostStepError(host, step, tool message).
+Order: the first server (cluster-init) alone, every further server alone, then cloud agents, then
+edge agents / EdgeCore nodes. Pis go through pyinfra, VMs through ansible-runner, both on the same run
+directory (run_dir.py) a user can drive with the tools' own CLIs. Every artefact is checked against its
+pin and downloaded before any host is touched. Any failure raises HostStepError(host, step, message).
 """
 
 from __future__ import annotations
 
-import shlex
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import versions
-from infra.hosts import ansible, artefacts, pyinfra_runner
+from infra.hosts import ansible, artefacts, node_objects, pyinfra_runner, run_dir
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.hosts.inventory import SshTarget, targets_from_nodes
-from infra.hosts.plan import GuardedCommand, HostPlan, install_plan, reset_commands, tool_for
+from infra.hosts.plan import HostPlan, install_plan, reset_plan
 from infra.hosts.render import API_PORT, K3S_BIN
 from infra.hosts.ssh import run_ssh
 from infra.model import Node, Testbed, nodes_named
+from infra.versions import Pin
 
 Progress = Callable[[str, str], None]
+KUBECTL = f"{K3S_BIN} kubectl"
 
 
 @dataclass
@@ -52,34 +55,109 @@ def _systemd(target: SshTarget) -> bool:
 
 
 def _run_stage(
-    plans: list[HostPlan],
+    plans: Sequence[HostPlan],
+    testbed: Testbed,
     targets: dict[str, SshTarget],
     stage: str,
     progress: Progress | None,
-    commands: dict[str, list[GuardedCommand]] | None = None,
 ) -> RunSummary:
     summary = RunSummary()
-    for tool, runner in (("pyinfra", pyinfra_runner.run), ("ansible", ansible.run)):
-        group = [p for p in plans if p.tool == tool]
-        if group:
-            summary.merge(runner(group, targets, stage=stage, commands=commands, progress=progress))
+    for plan in plans:
+        summary.notes.setdefault(plan.node.name, []).extend(plan.notes)
+    with tempfile.TemporaryDirectory(prefix="edgerig-hosts-") as tmp:
+        written = run_dir.write(Path(tmp) / "run", testbed, plans, targets)
+        for tool in ("pyinfra", "ansible"):
+            hosts = [p.node.name for p in plans if p.tool == tool]
+            if not hosts:
+                continue
+            if tool == "pyinfra":
+                summary.merge(pyinfra_runner.run(written, hosts, targets, stage=stage, progress=progress))
+            else:
+                summary.merge(ansible.run(written, hosts, stage=stage, progress=progress))
     return summary
 
 
-def _binaries(
-    testbed: Testbed, nodes: Sequence[Node], sums: Mapping[str, str | None] | None, cache_dir: Path | None
-) -> dict[str, dict[str, artefacts.VerifiedBinary]]:
-    """Download and verify everything first: a bad sum stops the run before any host is touched."""
-    out: dict[str, dict[str, artefacts.VerifiedBinary]] = {}
-    for arch in sorted({n.arch for n in nodes}):
-        wanted = [artefacts.k3s_artefact(testbed, arch)]
-        if testbed.kubeedge.enabled:
-            wanted.append(artefacts.keadm_artefact(testbed, arch))
-        out[arch] = {
-            a.name: artefacts.fetch(testbed, a, sums=sums, cache_dir=cache_dir or artefacts.DEFAULT_CACHE)
-            for a in wanted
-        }
+def verified_files(
+    testbed: Testbed,
+    nodes: Sequence[Node],
+    pins: Mapping[str, Pin] | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, dict[str, artefacts.VerifiedFile]]:
+    """node name -> its verified release files. Every pin is checked first (all missing ones named at
+    once), then every file downloaded and verified: a bad digest stops the run before any host."""
+    pins = versions.ARTEFACT_PINS if pins is None else pins
+    artefacts.check_pins(testbed, nodes, pins)
+    cache: dict[str, artefacts.VerifiedFile] = {}
+    out: dict[str, dict[str, artefacts.VerifiedFile]] = {}
+    for node in nodes:
+        out[node.name] = {}
+        for name, item in artefacts.host_files(testbed, node).items():
+            if item.key not in cache:
+                cache[item.key] = artefacts.fetch(
+                    testbed, item, pins=pins, cache_dir=cache_dir or artefacts.DEFAULT_CACHE
+                )
+            out[node.name][name] = cache[item.key]
     return out
+
+
+def plans_for(
+    testbed: Testbed,
+    nodes: Sequence[Node],
+    files: Mapping[str, Mapping[str, artefacts.VerifiedFile]],
+    *,
+    addresses: dict[str, str],
+    extra_tls_san: Sequence[str] | None,
+    kubeedge_token: str | None,
+    boot_delay: int | None,
+    pins: Mapping[str, Pin] | None = None,
+) -> list[HostPlan]:
+    return [
+        install_plan(
+            testbed,
+            n,
+            files[n.name],
+            addresses=addresses,
+            extra_tls_san=list(extra_tls_san or []),
+            kubeedge_token=kubeedge_token,
+            boot_delay=boot_delay,
+            pins=pins,
+        )
+        for n in nodes
+    ]
+
+
+def prepare(
+    testbed: Testbed,
+    out_dir: Path,
+    *,
+    nodes: Sequence[str] | None = None,
+    addresses: Mapping[str, str] | None = None,
+    extra_tls_san: Sequence[str] | None = None,
+    known_hosts: str | None = None,
+    boot_delay: int | None = None,
+    artefact_pins: Mapping[str, Pin] | None = None,
+    artefact_cache: Path | None = None,
+) -> tuple[run_dir.RunDir, RunSummary]:
+    """Write the run directory users drive with `ansible-playbook` and `pyinfra` themselves, and the
+    Node-object steps as node-objects.sh. The edges' join token is fetched from CloudCore when it runs;
+    otherwise their join is left out (noted): prepare again once CloudCore runs."""
+    selected = nodes_named(testbed, nodes)
+    addr = dict(addresses or {})
+    targets = targets_from_nodes(list(testbed.nodes), addr, known_hosts)
+    files = verified_files(testbed, selected, artefact_pins, artefact_cache)
+    summary = RunSummary()
+    token = _kubeedge_token(testbed, targets, summary) if any(n.role == "edge" for n in selected) else None
+    plans = plans_for(
+        testbed, selected, files, addresses=addr, extra_tls_san=extra_tls_san, kubeedge_token=token,
+        boot_delay=boot_delay, pins=artefact_pins,
+    )
+    for plan in plans:
+        summary.notes.setdefault(plan.node.name, []).extend(plan.notes)
+    written = run_dir.write(out_dir, testbed, plans, targets)
+    script = written.path / node_objects.SCRIPT
+    script.write_text(node_objects.script(testbed, selected))
+    script.chmod(0o700)
+    return written, summary
 
 
 def install(
@@ -91,7 +169,7 @@ def install(
     extra_tls_san: Sequence[str] | None = None,
     known_hosts: str | None = None,
     boot_delay: int | None = None,
-    artefact_sums: Mapping[str, str | None] | None = None,
+    artefact_pins: Mapping[str, Pin] | None = None,
     artefact_cache: Path | None = None,
 ) -> InstallResult:
     """Install K3s (and KubeEdge) on `nodes` (default: all), in the documented order.
@@ -102,28 +180,20 @@ def install(
     selected = nodes_named(testbed, nodes)
     addr = dict(addresses or {})
     targets = targets_from_nodes(list(testbed.nodes), addr, known_hosts)
-    binaries = _binaries(testbed, selected, artefact_sums, artefact_cache)
+    files = verified_files(testbed, selected, artefact_pins, artefact_cache)
     result = InstallResult(kubeconfig=None)
     kubeedge_token: str | None = None
     for stage in install_stages(testbed, selected):
         if any(n.role == "edge" for n in stage) and kubeedge_token is None:
             kubeedge_token = _kubeedge_token(testbed, targets, result.summary)
-        plans = [
-            install_plan(
-                testbed,
-                n,
-                binaries[n.arch],
-                addresses=addr,
-                extra_tls_san=list(extra_tls_san or []),
-                kubeedge_token=kubeedge_token,
-                boot_delay=boot_delay,
-            )
-            for n in stage
-        ]
+        plans = plans_for(
+            testbed, stage, files, addresses=addr, extra_tls_san=extra_tls_san, kubeedge_token=kubeedge_token,
+            boot_delay=boot_delay, pins=artefact_pins,
+        )
         for plan in plans:
             if progress:
                 progress(plan.node.name, f"install as {plan.node.role} ({plan.tool})")
-        result.summary.merge(_run_stage(plans, targets, "install", progress))
+        result.summary.merge(_run_stage(plans, testbed, targets, "install", progress))
     first = targets[testbed.first_server.name]
     if not _systemd(first):
         result.reason = (
@@ -131,7 +201,7 @@ def install(
             "so there is no kubeconfig to fetch"
         )
         return result
-    _label_through_api(testbed, selected, first)
+    _label_and_taint_through_api(testbed, selected, first)
     fetched = _ssh(first, "cat /etc/rancher/k3s/k3s.yaml")
     if fetched.returncode != 0:
         raise HostStepError(first.name, "fetch kubeconfig", fetched.stderr)
@@ -141,16 +211,15 @@ def install(
     return result
 
 
-def _label_through_api(testbed: Testbed, selected: Sequence[Node], first: SshTarget) -> None:
-    """Labels NodeRestriction forbids a kubelet to set on itself (e.g. node-role.kubernetes.io/edge)."""
-    for node in selected:
-        labels = testbed.api_labels(node)
-        if not labels or node.role == "edge":  # keadm labels its EdgeCore nodes itself
-            continue
-        pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(labels.items()))
-        done = _ssh(first, f"{K3S_BIN} kubectl label node {node.name} {pairs} --overwrite")
-        if done.returncode != 0:
-            raise HostStepError(node.name, "label node through the API", done.stderr)
+def _label_and_taint_through_api(testbed: Testbed, selected: Sequence[Node], first: SshTarget) -> None:
+    _run_api_steps(node_objects.install_steps(testbed, selected, KUBECTL), first)
+
+
+def _run_api_steps(steps: Sequence[node_objects.ApiStep], target: SshTarget) -> None:
+    for step in steps:
+        done = _ssh(target, step.command)
+        if done.returncode != 0 and not step.may_fail:
+            raise HostStepError(step.node, step.step, done.stderr)
 
 
 def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: RunSummary) -> str | None:
@@ -181,14 +250,12 @@ def reset(
     selected = nodes_named(testbed, nodes)
     targets = targets_from_nodes(list(testbed.nodes), dict(addresses or {}), known_hosts)
     summary = RunSummary()
-    stages = list(reversed(install_stages(testbed, selected)))
-    for stage in stages:
-        plans = [HostPlan(node=n, tool=tool_for(n)) for n in stage]
-        commands = {n.name: reset_commands(testbed, n) for n in stage}
+    for stage in reversed(install_stages(testbed, selected)):
         for n in stage:
             if progress:
                 progress(n.name, "reset")
-        summary.merge(_run_stage(plans, targets, "reset", progress, commands))
+        plans = [reset_plan(testbed, n) for n in stage]
+        summary.merge(_run_stage(plans, testbed, targets, "reset", progress))
     _delete_node_objects(testbed, selected, targets, summary)
     return summary
 
@@ -196,7 +263,8 @@ def reset(
 def _delete_node_objects(
     testbed: Testbed, selected: Sequence[Node], targets: dict[str, SshTarget], summary: RunSummary
 ) -> None:
-    """Delete Node objects and K3s node-password secrets (the stale-password trap on rejoin)."""
+    """Delete Node objects and K3s node-password secrets: `keadm join` refuses a name whose Node still
+    exists, and K3s refuses a rejoin whose node password changed."""
     names = {n.name for n in selected}
     survivors = [s for s in testbed.servers if s.name not in names]
     if not survivors or not _systemd(targets[survivors[0].name]):
@@ -205,15 +273,7 @@ def _delete_node_objects(
                 "Node object not deleted: no running cluster left to delete it from"
             )
         return
-    api = targets[survivors[0].name]
-    for n in selected:
-        cmd = (
-            f"{K3S_BIN} kubectl delete node {n.name} --ignore-not-found && {K3S_BIN} kubectl -n kube-system "
-            f"delete secret {n.name}.node-password.k3s --ignore-not-found"
-        )
-        done = _ssh(api, cmd)
-        if done.returncode != 0:
-            raise HostStepError(n.name, "delete Node object", done.stderr)
+    _run_api_steps(node_objects.reset_steps(selected, KUBECTL), targets[survivors[0].name])
 
 
-__all__ = ["InstallResult", "install", "install_stages", "reset", "versions"]
+__all__ = ["InstallResult", "install", "install_stages", "prepare", "reset", "versions"]

@@ -77,3 +77,34 @@ def targets_from_inventory(path: Path) -> Targets:
             v.get("edgerig_known_hosts"),
         )
     return out
+
+
+def ansible_connection_vars(target: SshTarget) -> dict[str, Any]:
+    """How Ansible reaches a host; the one place SSH options are decided (pyinfra: below)."""
+    ssh_args = "-o ConnectTimeout=10"
+    if target.known_hosts:
+        ssh_args += f" -o UserKnownHostsFile={target.known_hosts} -o StrictHostKeyChecking=yes"
+    else:
+        ssh_args += " -o StrictHostKeyChecking=accept-new"
+    return {
+        "ansible_host": target.address,
+        "ansible_port": target.port,
+        "ansible_user": target.user,
+        "ansible_ssh_private_key_file": target.key_path,
+        "ansible_ssh_common_args": ssh_args,
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+
+
+def pyinfra_connection_data(target: SshTarget) -> dict[str, Any]:
+    """The same connection for pyinfra's SSH connector."""
+    data: dict[str, Any] = {
+        "ssh_hostname": target.address,
+        "ssh_port": target.port,
+        "ssh_user": target.user,
+        "ssh_key": target.key_path,
+        "ssh_strict_host_key_checking": "yes" if target.known_hosts else "accept-new",
+    }
+    if target.known_hosts:
+        data["ssh_known_hosts_file"] = target.known_hosts
+    return data

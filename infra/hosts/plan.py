@@ -1,9 +1,20 @@
-"""What each host gets, decided once in Python and then executed by pyinfra (Pis) or Ansible (VMs).
+"""What each host gets, decided once in Python and executed by pyinfra (Pis) or Ansible (VMs).
 
-A HostPlan is tool-neutral: host preparation settings, verified binaries, rendered files and
-guarded commands. A command marked `needs_systemd` runs only where a running systemd is a fact
-(`/run/systemd/system` exists); elsewhere (the test fleet) it is skipped and reported as skipped.
-A command with a `done_check` is only run when that check fails, so a second run changes nothing.
+A HostPlan is tool-neutral and split by concern, the same split as the Ansible roles in
+playbooks/ansible/roles/ and the deploy modules in playbooks/pyinfra/edgerig_deploy/:
+
+- common: hostname, base packages, time sync
+- raspberrypi: cgroup flags in cmdline.txt, boot_delay, swap off (reboot when a boot file changed)
+- airgap_images: edgerig's own image archives (infra/images.py), where the node's runtime imports them
+- k3s: the verified binary, rendered config/token/unit, airgap images; the service is started, and
+  restarted whenever one of those changed (as K3s's install.sh restarts on a changed binary or unit)
+- kubeedge_cloud: keadm and CloudCore's `keadm init`
+- kubeedge_edge: containerd + CNI plugins, their config (containerd restarted when it changed), the
+  CNI config version the host's plugins support, and `keadm join`
+
+A command marked `needs_systemd` runs only where a running systemd is a fact (`/run/systemd/system`
+exists); elsewhere (the test fleet) it is skipped and reported as skipped. `creates` / `removes` /
+`done_check` make a second run change nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +24,27 @@ from dataclasses import dataclass, field
 
 from infra import images as images_delivery
 from infra.hosts import render, render_kubeedge
-from infra.hosts.artefacts import VerifiedBinary
+from infra.hosts.artefacts import VerifiedFile
 from infra.model import Node, Testbed
+from infra.versions import Pin
 
 CHRONY_CONF = "/etc/chrony/conf.d/edgerig.conf"
 # Latency is measured across hosts: step a wrong clock at once instead of slewing it for hours.
 CHRONY_SETTINGS = "# rendered by edgerig\nmakestep 0.1 -1\nrtcsync\n"
+BASE_PACKAGES = ("chrony", "iptables")  # time sync: latency is measured across hosts
+CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset")
+# Each role's inputs (host variables `<role>_<input>`): the same names are declared with their
+# defaults in playbooks/ansible/roles/<role>/defaults/main.yml and in the deploy's data_defaults.
+ROLE_INPUTS: dict[str, tuple[str, ...]] = {
+    "common": ("hostname", "arch", "packages", "files", "service"),
+    "raspberrypi": ("cgroup_flags", "boot_delay"),
+    # Before K3s starts (it imports its images directory at start) and after containerd is installed.
+    "airgap_images": ("archives", "import", "containerd_socket"),
+    "k3s": ("binaries", "files", "service", "reset_commands"),
+    "kubeedge_cloud": ("binaries", "files", "commands", "reset_commands"),
+    "kubeedge_edge": ("binaries", "files", "service", "commands", "reset_commands"),
+}
+ROLES = tuple(ROLE_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -26,20 +52,43 @@ class GuardedCommand:
     name: str
     command: str
     needs_systemd: bool = True
-    done_check: str | None = None  # shell test that succeeds when nothing needs doing
+    creates: str | None = None  # skip when this path exists (Ansible `creates:`)
+    removes: str | None = None  # skip unless this path exists (Ansible `removes:`)
+    done_check: str | None = None  # skip when this shell test succeeds (what a path cannot express)
+
+
+@dataclass
+class Concern:
+    """One concern's part of a host: what to install, deliver, start and run, in that order."""
+
+    role: str
+    packages: list[str] = field(default_factory=list)
+    binaries: list[tuple[VerifiedFile, str]] = field(default_factory=list)  # (verified file, dest)
+    files: list[render.RenderedFile] = field(default_factory=list)
+    service: str | None = None  # enabled and started; restarted when a binary or file here changed
+    commands: list[GuardedCommand] = field(default_factory=list)
+    reset_commands: list[GuardedCommand] = field(default_factory=list)
 
 
 @dataclass
 class HostPlan:
     node: Node
     tool: str  # "pyinfra" | "ansible"
-    files: list[render.RenderedFile] = field(default_factory=list)
-    binaries: list[tuple[VerifiedBinary, str]] = field(default_factory=list)
-    commands: list[GuardedCommand] = field(default_factory=list)
-    boot_delay: int | None = None
-    # images hook (air-gapped image delivery, infra/images.py): archives for this node's architecture
+    concerns: dict[str, Concern] = field(default_factory=dict)
+    boot_delay: int | None = None  # raspberrypi only
+    notes: list[str] = field(default_factory=list)  # decided in Python, reported with the tool's own
+    # airgap_images (infra/images.py): edgerig's image archives for this node's architecture, and how
+    # its running containerd imports a new one
     images: list[images_delivery.NodeArchive] = field(default_factory=list)
     image_import: images_delivery.ImportCommand | None = None
+
+    def concern(self, role: str) -> Concern:
+        return self.concerns.setdefault(role, Concern(role))
+
+    @property
+    def groups(self) -> list[str]:
+        """Inventory groups: which plays of playbooks/ansible/install.yml apply to this host."""
+        return [role for role in ROLES if role in self.concerns or (role == "airgap_images" and self.images)]
 
 
 def is_pi(node: Node) -> bool:
@@ -50,105 +99,144 @@ def tool_for(node: Node) -> str:
     return "pyinfra" if is_pi(node) else "ansible"
 
 
+def _common(plan: HostPlan) -> None:
+    common = plan.concern("common")
+    common.packages += BASE_PACKAGES
+    common.files.append(render.RenderedFile(CHRONY_CONF, CHRONY_SETTINGS))
+    common.service = "chrony"
+
+
+def _k3s(
+    testbed: Testbed,
+    plan: HostPlan,
+    files: Mapping[str, VerifiedFile],
+    addresses: dict[str, str] | None,
+    extra_tls_san: list[str] | None,
+) -> None:
+    node = plan.node
+    k3s = plan.concern("k3s")
+    k3s.binaries.append((files["k3s"], render.K3S_BIN))
+    if "k3s-airgap-images" in files:
+        images = files["k3s-airgap-images"]
+        k3s.binaries.append((images, f"{render.K3S_IMAGES_DIR}/{images.artefact.filename}"))
+    k3s.files += render.k3s_files(testbed, node, extra_tls_san, addresses)
+    k3s.service = render.service_name(node)
+
+
+def _kubeedge_cloud(
+    testbed: Testbed,
+    plan: HostPlan,
+    files: Mapping[str, VerifiedFile],
+    addresses: dict[str, str] | None,
+    pins: Mapping[str, Pin] | None,
+) -> None:
+    cloud = plan.concern("kubeedge_cloud")
+    cloud.binaries.append((files["keadm"], render.KEADM_BIN))
+    cloud.files += render_kubeedge.cloudcore_files(testbed, addresses, pins)
+    cloud.commands.append(
+        GuardedCommand(
+            "keadm init (CloudCore)",
+            render_kubeedge.KEADM_INIT_SCRIPT,
+            creates=render_kubeedge.CLOUDCORE_READY,
+        )
+    )
+
+
+def _kubeedge_edge(
+    testbed: Testbed,
+    plan: HostPlan,
+    files: Mapping[str, VerifiedFile],
+    addresses: dict[str, str] | None,
+    kubeedge_token: str | None,
+    pins: Mapping[str, Pin] | None,
+) -> None:
+    node = plan.node
+    edge = plan.concern("kubeedge_edge")
+    # The runtime is installed with the host's packages, before its configuration is written (Debian
+    # ships a config.toml conffile); a changed configuration then restarts it.
+    plan.concern("common").packages += render_kubeedge.EDGE_PACKAGES
+    edge.binaries.append((files["keadm"], render.KEADM_BIN))
+    edge.files += render_kubeedge.edge_files(testbed, node, addresses, pins)
+    edge.service = "containerd"
+    edge.commands.append(
+        GuardedCommand(
+            "choose the CNI config version this host's plugins support",
+            f"{render_kubeedge.CNI_SELECT_SCRIPT} apply",
+            needs_systemd=False,
+            done_check=f"{render_kubeedge.CNI_SELECT_SCRIPT} check",
+        )
+    )
+    if kubeedge_token:
+        edge.files.append(
+            render.RenderedFile(render.KUBEEDGE_TOKEN_FILE, kubeedge_token + "\n", "0600", secret=True)
+        )
+        edge.commands.append(
+            GuardedCommand(
+                "keadm join", render_kubeedge.KEADM_JOIN_SCRIPT, creates=render_kubeedge.EDGE_JOINED
+            )
+        )
+    else:
+        plan.notes.append("keadm join left out: no join token yet (CloudCore is not running)")
+
+
+def _runs_cloudcore(testbed: Testbed, node: Node) -> bool:
+    cloudcore = testbed.cloudcore_node
+    return cloudcore is not None and cloudcore.name == node.name and bool(testbed.edge_nodes)
+
+
+def _add_reset_commands(testbed: Testbed, plan: HostPlan) -> None:
+    """The uninstall scripts the install delivered; each runs only while it exists (`removes`)."""
+    node = plan.node
+    script = render.uninstall_script_path(node)
+    role = "kubeedge_edge" if node.role == "edge" else "k3s"
+    plan.concern(role).reset_commands.append(
+        GuardedCommand(f"run {script}", script, needs_systemd=False, removes=script)
+    )
+    if _runs_cloudcore(testbed, node):
+        plan.concern("kubeedge_cloud").reset_commands.append(
+            GuardedCommand(
+                "remove keadm and the CloudCore scripts",
+                f"rm -rf {render.KEADM_BIN} {render_kubeedge.LIB_DIR} {render_kubeedge.STATE_DIR}",
+                needs_systemd=False,
+                removes=render_kubeedge.LIB_DIR,
+            )
+        )
+
+
 def install_plan(
     testbed: Testbed,
     node: Node,
-    binaries: Mapping[str, VerifiedBinary],
+    files: Mapping[str, VerifiedFile],
     *,
     addresses: dict[str, str] | None = None,
     extra_tls_san: list[str] | None = None,
     kubeedge_token: str | None = None,
     boot_delay: int | None = None,
+    pins: Mapping[str, Pin] | None = None,
 ) -> HostPlan:
-    plan = HostPlan(node=node, tool=tool_for(node), boot_delay=boot_delay if is_pi(node) else None)
-    if images_delivery.has_build(testbed):  # images hook: air-gapped delivery when a build exists
+    """`files`: the verified release files this host gets (artefacts.host_files), by name; `pins`: the
+    digests images are pulled by (default: infra/versions.py's ARTEFACT_PINS). The plan
+    carries the reset commands too, so one inventory serves install.yml and reset.yml."""
+    plan = HostPlan(node=node, tool=tool_for(node))
+    _common(plan)
+    if is_pi(node):
+        plan.concern("raspberrypi")
+        plan.boot_delay = boot_delay
+    if images_delivery.has_build(testbed):  # air-gapped delivery of edgerig's images, when built
         plan.images = images_delivery.node_archives(testbed, node)
         plan.image_import = images_delivery.import_command(node)
-    plan.files.append(render.RenderedFile(CHRONY_CONF, CHRONY_SETTINGS))
-    plan.commands.append(
-        GuardedCommand(
-            "start chrony", "systemctl enable --now chrony", done_check="systemctl is-active --quiet chrony"
-        )
-    )
     if node.role == "edge":
-        plan.binaries.append((binaries["keadm"], render.KEADM_BIN))
-        plan.files += render_kubeedge.edge_files(testbed, node, addresses)
-        if kubeedge_token:
-            plan.files.append(
-                render.RenderedFile(render.KUBEEDGE_TOKEN_FILE, kubeedge_token + "\n", "0600", secret=True)
-            )
-        plan.commands += [
-            GuardedCommand(
-                "start containerd",
-                "systemctl enable containerd && systemctl restart containerd",
-                done_check="systemctl is-active --quiet containerd",
-            ),
-            GuardedCommand(
-                "keadm join",
-                render_kubeedge.KEADM_JOIN_SCRIPT,
-                done_check="test -f /etc/kubeedge/config/edgecore.yaml",
-            ),
-        ]
-        return plan
-    svc = render.service_name(node)
-    plan.binaries.append((binaries["k3s"], render.K3S_BIN))
-    plan.files += render.k3s_files(testbed, node, extra_tls_san, addresses)
-    plan.commands.append(
-        GuardedCommand(
-            f"start {svc}",
-            f"systemctl daemon-reload && systemctl enable --now {svc}",
-            done_check=f"systemctl is-active --quiet {svc}",
-        )
-    )
-    if testbed.kubeedge.enabled and testbed.edge_nodes and node.role == "server":
-        plan.files += render_kubeedge.apiserver_files(testbed, addresses)
-        # iptables works inside a network namespace, so this one runs for real on the fleet too.
-        plan.commands.append(
-            GuardedCommand(
-                "DNAT edge kubelet port to cloudStream",
-                f"{render_kubeedge.STREAM_DNAT_SCRIPT} add",
-                needs_systemd=False,
-                done_check=f"{render_kubeedge.STREAM_DNAT_SCRIPT} check",
-            )
-        )
-        cloudcore = testbed.cloudcore_node
-        if cloudcore is not None and cloudcore.name == node.name:
-            plan.binaries.append((binaries["keadm"], render.KEADM_BIN))
-            plan.files += render_kubeedge.cloudcore_files(testbed, addresses)
-            plan.commands.append(
-                GuardedCommand(
-                    "keadm init (CloudCore)",
-                    render_kubeedge.KEADM_INIT_SCRIPT,
-                    done_check=f"{render.K3S_BIN} kubectl -n kubeedge get deploy cloudcore",
-                )
-            )
+        _kubeedge_edge(testbed, plan, files, addresses, kubeedge_token, pins)
+    else:
+        _k3s(testbed, plan, files, addresses, extra_tls_san)
+        if _runs_cloudcore(testbed, node):
+            _kubeedge_cloud(testbed, plan, files, addresses, pins)
+    _add_reset_commands(testbed, plan)
     return plan
 
 
-def reset_commands(testbed: Testbed, node: Node) -> list[GuardedCommand]:
-    """Runs everywhere: the uninstall scripts themselves skip their systemd parts without systemd."""
-    commands = []
-    if node.role == "server" and testbed.kubeedge.enabled and testbed.edge_nodes:
-        dnat = render_kubeedge.STREAM_DNAT_SCRIPT
-        commands.append(
-            GuardedCommand(
-                "remove stream DNAT",
-                f"{dnat} delete && rm -f {dnat}",
-                needs_systemd=False,
-                done_check=f"! test -x {dnat}",
-            )
-        )
-    script = render.uninstall_script_path(node)
-    commands.append(
-        GuardedCommand(f"run {script}", script, needs_systemd=False, done_check=f"! test -x {script}")
-    )
-    if node.role != "edge" and testbed.kubeedge.enabled:
-        commands.append(
-            GuardedCommand(
-                "remove keadm",
-                f"rm -rf {render.KEADM_BIN} {render_kubeedge.LIB_DIR}",
-                needs_systemd=False,
-                done_check=f"! test -e {render.KEADM_BIN} -o -e {render_kubeedge.LIB_DIR}",
-            )
-        )
-    return commands
+def reset_plan(testbed: Testbed, node: Node) -> HostPlan:
+    """Only the reset commands: the uninstall scripts need nothing else delivered or downloaded."""
+    plan = HostPlan(node=node, tool=tool_for(node))
+    _add_reset_commands(testbed, plan)
+    return plan

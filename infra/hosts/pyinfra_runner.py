@@ -1,97 +1,81 @@
-"""Drive the pyinfra deploys in playbooks/pyinfra/ through pyinfra's Python API (no CLI, no shell).
+"""Run the pyinfra deploys (playbooks/pyinfra/edgerig_deploy) through pyinfra's Python API, on the
+same host data the run directory's inventory.py gives the pyinfra CLI.
 
-Returns pyinfra's own per-host change count, so idempotency is judged by the tool itself.
+Returns pyinfra's own per-host change count, so idempotency is judged by the tool itself; the
+deploys' `host.noop("edgerig-note: ...")` lines become the run's notes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from types import ModuleType
 
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.hosts.inventory import SshTarget
-from infra.hosts.plan import GuardedCommand, HostPlan
+from infra.hosts.run_dir import RunDir, pyinfra_data
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks" / "pyinfra"
-
-
-def _deploys() -> ModuleType:
-    if str(PLAYBOOKS) not in sys.path:
-        sys.path.insert(0, str(PLAYBOOKS))
-    return importlib.import_module("edgerig_pi")
+NOTE_MARK = "noop: edgerig-note: "
 
 
 class _Capture(logging.Handler):
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.DEBUG)
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
 
 
+def _notes(lines: Sequence[str], host: str) -> list[str]:
+    out = []
+    for line in lines:
+        if NOTE_MARK in line and host in line.split(NOTE_MARK, 1)[0]:
+            out.append(line.split(NOTE_MARK, 1)[1])
+    return out
+
+
 def run(
-    plans: Sequence[HostPlan],
+    run_dir: RunDir,
+    hosts: Sequence[str],
     targets: dict[str, SshTarget],
     *,
     stage: str,
-    commands: dict[str, list[GuardedCommand]] | None = None,
     progress: Callable[[str, str], None] | None = None,
 ) -> RunSummary:
-    """Run `stage` ("install" or "reset") on the plans' hosts in parallel (pyinfra's own pool)."""
+    """Run `stage` ("install" or "reset") on `hosts` in parallel (pyinfra's own pool)."""
+    import edgerig_deploy
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.deploy import add_deploy
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
 
-    deploys = _deploys()
-    image_deploys = importlib.import_module("edgerig_images")  # images hook (after _deploys set sys.path)
-    notes: dict[str, list[str]] = {p.node.name: [] for p in plans}
-    names = []
-    for plan in plans:
-        t = targets[plan.node.name]
-        data = {
-            "ssh_hostname": t.address,
-            "ssh_port": t.port,
-            "ssh_user": t.user,
-            "ssh_key": t.key_path,
-            "ssh_strict_host_key_checking": "yes" if t.known_hosts else "accept-new",
-            "edgerig_plan": plan,
-            "edgerig_commands": (commands or {}).get(plan.node.name, plan.commands),
-        }
-        if t.known_hosts:
-            data["ssh_known_hosts_file"] = t.known_hosts
-        names.append((plan.node.name, data))
-    deploys.NOTES.clear()
-    deploys.NOTES.update(notes)
+    host_vars = run_dir.host_vars()
+    groups = run_dir.groups()
+    names = [(h, pyinfra_data(host_vars[h], targets[h])) for h in hosts]
+    member_groups: dict[str, tuple[list[str], dict[str, object]]] = {
+        g: ([h for h in members if h in hosts], {}) for g, members in groups.items()
+    }
     capture = _Capture()
-    logging.getLogger("pyinfra").addHandler(capture)
-    state = State(Inventory((names, {})), Config(CONNECT_TIMEOUT=10))
+    pyinfra_log = logging.getLogger("pyinfra")
+    old_level = pyinfra_log.level
+    pyinfra_log.setLevel(logging.DEBUG)
+    pyinfra_log.addHandler(capture)
+    state = State(Inventory((names, {}), **member_groups), Config(CONNECT_TIMEOUT=10))
     state.print_output = False
     summary = RunSummary()
+    deploy = edgerig_deploy.install if stage == "install" else edgerig_deploy.reset
     try:
         with contextlib.suppress(PyinfraError):  # "No hosts remaining!": reported per host below
             connect_all(state)
         for host in state.failed_hosts:
-            detail = "; ".join(line for line in capture.lines if host.name in line) or "connection failed"
-            raise HostStepError(host.name, "connect (pyinfra)", detail)
-        steps = (
-            # images hook: deliver_images
-            [deploys.prepare_pi, deploys.deliver, image_deploys.deliver_images, deploys.run_commands]
-            if stage == "install"
-            else [deploys.run_commands]
-        )
-        for step in steps:
-            for plan in plans:
-                if progress:
-                    progress(plan.node.name, f"pyinfra: {step.__name__}")
-            add_deploy(state, step)
+            detail = "; ".join(line for line in capture.lines if host.name in line and "noop" not in line)
+            raise HostStepError(host.name, "connect (pyinfra)", detail or "connection failed")
+        for name in hosts:
+            if progress:
+                progress(name, f"pyinfra: {stage}")
+        add_deploy(state, deploy)
         with contextlib.suppress(PyinfraError):
             run_ops(state)
         for host in state.inventory:
@@ -111,8 +95,9 @@ def run(
                 step_name, out = failed or ("pyinfra operation", "\n".join(capture.lines[-5:]))
                 raise HostStepError(host.name, step_name, out)
             summary.changed[host.name] = changed
-            summary.notes[host.name] = notes[host.name]
+            summary.notes[host.name] = _notes(capture.lines, host.name)
     finally:
-        logging.getLogger("pyinfra").removeHandler(capture)
+        pyinfra_log.removeHandler(capture)
+        pyinfra_log.setLevel(old_level)
         disconnect_all(state)
     return summary

@@ -17,14 +17,19 @@ K3S_BIN = "/usr/local/bin/k3s"
 KEADM_BIN = "/usr/local/bin/keadm"
 K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
 K3S_TOKEN_FILE = "/etc/rancher/k3s/edgerig-token"
+K3S_REGISTRIES = "/etc/rancher/k3s/registries.yaml"
+K3S_DATA_DIR = "/var/lib/rancher/k3s"
+K3S_IMAGES_DIR = f"{K3S_DATA_DIR}/agent/images"  # K3s imports every image tarball here at start
 KEADM_DIR = "/etc/edgerig/kubeedge"  # not /etc/kubeedge: keadm refuses to join over an existing one
 KUBEEDGE_TOKEN_FILE = f"{KEADM_DIR}/token"
 API_PORT = 6443
 CLOUDHUB_PORT = 10000
+CLOUDHUB_HTTPS_PORT = 10002  # edges fetch their certificates here
 CLOUDSTREAM_PORT = 10003
 TUNNEL_PORT = 10004
-EDGE_KUBELET_PORT = 10350
 CNI_BIN_DIR = "/usr/lib/cni"  # where Debian/Ubuntu's containernetworking-plugins installs them
+# Where each registry is when no mirror is set (docker.io's API host is not docker.io itself).
+REGISTRY_UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class RenderedFile:
     content: str
     mode: str = "0644"
     secret: bool = False  # delivered without logging its content (Ansible no_log)
+    restarts: bool = True  # a change restarts its concern's service (scripts do not)
 
 
 def service_name(node: Node) -> str:
@@ -60,14 +66,18 @@ def k3s_config(
     addresses = addresses or {}
     own = addresses.get(node.name) or (str(node.address) if node.address else None)
     cfg: dict[str, object] = {"node-name": node.name, "token-file": K3S_TOKEN_FILE}
+    spanning = bool(testbed.k3s_nodes_outside_the_cloud)
     if node.internal_address is not None and str(node.internal_address) != own:
-        # A VM behind a floating IP: the cluster talks on the fixed IP, the outside (and
-        # metrics-server's ExternalIP preference) uses the floating one.
+        # A VM behind a floating IP: the cluster talks on the fixed IP, the outside uses the floating
+        # one (and, when K3s nodes outside the cloud join, flannel too: flannel-external-ip).
         cfg["node-ip"] = str(node.internal_address)
         if own:
             cfg["node-external-ip"] = own
     elif own:
         cfg["node-ip"] = own
+        if spanning and node.provider == "static":
+            # K3s's multicloud setup: every node names the address the others reach it on.
+            cfg["node-external-ip"] = own
     first = testbed.first_server
     if node.name != first.name:
         first_addr = addresses.get(first.name) or (str(first.address) if first.address else None)
@@ -101,19 +111,31 @@ def k3s_config(
     cfg["tls-san"] = list(dict.fromkeys(san))
     cfg["write-kubeconfig-mode"] = "0600"
     cfg["flannel-backend"] = k3s.flannel_backend
+    if spanning:
+        # Flannel between public addresses: the VMs' fixed IPs are unreachable from outside the cloud.
+        cfg["flannel-external-ip"] = True
     cfg["cluster-cidr"] = str(k3s.cluster_cidr)
     cfg["service-cidr"] = str(k3s.service_cidr)
     if k3s.disable:
         cfg["disable"] = list(k3s.disable)
+    apiserver_args: list[str] = []
     if ff.enabled:
         cfg["kube-controller-manager-arg"] = [
             f"node-monitor-period={_seconds(ff.node_monitor_period_s)}",
             f"node-monitor-grace-period={_seconds(ff.node_monitor_grace_period_s)}",
         ]
-        cfg["kube-apiserver-arg"] = [
+        apiserver_args += [
             f"default-not-ready-toleration-seconds={ff.default_not_ready_toleration_seconds}",
             f"default-unreachable-toleration-seconds={ff.default_unreachable_toleration_seconds}",
         ]
+    if testbed.edge_nodes:
+        # EdgeCore nodes have no K3s agent tunnel: the apiserver must dial their "kubelet" (CloudCore's
+        # iptables-manager DNATs it to CloudStream) directly, and CloudStream's certificate is signed
+        # by KubeEdge's CA, not K3s's (KubeEdge FAQ; K3s sets kubelet-certificate-authority itself).
+        cfg["egress-selector-mode"] = "disabled"
+        apiserver_args.append("kubelet-certificate-authority=")
+    if apiserver_args:
+        cfg["kube-apiserver-arg"] = apiserver_args
     return cfg
 
 
@@ -157,43 +179,79 @@ def k3s_env(node: Node) -> str:
     )
 
 
+def killall_shell(
+    shim_match: str, mount_prefixes: tuple[str, ...], links: tuple[str, ...], rule_filter: str
+) -> str:
+    """The stop-everything part of K3s's k3s-killall.sh: each shim's whole process tree killed with -9,
+    the kubelet/CNI mounts and CNI network namespaces removed, the CNI state, its interfaces and its
+    iptables rules deleted. Only shims in this host's network namespace: a test-fleet host shares the
+    kernel (and /proc) with other hosts."""
+    prefixes = " ".join(mount_prefixes)
+    return f"""own_ns=$(readlink /proc/self/ns/net)
+tree() {{
+  echo "$1"
+  for child in $(ps -e -o ppid= -o pid= | awk -v p="$1" '$1 == p {{print $2}}'); do tree "$child"; done
+}}
+for pid in $(ps -e -o pid= -o args= | awk '{shim_match} {{print $1}}'); do
+  [ "$(readlink /proc/$pid/ns/net 2>/dev/null)" = "$own_ns" ] || continue
+  kill -9 $(tree "$pid") 2>/dev/null || true
+done
+for prefix in {prefixes}; do
+  awk -v p="$prefix" 'index($2, p) == 1 {{print $2}}' /proc/self/mounts | sort -r | while read -r m; do
+    umount -f "$m" 2>/dev/null && rm -rf "$m"
+  done
+done
+ip netns show 2>/dev/null | awk '/^cni-/ {{print $1}}' | while read -r ns; do ip netns delete "$ns"; done
+ip link show 2>/dev/null | awk -F': ' '/master cni0/ {{split($2, a, "@"); print a[1]}}' | while read -r i; do
+  ip link delete "$i"
+done
+for link in {" ".join(links)}; do ip link delete "$link" 2>/dev/null || true; done
+rm -rf /var/lib/cni
+for tables in iptables ip6tables; do
+  command -v "$tables-save" >/dev/null || continue
+  "$tables-save" | {rule_filter} | "$tables-restore" || true
+done
+"""
+
+
 def k3s_uninstall_script(node: Node) -> str:
-    """Stop K3s and remove everything it left, so the host can join again (stale node password too)."""
+    """Stop K3s the way k3s-killall.sh does and remove everything it left, so the host can join again
+    (the stale node password in /etc/rancher/node too)."""
     svc = service_name(node)
+    killall = killall_shell(
+        f'$2 ~ "^{K3S_DATA_DIR}/data/[^/]*/bin/containerd-shim"',
+        ("/run/k3s", "/var/lib/kubelet/pods", "/var/lib/kubelet/plugins", "/run/netns/cni-"),
+        ("cni0", "flannel.1", "flannel-v6.1", "kube-ipvs0", "flannel-wg", "flannel-wg-v6"),
+        "grep -v KUBE- | grep -v CNI- | grep -iv flannel",
+    )
     return f"""#!/bin/sh
 # rendered by edgerig: returns {node.name} to its pre-K3s state
 set -u
 if [ -d /run/systemd/system ]; then
   systemctl disable --now {svc} 2>/dev/null || true
-  systemctl daemon-reload
 fi
-if [ -x {K3S_BIN} ] && [ -d /run/systemd/system ]; then
-  # Only shims in this host's network namespace: on a test-fleet host other processes are not ours.
-  own_ns=$(readlink /proc/self/ns/net)
-  for pid in $(pgrep -f containerd-shim-runc); do
-    [ "$(readlink /proc/$pid/ns/net)" = "$own_ns" ] && kill "$pid" 2>/dev/null
-  done
-  for m in $(awk '$2 ~ "^/run/k3s|^/var/lib/kubelet/pods" {{print $2}}' /proc/self/mounts | sort -r); do
-    umount "$m" 2>/dev/null || true
-  done
-  ip link delete cni0 2>/dev/null || true
-  ip link delete flannel.1 2>/dev/null || true
-fi
-rm -f /etc/systemd/system/{svc}.service /etc/systemd/system/{svc}.service.env {K3S_BIN}
-rm -rf /etc/rancher/k3s /etc/rancher/node /var/lib/rancher/k3s /var/lib/kubelet /run/k3s /run/flannel
+{killall}rm -f /etc/systemd/system/{svc}.service /etc/systemd/system/{svc}.service.env {K3S_BIN}
+[ -d /run/systemd/system ] && systemctl daemon-reload
+rm -rf --one-file-system /etc/rancher/k3s /etc/rancher/node {K3S_DATA_DIR} /var/lib/kubelet
+rm -rf /run/k3s /run/flannel
 rmdir /etc/rancher /var/lib/rancher 2>/dev/null || true
 rm -f "$0"
 """
 
 
+def registry_endpoint(registry: str) -> str:
+    return REGISTRY_UPSTREAM.get(registry, f"https://{registry}")
+
+
 def registries_yaml(testbed: Testbed) -> str | None:
-    mirror = testbed.artefacts.registry_mirror
-    if mirror is None:
+    """K3s's containerd pulls each registry through its own mirror (a pull-through cache serves one
+    upstream); registries without one are pulled directly (or, air-gapped, not at all)."""
+    mirrors = testbed.artefacts.registry_mirrors
+    if not mirrors:
         return None
-    mirrors = {registry: {"endpoint": [mirror]} for registry in ("docker.io", "ghcr.io", "registry.k8s.io")}
-    return "# rendered by edgerig: pull through the lab's registry mirror\n" + yaml.safe_dump(
-        {"mirrors": mirrors}, sort_keys=False
-    )
+    doc = {"mirrors": {registry: {"endpoint": [url]} for registry, url in sorted(mirrors.items())}}
+    header = "# rendered by edgerig: pull through the lab's registry mirrors\n"
+    return header + yaml.safe_dump(doc, sort_keys=False)
 
 
 def k3s_files(
@@ -205,7 +263,7 @@ def k3s_files(
     svc = service_name(node)
     config = k3s_config(testbed, node, extra_tls_san, addresses)
     registries = registries_yaml(testbed)
-    extra = [RenderedFile("/etc/rancher/k3s/registries.yaml", registries, "0600")] if registries else []
+    extra = [RenderedFile(K3S_REGISTRIES, registries, "0600")] if registries else []
     return [
         *extra,
         RenderedFile(
@@ -216,5 +274,5 @@ def k3s_files(
         RenderedFile(K3S_TOKEN_FILE, testbed.k3s.token.get_secret_value() + "\n", "0600", secret=True),
         RenderedFile(f"/etc/systemd/system/{svc}.service", k3s_unit(node)),
         RenderedFile(f"/etc/systemd/system/{svc}.service.env", k3s_env(node), "0600"),
-        RenderedFile(uninstall_script_path(node), k3s_uninstall_script(node), "0755"),
+        RenderedFile(uninstall_script_path(node), k3s_uninstall_script(node), "0755", restarts=False),
     ]

@@ -10,7 +10,7 @@ import pulumi_random as random
 from infra import versions
 from infra.model import Testbed
 from infra.platform import objects
-from infra.platform.k8s import apply_object, helm_release
+from infra.platform.k8s import apply_object, chart_repository, helm_release
 from infra.platform.values import metrics_server_values, monitoring_values, nats_values, openfaas_values
 
 
@@ -40,7 +40,7 @@ class Nats(pulumi.ComponentResource):
         helm_release(
             "nats",
             chart=versions.NATS_CHART,
-            repo=versions.NATS_CHART_REPO,
+            repo=chart_repository(testbed, versions.NATS_CHART_REPO),
             version=settings.chart_version,
             namespace=settings.namespace,
             values=nats_values(testbed),
@@ -73,7 +73,7 @@ class MetricsServer(pulumi.ComponentResource):
         helm_release(
             "metrics-server",
             chart=versions.METRICS_SERVER_CHART,
-            repo=versions.METRICS_SERVER_CHART_REPO,
+            repo=chart_repository(testbed, versions.METRICS_SERVER_CHART_REPO),
             version=testbed.platform.metrics_server.chart_version,
             namespace="kube-system",
             values=metrics_server_values(testbed),
@@ -112,7 +112,7 @@ class Monitoring(pulumi.ComponentResource):
         helm_release(
             "monitoring",
             chart=versions.KUBE_PROMETHEUS_STACK_CHART,
-            repo=versions.KUBE_PROMETHEUS_STACK_CHART_REPO,
+            repo=chart_repository(testbed, versions.KUBE_PROMETHEUS_STACK_CHART_REPO),
             version=mon.chart_version,
             namespace=mon.namespace,
             values=monitoring_values(testbed),
@@ -157,7 +157,7 @@ class OpenFaaS(pulumi.ComponentResource):
         helm_release(
             "openfaas",
             chart=versions.OPENFAAS_CHART,
-            repo=versions.OPENFAAS_CHART_REPO,
+            repo=chart_repository(testbed, versions.OPENFAAS_CHART_REPO),
             version=faas.chart_version,
             namespace=faas.namespace,
             values=openfaas_values(testbed),

@@ -8,14 +8,26 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.model import Testbed
+
 _TYPED: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
     ("v1", "Node"): k8s.core.v1.NodePatch,  # Nodes are registered by their kubelet; we only patch labels
     ("v1", "Secret"): k8s.core.v1.Secret,
     ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
     ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
+}
+# Objects other components own (K3s's `kubernetes` Service): only the fields we set, server-side applied.
+_PATCHES: dict[tuple[str, str], Any] = {
+    ("v1", "Node"): k8s.core.v1.NodePatch,
+    ("v1", "Service"): k8s.core.v1.ServicePatch,
 }
 
 
@@ -35,6 +47,18 @@ def apply_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -
     return k8s.apiextensions.CustomResource(
         name, api_version=obj["apiVersion"], kind=obj["kind"], **fields, opts=opts
     )
+
+
+def apply_patch(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """A server-side apply patch of an object another component created."""
+    fields = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    resource: pulumi.CustomResource = _PATCHES[(obj["apiVersion"], obj["kind"])](name, **fields, opts=opts)
+    return resource
+
+
+def chart_repository(testbed: Testbed, upstream: str) -> str:
+    """The lab's Helm repository when it mirrors the charts (air-gapped), else the chart's own."""
+    return testbed.artefacts.chart_repository or upstream
 
 
 def helm_release(

@@ -49,25 +49,23 @@ def nats_values(testbed: Testbed) -> dict[str, Any]:
 
 def metrics_server_values(testbed: Testbed) -> dict[str, Any]:
     values: dict[str, Any] = {"resources": _resources("50m", "64Mi", "200Mi")}
-    cloudcore = testbed.cloudcore_node
-    if cloudcore is None:
+    if affinity := management_affinity(testbed):
+        values["affinity"] = affinity
+    if not testbed.edge_nodes:
         return values
-    # OpenFaaS thesis 4.10 (Code Snippet 4.10): prefer the external address to reach edge "kubelets"
-    # and skip kubelet TLS verification, because edge certificates only name the internal address.
-    # hostNetwork on the CloudCore node: there, iptables DNATs the edge kubelet port 10350 to
-    # CloudStream 10003; containerPort moves off 10250, which the host's own kubelet holds.
+    # OpenFaaS thesis 4.5.4 (Code Snippet 4.10), for KubeEdge v1.20: EdgeCore nodes report a kubelet
+    # port from 10351 up (CloudCore's tunnel port, hence --kubelet-use-node-status-port), which the
+    # iptables-manager DaemonSet on every cloud node DNATs to CloudStream for any destination address;
+    # CloudStream serves KubeEdge's certificate, which K3s's CA does not sign: --kubelet-insecure-tls.
     values.update(
         {
             "defaultArgs": [
                 "--cert-dir=/tmp",
-                "--kubelet-preferred-address-types=ExternalIP,InternalIP,Hostname",
+                "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
                 "--kubelet-use-node-status-port",
                 "--metric-resolution=15s",
             ],
             "args": ["--kubelet-insecure-tls"],
-            "hostNetwork": {"enabled": True},
-            "containerPort": 4443,
-            "nodeSelector": {"kubernetes.io/hostname": cloudcore.name},
         }
     )
     return values
@@ -119,7 +117,7 @@ def monitoring_values(testbed: Testbed) -> dict[str, Any]:
 
 def openfaas_values(testbed: Testbed) -> dict[str, Any]:
     faas = testbed.platform.openfaas
-    return {
+    values: dict[str, Any] = {
         "functionNamespace": faas.functions_namespace,
         "basic_auth": True,
         "generateBasicAuth": False,  # edgerig creates the basic-auth Secret from a Pulumi RandomPassword
@@ -135,6 +133,12 @@ def openfaas_values(testbed: Testbed) -> dict[str, Any]:
         # Thesis 4.1: management components (gateway, provider, queue) run in the cloud realm.
         "affinity": management_affinity(testbed),
     }
+    if testbed.edgemesh_enabled:
+        # Thesis 4.5.6: by default faas-netes hands the gateway a function pod's IP, which cloud nodes
+        # cannot route to a pod on an EdgeCore node. Direct functions call the function's Service
+        # name instead, which EdgeMesh's proxy on the gateway's node carries to the edge.
+        values["gateway"] = {**values["gateway"], "directFunctions": True}
+    return values
 
 
 def edge_function_patch(testbed: Testbed) -> dict[str, Any]:

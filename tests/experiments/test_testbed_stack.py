@@ -9,6 +9,7 @@ operator's side, the SSH cut and its self-revert, collecting records, and the te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -185,6 +186,7 @@ def test_hard_stop_goes_through_the_openstack_api(monkeypatch: pytest.MonkeyPatc
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+    servers: list[threading.Thread] = []
 
     def serve() -> None:
         listener.listen()
@@ -206,7 +208,8 @@ def test_hard_stop_goes_through_the_openstack_api(monkeypatch: pytest.MonkeyPatc
 
         def start_server(self, server_id: str) -> None:
             calls.append(("start", server_id))
-            threading.Thread(target=serve, daemon=True).start()  # the VM boots: sshd answers
+            servers.append(threading.Thread(target=serve, daemon=True))  # the VM boots: sshd answers
+            servers[-1].start()
 
     conn = types.SimpleNamespace(compute=Compute(), close=lambda: calls.append(("close", "")))
     monkeypatch.setitem(sys.modules, "openstack", types.SimpleNamespace(connect=lambda cloud=None: conn))
@@ -234,4 +237,13 @@ def test_hard_stop_goes_through_the_openstack_api(monkeypatch: pytest.MonkeyPatc
         with pytest.raises(TestbedError, match="cannot inject fault 'unplug'"):
             tb.fail("edge", "unplug")
     finally:
+        # close() alone leaves a thread blocked in accept() on a socket that keeps listening, and
+        # answering with the banner, for the rest of the session; shutdown() wakes it first.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+        for thread in servers:
+            thread.join(timeout=5)
+    assert not any(t.is_alive() for t in servers), "the stand-in sshd outlived its test"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

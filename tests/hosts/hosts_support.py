@@ -15,47 +15,88 @@ from typing import Any
 import pytest
 
 from infra import versions
+from infra.hosts import artefacts
+from infra.versions import Pin
 
 K3S_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s"
 K3S_ARM64_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-arm64"
 KEADM_FILE = f"keadm-{versions.KUBEEDGE_VERSION}-linux-amd64"
 KEADM_KEY = f"kubeedge/kubeedge/{versions.KUBEEDGE_VERSION}/{KEADM_FILE}.tar.gz"
+AIRGAP_KEY = f"k3s-io/k3s/{versions.K3S_VERSION}/k3s-airgap-images-amd64.tar.zst"
 TOKEN = "test-only-" + "0" * 32  # obviously fake; never a realistic-looking secret
 
 # A stand-in K3s binary (test fixture): records its arguments so tests can see what was run.
 FAKE_K3S = b'#!/bin/sh\n# fake k3s (test fixture)\necho "$*" >> /var/log/fake-k3s.log\n'
+FAKE_AIRGAP = b"test fixture: not a real image tarball\n"
+FAKE_KEADM = b"#!/bin/sh\necho 'fake keadm (test fixture)'\n"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the test fleet needs root (netns, mounts, chroot)")
 
 
-def _keadm_tarball() -> bytes:
+def keadm_tarball(stem: str, payload: bytes = FAKE_KEADM) -> bytes:
     buf = io.BytesIO()
-    payload = b"#!/bin/sh\necho 'fake keadm (test fixture)'\n"
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo(f"{KEADM_FILE}/keadm/keadm")
+        info = tarfile.TarInfo(f"{stem}/keadm/keadm")
         info.size, info.mode = len(payload), 0o755
         tar.addfile(info, io.BytesIO(payload))
     return buf.getvalue()
 
 
-class Mirror:
-    """A local HTTP server laid out like GitHub releases, serving fake binaries (test fixtures)."""
+def image_pins() -> dict[str, Pin]:
+    """Digests for the KubeEdge images (test fixtures: sha256 of a made-up manifest, never pulled)."""
+    images = [*artefacts.kubeedge_images(versions.KUBEEDGE_VERSION).values(), artefacts.EDGEMESH_AGENT]
+    return {
+        i.key: Pin("sha256", hashlib.sha256(f"test manifest {i.key}".encode()).hexdigest(), "test fixture")
+        for i in images
+    }
 
-    def __init__(self, root: Path) -> None:
+
+class Mirror:
+    """A local HTTP server laid out like GitHub releases, with the checksum files each release
+    publishes beside its files (K3s: sha256sum-<arch>.txt, KubeEdge: checksum_<file>.txt), serving
+    fake binaries (test fixtures)."""
+
+    def __init__(self, root: Path, keadm_payload: bytes = FAKE_KEADM) -> None:
         self.root = root
-        self.files = {K3S_KEY: FAKE_K3S, K3S_ARM64_KEY: FAKE_K3S, KEADM_KEY: _keadm_tarball()}
-        self.sums: dict[str, str | None] = {}
+        self.files: dict[str, bytes] = {}
+        for arch in ("amd64", "arm64"):
+            keadm = artefacts.keadm(versions.KUBEEDGE_VERSION, arch)
+            self.files[artefacts.k3s_binary(versions.K3S_VERSION, arch).key] = FAKE_K3S
+            self.files[artefacts.k3s_airgap_images(versions.K3S_VERSION, arch).key] = FAKE_AIRGAP
+            self.files[keadm.key] = keadm_tarball(keadm.filename.removesuffix(".tar.gz"), keadm_payload)
         for key, data in self.files.items():
-            owner, repo, tag, name = key.split("/")
-            path = root / owner / repo / "releases/download" / tag / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            self.sums[key] = hashlib.sha256(data).hexdigest()
+            self.release_dir(key).mkdir(parents=True, exist_ok=True)
+            (self.release_dir(key) / key.rsplit("/", 1)[1]).write_bytes(data)
+        self.write_checksum_files()
+        self.pins: dict[str, Pin] = {**image_pins()}
+        for item in artefacts.catalogue():
+            if isinstance(item, artefacts.ReleaseFile):
+                digest = hashlib.new(item.algorithm, self.files[item.key]).hexdigest()
+                self.pins[item.key] = Pin(item.algorithm, digest, "test fixture")
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def release_dir(self, key: str) -> Path:
+        owner, repo, tag, _ = key.split("/")
+        return self.root / owner / repo / "releases/download" / tag
+
+    def write_checksum_files(self) -> None:
+        """What each release publishes: K3s one sha256sum file per arch, KubeEdge one file per tarball."""
+        sums: dict[Path, list[str]] = {}
+        for item in artefacts.catalogue():
+            if not isinstance(item, artefacts.ReleaseFile):
+                continue
+            digest = hashlib.new(item.algorithm, self.files[item.key]).hexdigest()
+            path = self.release_dir(item.key) / item.checksum_file
+            if item.repo == "k3s-io/k3s":
+                sums.setdefault(path, []).append(f"{digest}  {item.filename}")
+            else:
+                sums[path] = [digest]
+        for path, lines in sums.items():
+            path.write_text("\n".join(lines) + "\n")
 
     def restart(self) -> None:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -83,7 +124,12 @@ def snapshot(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
 
 
 def fleet_testbed(
-    fleet: Any, mirror: Mirror, roles: dict[str, tuple[str, str]], kubeedge: bool = False
+    fleet: Any,
+    mirror: Mirror,
+    roles: dict[str, tuple[str, str]],
+    kubeedge: bool = False,
+    artefact_settings: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> Any:
     """A Testbed over fleet hosts: roles maps host name -> (realm, role)."""
     from infra.model import Testbed
@@ -110,7 +156,31 @@ def fleet_testbed(
             "nodes": nodes,
             "k3s": {"token": TOKEN},
             "kubeedge": {"enabled": kubeedge},
-            "artefacts": {"base_url": mirror.url},
+            "artefacts": {"base_url": mirror.url, **(artefact_settings or {})},
             "vei": {"enabled": False},
+            **extra,
         }
+    )
+
+
+# The fleet's KubeEdge layout (test_kubeedge_fleet.py, bench_kubeedge_install.py): a cloud server
+# through Ansible, a Pi-like EdgeCore host through pyinfra.
+KUBEEDGE_ROLES = {"cloud0": ("cloud", "server"), "edge0": ("edge", "edge")}
+FLEET_REGISTRY = "http://10.232.0.1:5000"  # never contacted: the fleet pulls no image
+
+
+def air_gapped_kubeedge_testbed(fleet: Any, mirror: Mirror) -> Any:
+    """The KubeEdge layout, air-gapped: a registry mirror for every registry, a chart repository."""
+    from infra.model import KNOWN_REGISTRIES
+
+    return fleet_testbed(
+        fleet,
+        mirror,
+        KUBEEDGE_ROLES,
+        kubeedge=True,
+        artefact_settings={
+            "air_gapped": True,
+            "registry_mirrors": dict.fromkeys(KNOWN_REGISTRIES, FLEET_REGISTRY),
+            "chart_repository": "http://10.232.0.1:8080",
+        },
     )

@@ -10,8 +10,8 @@ import pytest
 from hosts_support import Mirror, fleet_testbed, needs_root
 
 from experiments.testbeds.fleet import hosts as fleet_mod
-from infra.hosts import api, pyinfra_runner
-from infra.hosts.artefacts import VerifiedBinary, fetch, k3s_artefact
+from infra.hosts import api, pyinfra_runner, run_dir
+from infra.hosts.artefacts import VerifiedFile, fetch, k3s_binary
 from infra.hosts.errors import HostStepError
 from infra.hosts.inventory import targets_from_nodes
 from infra.hosts.plan import HostPlan
@@ -48,7 +48,7 @@ def test_unreachable_host_is_named(
             testbed,
             nodes=[victim],
             known_hosts=str(small["fleet"].known_hosts),
-            artefact_sums=mirror.sums,
+            artefact_pins=mirror.pins,
             artefact_cache=tmp_path,
         )
     assert err.value.host == victim and "connect" in err.value.step
@@ -59,17 +59,17 @@ def test_corrupted_upload_is_rejected_on_the_host(
     small: dict[str, Any], mirror: Mirror, tmp_path: Path
 ) -> None:
     testbed = small["testbed"]
-    good = fetch(testbed, k3s_artefact(testbed, "amd64"), sums=mirror.sums, cache_dir=tmp_path)
-    bad = VerifiedBinary(
-        good.artefact, good.path, "f" * 64
-    )  # what the host expects differs from what arrives
+    good = fetch(testbed, k3s_binary(testbed.k3s.version, "amd64"), pins=mirror.pins, cache_dir=tmp_path)
+    bad = VerifiedFile(good.artefact, good.path, "f" * 64)  # what the host expects differs from what arrives
     node = testbed.node("pi0")
-    plan = HostPlan(node=node, tool="pyinfra", binaries=[(bad, "/usr/local/bin/k3s")])
+    plan = HostPlan(node=node, tool="pyinfra")
+    plan.concern("k3s").binaries.append((bad, "/usr/local/bin/k3s"))
     targets = targets_from_nodes([node], known_hosts=str(small["fleet"].known_hosts))
+    written = run_dir.write(tmp_path / "run", testbed, [plan], targets)
     with pytest.raises(
         HostStepError, match=r"(?s)pi0.*Verify and install /usr/local/bin/k3s.*sha256 mismatch"
     ):
-        pyinfra_runner.run([plan], targets, stage="install")
+        pyinfra_runner.run(written, ["pi0"], targets, stage="install")
     bindir = small["root"]("pi0") / "usr/local/bin"
     assert not (bindir / "k3s").exists() and not list(bindir.glob("*.edgerig-new"))
 
@@ -87,7 +87,7 @@ def test_arch_mismatch_is_caught_from_facts(
             testbed,
             nodes=[victim],
             known_hosts=str(small["fleet"].known_hosts),
-            artefact_sums=mirror.sums,
+            artefact_pins=mirror.pins,
             artefact_cache=tmp_path,
         )
     assert err.value.host == victim and "rchitecture" in err.value.step

@@ -1,6 +1,7 @@
 """K3s HA on a 5-host test fleet over real SSH: master0-2 are VMs (ansible-runner), worker0-1 are
 Pi-like hosts (pyinfra). The tests run in file order on one fleet: install, inspect, re-run, reset,
-a failed install (wrong sha256), rejoin.
+a failed install (wrong sha256), rejoin. The reset is checked against what K3s's k3s-killall.sh
+stops and removes: a planted shim process tree, CNI/flannel links, KUBE-/CNI-/flannel rules, CNI state.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, needs_root, sna
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra.hosts import api
 from infra.hosts.artefacts import ArtefactError
+from infra.versions import Pin
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
 
@@ -47,7 +51,7 @@ class Env:
         return api.install(
             self.testbed,
             known_hosts=str(self.fleet.known_hosts),
-            artefact_sums=self.mirror.sums,
+            artefact_pins=self.mirror.pins,
             artefact_cache=self.cache,
             boot_delay=5,
             progress=lambda h, s: self.progress.append((h, s)),
@@ -107,7 +111,7 @@ def test_pi_boot_files_changed_vms_untouched(env: Env) -> None:
 def test_binaries_units_and_env(env: Env) -> None:
     for name, (_, role) in ROLES.items():
         binary = env.root(name) / "usr/local/bin/k3s"
-        assert hashlib.sha256(binary.read_bytes()).hexdigest() == env.mirror.sums[K3S_KEY]
+        assert hashlib.sha256(binary.read_bytes()).hexdigest() == env.mirror.pins[K3S_KEY].digest
         assert os.access(binary, os.X_OK)
         assert not list((env.root(name) / "usr/local/bin").glob("*.edgerig-new"))
         svc = "k3s" if role == "server" else "k3s-agent"
@@ -136,9 +140,89 @@ def test_second_run_changes_nothing(env: Env) -> None:
     assert again.summary.changed == dict.fromkeys(ROLES, 0)
 
 
-def test_reset_restores_pre_install_state(env: Env) -> None:
+SHIM = "/var/lib/rancher/k3s/data/0123abcd/bin/containerd-shim-runc-v2"
+
+
+def _in_host(env: Env, name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """A command in the host's network namespace with the host's own binaries (its iptables backend)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", f"erh-{name}", "chroot", str(env.root(name)), *cmd],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def _alive(pid: str) -> bool:
+    """Running, not a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _plant_k3s_leftovers(env: Env, name: str) -> subprocess.Popen[bytes]:
+    """What a K3s that ran leaves behind, and what k3s-killall.sh removes."""
+    for cmd in (
+        "iptables -t nat -N KUBE-SERVICES",
+        "iptables -t nat -A PREROUTING -j KUBE-SERVICES",
+        "iptables -t filter -N CNI-FORWARD",
+        "iptables -t filter -A FORWARD -m comment --comment flannel-forward -j ACCEPT",
+        "iptables -t filter -A INPUT -p tcp --dport 2222 -m comment --comment keep-me -j ACCEPT",
+        "ip link add cni0 type bridge",
+        "ip link add vethpod0 type veth peer name vethpod1",
+        "ip link set vethpod0 master cni0",
+        "ip link add flannel.1 type bridge",  # the name is what counts (no dummy module here)
+    ):
+        _in_host(env, name, *cmd.split())
+    (env.root(name) / "var/lib/cni/networks").mkdir(parents=True)
+    # A shim (argv[0] as K3s starts it) with a pod process under it, in the host's network namespace.
+    exec_shim = f"import os; os.execv('/bin/sh', ['{SHIM}', '-c', 'sleep 300 & wait'])"
+    return subprocess.Popen(
+        ["ip", "netns", "exec", f"erh-{name}", "python3", "-c", exec_shim], start_new_session=True
+    )
+
+
+def test_reset_restores_pre_install_state_and_stops_what_k3s_left(env: Env) -> None:
     (env.root("worker1") / "etc/rancher/node").mkdir(parents=True, exist_ok=True)
     (env.root("worker1") / "etc/rancher/node/password").write_text("stale\n")  # the stale-password trap
+    shims = {name: _plant_k3s_leftovers(env, name) for name in ("master2", "worker1")}
+    # Another host's shim is not this host's to kill (the fleet shares one kernel).
+    bystander = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            "erh-master0",
+            "python3",
+            "-c",
+            f"import os; os.execv('/bin/sleep', ['{SHIM}', '300'])",
+        ],
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.5)
+        children = {
+            n: subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+            for n, p in shims.items()
+        }
+        assert all(children.values()), children
+        api.reset(env.testbed, ["master2", "worker1"], known_hosts=str(env.fleet.known_hosts))
+        for name, shim in shims.items():
+            assert shim.wait(timeout=10) == -9, name  # killed with -9, with its whole tree
+            for pid in children[name]:
+                assert not _alive(pid), (name, pid)
+            rules = _in_host(env, name, "iptables-save").stdout
+            assert "keep-me" in rules and not any(m in rules for m in ("KUBE-", "CNI-", "flannel"))
+            links = _in_host(env, name, "ip", "-o", "link").stdout
+            assert not any(link in links for link in ("cni0", "vethpod0", "flannel.1")), links
+            assert not (env.root(name) / "var/lib/cni").exists()
+        assert bystander.poll() is None
+    finally:
+        for proc in (*shims.values(), bystander):
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
     summary = api.reset(env.testbed, list(ROLES), known_hosts=str(env.fleet.known_hosts))
     for name in ROLES:
         assert snapshot(env.root(name), TOUCHED) == env.before[name], name
@@ -147,10 +231,10 @@ def test_reset_restores_pre_install_state(env: Env) -> None:
 
 
 def test_wrong_sha256_fails_before_any_host_is_touched(env: Env, tmp_path: Path) -> None:
-    wrong = dict(env.mirror.sums, **{K3S_KEY: "0" * 64})
+    wrong = {**env.mirror.pins, K3S_KEY: Pin("sha256", "0" * 64, "test")}
     with pytest.raises(ArtefactError, match=r"sha256 mismatch .* Nothing was installed"):
         api.install(
-            env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_sums=wrong, artefact_cache=tmp_path
+            env.testbed, known_hosts=str(env.fleet.known_hosts), artefact_pins=wrong, artefact_cache=tmp_path
         )
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     for name in ROLES:

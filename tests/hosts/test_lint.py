@@ -29,7 +29,8 @@ def test_ansible_lint_production_profile() -> None:
         "production",
         "-c",
         str(REPO / ".ansible-lint"),
-        "project/",
+        "install.yml",
+        "reset.yml",
         "roles/",
     )
     assert done.returncode == 0, done.stdout + done.stderr

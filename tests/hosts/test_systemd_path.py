@@ -1,61 +1,169 @@
-"""The branch real hosts take: a host where systemd runs (here a stand-in systemctl that records
-its calls) gets its services started, restricted labels set through the API, and the kubeconfig
-is fetched from the first server with its address rewritten.
+"""The branch real hosts take: hosts where systemd runs (here a stand-in systemctl that keeps unit
+state in files and records its calls, answering the queries Ansible's systemd_service module and
+pyinfra's systemd facts make) get their services started and restarted when their configuration
+changed, restricted labels and EdgeCore taints set through the API, the kubeconfig fetched, and the
+KubeEdge steps run with a recording keadm that behaves like v1.20's where it matters (it refuses to
+join over a non-empty /etc/kubeedge and writes edgecore.yaml).
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
-from hosts_support import Mirror, fleet_testbed, needs_root
+from hosts_support import TOKEN, Mirror, fleet_testbed, needs_root
 
 from experiments.testbeds.fleet import hosts as fleet_mod
-from infra.hosts import api
+from infra.hosts import api, render_kubeedge
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
-ROLES = {"master0": ("cloud", "server"), "worker0": ("edge", "agent")}
-# systemctl stand-in (test fixture): logs calls; a unit is "active" once `enable --now` ran for it.
+# systemctl stand-in (test fixture): unit state in /run/fake-{active,enabled}-<unit>, calls logged.
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$*" >> /var/log/fake-systemctl.log
-for last in "$@"; do :; done
+unit() { u=$(echo "$1" | tr -d "'"); echo "${u%.service}"; }
+active() { echo "/run/fake-active-$(unit "$1")"; }
+enabled() { echo "/run/fake-enabled-$(unit "$1")"; }
 case "$1" in
-  is-active) test -f "/run/fake-active-$last" ;;
-  enable) touch "/run/fake-active-$last" ;;
+  show)
+    for last in "$@"; do :; done; u=$(unit "$last")
+    if [ -f "$(active "$u")" ]; then a=active; s=running; else a=inactive; s=dead; fi
+    if [ -f "$(enabled "$u")" ]; then e=enabled; else e=disabled; fi
+    printf 'Id=%s.service\\nLoadState=loaded\\n' "$u"
+    printf 'ActiveState=%s\\nSubState=%s\\nUnitFileState=%s\\n' $a $s $e ;;
+  is-active) test -f "$(active "$2")" ;;
+  is-enabled) if test -f "$(enabled "$2")"; then echo enabled; else echo disabled; exit 1; fi ;;
+  enable) [ "$2" = --now ] && { shift; touch "$(active "$2")"; }; touch "$(enabled "$2")" ;;
+  disable) [ "$2" = --now ] && { shift; rm -f "$(active "$2")"; }; rm -f "$(enabled "$2")" ;;
+  start|restart) touch "$(active "$2")" ;;
+  stop) rm -f "$(active "$2")" ;;
+esac
+exit 0
+"""
+# keadm stand-in (test fixture), shipped in the mirror's keadm tarballs for this test.
+FAKE_KEADM = b"""#!/bin/sh
+echo "keadm $*" >> /var/log/fake-keadm.log
+case "$1" in
+  gettoken) echo "test-only-join-token" ;;
+  join)
+    if [ -n "$(ls -A /etc/kubeedge 2>/dev/null)" ]; then
+      echo "the management directory /etc/kubeedge is not clean, please remove it first" >&2; exit 1
+    fi
+    mkdir -p /etc/kubeedge/ca /etc/kubeedge/certs /etc/kubeedge/config
+    echo cert > /etc/kubeedge/ca/rootCA.crt; echo cert > /etc/kubeedge/certs/server.crt
+    printf 'modules:\\n  edged:\\n    tailoredKubeletConfig:\\n      nodeStatusUpdateFrequency: 10s\\n' \\
+      > /etc/kubeedge/config/edgecore.yaml ;;
+  reset) rm -rf /etc/kubeedge/config ;;
 esac
 """
+FAKE_CTR = '#!/bin/sh\necho "ctr $*" >> /var/log/fake-keadm.log\n'
 KUBECONFIG = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n"
 
 
+def _fake_systemd(root: Path) -> None:
+    (root / "run/systemd/system").mkdir(parents=True)
+    for name, text in (("systemctl", FAKE_SYSTEMCTL), ("ctr", FAKE_CTR)):
+        (root / "usr/local/sbin" / name).write_text(text)
+        (root / "usr/local/sbin" / name).chmod(0o755)
+
+
+def _log(root: Path, name: str) -> str:
+    path = root / f"var/log/fake-{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
 def test_systemd_host_starts_services_and_returns_kubeconfig(mirror: Mirror, tmp_path: Path) -> None:
+    roles = {"master0": ("cloud", "server"), "worker0": ("edge", "agent")}
     state = tmp_path / "fleet"
-    fleet = fleet_mod.up(list(ROLES), set(), state_dir=state)
+    fleet = fleet_mod.up(list(roles), set(), state_dir=state)
     try:
-        for name in ROLES:
-            root = state / "hosts" / name / "root"
-            (root / "run/systemd/system").mkdir(parents=True)
-            (root / "usr/local/sbin/systemctl").write_text(FAKE_SYSTEMCTL)
-            (root / "usr/local/sbin/systemctl").chmod(0o755)
+        for name in roles:
+            _fake_systemd(state / "hosts" / name / "root")
         master = state / "hosts/master0/root"
         (master / "etc/rancher/k3s").mkdir(parents=True)
         (master / "etc/rancher/k3s/k3s.yaml").write_text(KUBECONFIG)  # what a started K3s writes
-        testbed = fleet_testbed(fleet, mirror, ROLES)
-        kw = {"known_hosts": str(fleet.known_hosts), "artefact_sums": mirror.sums, "artefact_cache": tmp_path}
+        testbed = fleet_testbed(fleet, mirror, roles)
+        kw = {"known_hosts": str(fleet.known_hosts), "artefact_pins": mirror.pins, "artefact_cache": tmp_path}
         result = api.install(testbed, **kw)
         assert result.kubeconfig is not None and "server: https://10.232.0.10:6443" in result.kubeconfig
         assert not any("skipped" in n for notes in result.summary.notes.values() for n in notes)
-        started = (master / "var/log/fake-systemctl.log").read_text()
-        assert "enable --now k3s" in started and "enable --now chrony" in started
-        worker = (state / "hosts/worker0/root/var/log/fake-systemctl.log").read_text()
-        assert "enable --now k3s-agent" in worker
-        k3s_calls = (master / "var/log/fake-k3s.log").read_text()
+        started = _log(master, "systemctl")
+        lines = started.splitlines()
+        assert {"enable k3s", "start chrony"} <= set(lines), started  # Ansible's systemd_service
+        # Started once: the handler for the new unit and config starts it, the start task finds it up.
+        assert lines.count("start k3s") == 1 and "restart k3s" not in lines, started
+        worker = _log(state / "hosts/worker0/root", "systemctl").splitlines()
+        assert "start k3s-agent" in worker and "enable k3s-agent" in worker
+        k3s_calls = _log(master, "k3s")
         assert "kubectl label node worker0 node-role.kubernetes.io/edge= --overwrite" in k3s_calls
         again = api.install(testbed, **kw)
         assert again.summary.changed == {"master0": 0, "worker0": 0}
+        assert _log(master, "systemctl").count("restart") == started.count("restart")  # nothing changed
+        # A changed config is applied: the unit restarts, as install.sh restarts on a changed unit.
+        changed = fleet_testbed(fleet, mirror, roles, k3s={"token": TOKEN, "tls_san": ["k3s.lab"]})
+        api.install(changed, **kw)
+        assert _log(master, "systemctl").splitlines().count("restart k3s") == 1
         # Reset deletes the Node object and its node-password secret through the surviving server.
         api.reset(testbed, ["worker0"], known_hosts=kw["known_hosts"])
-        k3s_calls = (master / "var/log/fake-k3s.log").read_text()
+        k3s_calls = _log(master, "k3s")
         assert "kubectl delete node worker0 --ignore-not-found" in k3s_calls
         assert "delete secret worker0.node-password.k3s" in k3s_calls
     finally:
         fleet_mod.down(state)
+
+
+def test_kubeedge_join_reset_and_rejoin_where_systemd_runs(tmp_path: Path) -> None:
+    roles = {"cloud0": ("cloud", "server"), "edge0": ("edge", "edge")}
+    mirror = Mirror(tmp_path / "mirror", keadm_payload=FAKE_KEADM)
+    state = tmp_path / "fleet"
+    fleet = fleet_mod.up(list(roles), {"edge0"}, state_dir=state)
+    try:
+        cloud, edge = (state / "hosts" / n / "root" for n in roles)
+        for root in (cloud, edge):
+            _fake_systemd(root)
+        # A Pi that is already prepared (no reboot to wait for) and has no swap file: the deploy's
+        # systemd branch runs through pyinfra.
+        cmdline = edge / "boot/firmware/cmdline.txt"
+        cmdline.write_text(
+            cmdline.read_text().strip() + " cgroup_memory=1 cgroup_enable=memory cgroup_enable=cpuset\n"
+        )
+        (edge / "etc/dphys-swapfile").unlink()
+        (cloud / "etc/rancher/k3s").mkdir(parents=True)
+        (cloud / "etc/rancher/k3s/k3s.yaml").write_text(KUBECONFIG)
+        testbed = fleet_testbed(fleet, mirror, roles, kubeedge=True)
+        kw = {"known_hosts": str(fleet.known_hosts), "artefact_pins": mirror.pins, "artefact_cache": tmp_path}
+        api.install(testbed, **kw)
+        init = _log(cloud, "keadm")
+        assert "keadm init --advertise-address=10.232.0.10" in init and " --force " in init
+        assert (cloud / render_kubeedge.CLOUDCORE_READY[1:]).exists()  # rollout waited for (fake k3s: ok)
+        assert "rollout status deployment/cloudcore --timeout=600s" in _log(cloud, "k3s")
+        token = edge / "etc/edgerig/kubeedge/token"
+        assert token.read_text() == "test-only-join-token\n" and stat.S_IMODE(token.stat().st_mode) == 0o600
+        calls = _log(edge, "keadm").splitlines()
+        pulls = [c for c in calls if c.startswith("ctr -n k8s.io images pull")]
+        join = next(i for i, c in enumerate(calls) if c.startswith("keadm join"))
+        assert len(pulls) == 2 and all("@sha256:" in p for p in pulls) and calls.index(pulls[-1]) < join
+        assert "--token=test-only-join-token" in calls[join]
+        # EdgeCore's status period, set in the edgecore.yaml keadm wrote; edgecore restarted for it.
+        assert "nodeStatusUpdateFrequency: 4s" in (edge / "etc/kubeedge/config/edgecore.yaml").read_text()
+        edge_calls = _log(edge, "systemctl").splitlines()
+        assert "restart edgecore" in edge_calls and "start containerd.service" in edge_calls, edge_calls
+        assert f"kubectl taint node edge0 {'node-role.kubernetes.io/edge:NoSchedule'} --overwrite" in _log(
+            cloud, "k3s"
+        )
+        assert api.install(testbed, **kw).summary.changed == {"cloud0": 0, "edge0": 0}
+        assert _log(edge, "keadm").count("keadm join") == 1 and _log(cloud, "keadm").count("keadm init") == 1
+        # Reset: keadm's own reset, then everything it leaves; the Node is deleted through the cloud.
+        api.reset(testbed, ["edge0"], known_hosts=kw["known_hosts"])
+        assert "keadm reset edge --force" in _log(edge, "keadm")
+        for gone in ("etc/kubeedge", "etc/edgerig", "var/lib/edgerig", "usr/local/bin/keadm"):
+            assert not (edge / gone).exists(), gone
+        assert "kubectl delete node edge0 --ignore-not-found" in _log(cloud, "k3s")
+        # The rejoin succeeds: keadm finds /etc/kubeedge clean (it refuses otherwise).
+        api.install(testbed, nodes=["edge0"], **kw)
+        assert (
+            _log(edge, "keadm").count("keadm join") == 2 and (edge / render_kubeedge.EDGE_JOINED[1:]).exists()
+        )
+    finally:
+        fleet_mod.down(state)
+        mirror.close()

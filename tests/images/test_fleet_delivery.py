@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from images_support import Built
 
 from experiments.testbeds.fleet import hosts as fleet_mod
 from infra import images
-from infra.hosts import ansible, pyinfra_runner
+from infra.hosts import ansible, pyinfra_runner, run_dir
 from infra.hosts.inventory import targets_from_nodes
 from infra.hosts.plan import HostPlan, tool_for
 from infra.model import Testbed
@@ -48,24 +49,24 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, built: Built) -> Iterator[tu
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _deliver(up: Any, testbed: Any) -> dict[str, int]:
+def _deliver(up: Any, testbed: Any, work: Path) -> dict[str, int]:
     """Only the image step of host configuration: plans that carry nothing but the archives."""
     targets = targets_from_nodes(list(testbed.nodes), {}, str(up.known_hosts))
-    changed: dict[str, int] = {}
-    for tool, runner in (("ansible", ansible.run), ("pyinfra", pyinfra_runner.run)):
-        plans = [HostPlan(node=n, tool=tool, images=images.node_archives(testbed, n),
-                          image_import=images.import_command(n))
-                 for n in testbed.nodes if tool_for(n) == tool]
-        if plans:
-            changed.update(runner(plans, targets, stage="install").changed)
+    plans = [HostPlan(node=n, tool=tool_for(n), images=images.node_archives(testbed, n),
+                      image_import=images.import_command(n)) for n in testbed.nodes]
+    written = run_dir.write(work / "run", testbed, plans, targets)
+    vms = [p.node.name for p in plans if p.tool == "ansible"]
+    pis = [p.node.name for p in plans if p.tool == "pyinfra"]
+    changed = dict(ansible.run(written, vms, stage="install").changed)
+    changed.update(pyinfra_runner.run(written, pis, targets, stage="install").changed)
     return changed
 
 
 def test_each_node_gets_its_architectures_archives_and_a_second_run_changes_nothing(
-    fleet: tuple[Any, Any], built: Built
+    fleet: tuple[Any, Any], built: Built, tmp_path: Path
 ) -> None:
     up, testbed = fleet
-    first = _deliver(up, testbed)
+    first = _deliver(up, testbed, tmp_path)
     assert all(first[name] > 0 for name in ROLES), first
     for name, (_, role) in ROLES.items():
         root = up.state_dir / "hosts" / name / "root"
@@ -77,5 +78,5 @@ def test_each_node_gets_its_architectures_archives_and_a_second_run_changes_noth
             ab = img.arches[ARCH[name]]
             data = (root / directory.lstrip("/") / ab.archive).read_bytes()
             assert hashlib.sha256(data).hexdigest() == ab.archive_sha256
-    again = _deliver(up, testbed)
+    again = _deliver(up, testbed, tmp_path)
     assert again == dict.fromkeys(ROLES, 0)

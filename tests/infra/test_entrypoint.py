@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from stack_fixtures import ROOT, STACK_FILES, TOKEN
@@ -44,6 +45,35 @@ def test_bad_stack_config_fails_before_any_resource() -> None:
     out = run_main(ROOT / "stacks/Pulumi.hybrid.yaml", "-")
     assert "edgerig:k3sToken is missing" in str(out["error"])
     assert out["resources"] == 0
+
+
+def _stack_variant(tmp_path: Path, name: str, **config: Any) -> Path:
+    doc = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text())
+    doc["config"].update({f"edgerig:{k}": v for k, v in config.items()})
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_kubeedge_release_outside_the_compatibility_table_fails_before_any_resource(tmp_path: Path) -> None:
+    out = run_main(
+        _stack_variant(tmp_path, "hybrid", kubeedge={"enabled": True, "version": "v1.15.0"}), TOKEN
+    )
+    assert "edgerig:kubeedge.version v1.15.0 does not support Kubernetes 1.30" in str(out["error"])
+    assert "unknown release" in str(out["error"]) and out["resources"] == 0
+
+
+def test_edge_functions_without_edgemesh_fail_before_any_resource(tmp_path: Path) -> None:
+    no_mesh = {"enabled": True, "edgemesh": {"enabled": False}}
+    out = run_main(_stack_variant(tmp_path, "openstack-kubeedge", kubeedge=no_mesh), TOKEN)
+    assert "asks for functions on the edge" in str(out["error"]) and out["resources"] == 0
+
+
+def test_unpinned_keadm_fails_before_any_resource() -> None:
+    """With the shipped pins (no published keadm sha512 on record yet) a KubeEdge stack installs nothing."""
+    out = run_main(ROOT / "stacks/Pulumi.hybrid.yaml", TOKEN)
+    assert "keadm-v1.20.0-linux-arm64.tar.gz: add its sha512 from checksum_keadm" in str(out["error"])
+    assert "edgerig artefacts pin --from MIRROR" in str(out["error"]) and out["resources"] == 0
 
 
 def test_pulumi_yaml_declares_every_key_with_a_description() -> None:

@@ -207,9 +207,73 @@ def test_cloudcore_defaults_to_first_cloud_server_and_override_is_checked() -> N
 def test_kubeedge_off_turns_edge_nodes_into_agents() -> None:
     cfg = kubeedge_base()
     cfg["edgerig:kubeedge"]["enabled"] = False
+    # The Pi now joins the VMs as a K3s agent, through their floating IPs, over public networks.
+    fails(
+        cfg, "K3s nodes ['pi0'] join VMs behind floating IPs", "edgerig:k3s.flannelBackend: wireguard-native"
+    )
+    cfg["edgerig:k3s"] = {"flannelBackend": "wireguard-native"}
     tb = load_testbed(cfg, name="t")
     assert tb.edge_nodes == [] and [n.name for n in tb.agents] == ["cloud1", "pi0"]
-    assert tb.cloudcore_node is None
+    assert tb.cloudcore_node is None and not tb.edgemesh_enabled
+
+
+def test_edge_functions_need_edgemesh() -> None:
+    cfg = kubeedge_base()
+    cfg["edgerig:kubeedge"]["edgemesh"] = {"enabled": False}
+    fails(
+        cfg,
+        "edgerig:platform.openfaas.edgeWeight 80 asks for functions on the edge",
+        "edgerig:kubeedge.edgemesh.enabled turns off",
+        "set platform.openfaas.edgeWeight 0",
+    )
+    cfg["edgerig:platform"] = {"nats": {"jetstream": True}, "openfaas": {"edgeWeight": 0}}
+    assert not load_testbed(cfg, name="t").edgemesh_enabled
+    assert load_testbed(kubeedge_base(), name="t").edgemesh_enabled  # on by default with EdgeCore nodes
+
+
+def test_air_gapped_stacks_name_every_missing_mirror() -> None:
+    cfg = kubeedge_base()
+    cfg["edgerig:artefacts"] = {"airGapped": True, "registryMirrors": {"docker.io": "http://r.lab:5000"}}
+    fails(
+        cfg,
+        "pulls images from ['ghcr.io', 'quay.io', 'registry.k8s.io']",
+        "edgerig:artefacts.registryMirrors",
+    )
+    mirrors = {r: "http://r.lab:5000" for r in ("docker.io", "ghcr.io", "quay.io", "registry.k8s.io")}
+    cfg["edgerig:artefacts"] = {"airGapped": True, "registryMirrors": mirrors}
+    fails(cfg, "set edgerig:artefacts.chartRepository")
+    cfg["edgerig:artefacts"]["chartRepository"] = "http://charts.lab/"
+    assert load_testbed(cfg, name="t").artefacts.chart_repository == "http://charts.lab"
+
+
+FEATURES = ("openfaas", "monitoring", "metricsServer")
+
+
+def _chart_images() -> list[tuple[str, str]]:
+    """(image, 'always' or the feature key) from the chart-image table of docs/hosts.md."""
+    rows = []
+    for line in (ROOT / "docs/hosts.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and "/" in cells[0] and ":" in cells[0]:
+            when = cells[2].strip("`").removeprefix("platform.").removesuffix(".enabled")
+            rows.append((cells[0].strip("`"), when))
+    return rows
+
+
+@pytest.mark.parametrize("feature", ["always", *FEATURES])
+def test_air_gap_covers_every_registry_the_charts_pull_from(feature: str) -> None:
+    """Every registry of an image the pinned charts deploy (docs/hosts.md) needs a mirror when the
+    stack is air-gapped, exactly when the image is deployed."""
+    images = [image for image, when in _chart_images() if when == feature]
+    assert images, f"docs/hosts.md lists no chart image deployed {feature!r}"
+    cfg = base()
+    cfg["edgerig:vei"] = {"enabled": False}  # edgerig's own images are delivered, not pulled
+    cfg["edgerig:platform"] = {
+        "nats": {"jetstream": True},
+        **{f: {"enabled": f == feature} for f in FEATURES},
+    }
+    required = load_testbed(cfg, name="t").required_registries
+    assert {image.split("/", 1)[0] for image in images} <= set(required), (images, required)
 
 
 def test_unknown_key_and_other_namespaces() -> None:

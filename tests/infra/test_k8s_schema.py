@@ -12,8 +12,10 @@ from stack_fixtures import STACK_NAMES, stack, variant, with_cloud_sinks
 
 from infra import versions
 from infra.apps import manifests
-from infra.model import Testbed
-from infra.rendering import CRD_KINDS, all_objects, helm_value_probes
+from infra.model import EDGE_ROLE_LABEL, Testbed
+from infra.platform import placement
+from infra.platform.values import edge_function_patch
+from infra.rendering import CRD_KINDS, all_objects, edgemesh_objects, helm_value_probes, registered_nodes
 
 VERSION = versions.KUBERNETES_SCHEMA_VERSION
 
@@ -31,7 +33,7 @@ def _testbeds() -> list[tuple[str, Testbed]]:
 
 @pytest.mark.parametrize(("label", "testbed"), _testbeds(), ids=[b[0] for b in _testbeds()])
 def test_every_rendered_object_is_valid(label: str, testbed: Testbed) -> None:
-    objs = all_objects(testbed) + helm_value_probes(testbed)
+    objs = all_objects(testbed) + helm_value_probes(testbed) + registered_nodes(testbed)
     checked = 0
     for obj in objs:
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
@@ -65,3 +67,78 @@ def test_broken_objects_are_caught() -> None:
     }  # no port
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(bad_probe)
+
+
+def _kinds(objs: list[dict[str, Any]]) -> set[str]:
+    return {o["kind"] for o in objs}
+
+
+def test_edgemesh_objects_are_valid() -> None:
+    objs = edgemesh_objects(stack("hybrid"))
+    assert _kinds(objs) == {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Secret",
+        "DaemonSet",
+        "Service",
+    }
+    for obj in objs:
+        validate(obj)
+    assert edgemesh_objects(variant("hybrid", kubeedge={"enabled": False})) == []
+
+
+def test_edge_tolerations_and_affinities_are_valid() -> None:
+    tb = stack("hybrid")
+    fragments = {
+        "edge-toleration": {"tolerations": placement.edge_tolerations()},
+        "prefer-edge": {"affinity": placement.prefer_edge_affinity(80)},
+        "not-on-edgecore": {"affinity": placement.not_on_edgecore_affinity()},
+        "cloud-only": {"affinity": placement.cloud_only_affinity()},
+        "daemonsets": placement.daemonset_placement(tb),
+        "edge-function": edge_function_patch(tb)["spec"]["template"]["spec"],
+    }
+    for name, spec in fragments.items():
+        validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "probe", "image": "probe"}], **spec},
+            }
+        )
+    # A misspelt field or a wrong type in a toleration is caught (strict schema).
+    bad = {"tolerations": [{"key": EDGE_ROLE_LABEL, "efect": "NoSchedule", "tolerationSeconds": "ten"}]}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "bad"},
+                "spec": {"containers": [{"name": "p", "image": "p"}], **bad},
+            }
+        )
+
+
+@pytest.mark.parametrize(
+    ("label", "testbed"),
+    [
+        ("kubeedge", stack("hybrid")),
+        ("hybrid-k3s-agents", variant("hybrid", kubeedge={"enabled": False})),
+        ("openstack-kubeedge", stack("openstack-kubeedge")),
+        ("pi-k3s", stack("pi-k3s")),
+    ],
+    ids=["kubeedge", "hybrid-k3s-agents", "openstack-kubeedge", "pi-k3s"],
+)
+def test_node_configuration_is_valid(label: str, testbed: Testbed) -> None:
+    nodes = registered_nodes(testbed)
+    for node in nodes:
+        validate(node)
+    edge = [n for n in nodes if n["metadata"]["labels"].get("edgerig.io/realm") == "edge"]
+    if testbed.edge_taint and edge:
+        assert all(
+            {"key": EDGE_ROLE_LABEL, "value": "", "effect": "NoSchedule"} in n["spec"]["taints"] for n in edge
+        )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
+import yaml
 from pulumi_harness import FAKE_KUBECONFIG, Run, decoded_secrets, is_secret_value, run_program, unwrap
 from stack_fixtures import (
     AWS_SECRET,
@@ -188,29 +190,33 @@ def test_security_group_rules(name: str) -> None:
     group = {
         (x["protocol"], x.get("portRangeMin"), x.get("portRangeMax")) for x in rules if "remoteGroupId" in x
     }
+    flannel = ("udp", 51820, 51820) if tb.k3s.flannel_backend == "wireguard-native" else ("udp", 8472, 8472)
     assert {
         ("tcp", 6443, 6443),
         ("tcp", 10250, 10250),
-        ("udp", 8472, 8472),
+        flannel,
         ("tcp", 53, 53),
         ("udp", 53, 53),
         ("tcp", 10000, 10004),
+        ("tcp", 20006, 20006),  # EdgeMesh's tunnel
         ("tcp", 30000, 32767),
     } <= group
+    # KubeEdge v1.20's streams use per-edge tunnel ports DNAT'ed on each node; 10550 is edge-local.
+    assert not {p for p in group if p[1] in (10001, 10350, 10550)}
     assert (("tcp", 2379, 2380) in group) == (len(tb.servers) > 1)
 
 
 def test_kubeedge_ports_follow_the_orchestrator() -> None:
     k3s_only = run_program(variant("hybrid", kubeedge={"enabled": False}))
     ports = {(x["protocol"], x.get("portRangeMin")) for x in _rules(k3s_only)}
-    assert ("tcp", 10000) not in ports and ("tcp", 10550) not in ports
-    # the Pis now join as K3s agents: they get 6443 and VXLAN from their own /32
+    assert ("tcp", 10000) not in ports and ("tcp", 20006) not in ports
+    # the Pis now join as K3s agents: they get 6443 and WireGuard from their own /32
     pi_rules = {
         (x["protocol"], x["portRangeMin"])
         for x in _rules(k3s_only)
         if x.get("remoteIpPrefix", "").endswith("/32")
     }
-    assert {("tcp", 6443), ("udp", 8472)} <= pi_rules
+    assert {("tcp", 6443), ("udp", 51820)} <= pi_rules
 
 
 def _release(r: Run, chart: str) -> dict[str, Any]:
@@ -226,8 +232,17 @@ def test_kubeedge_placement(name: str) -> None:
     assert cloudcore is not None and cloudcore.realm == "cloud" and cloudcore.role == "server"
     assert r.outputs["cloudcoreNode"] == cloudcore.name
     metrics = _release(r, "metrics-server")["values"]
-    assert metrics["nodeSelector"] == {"kubernetes.io/hostname": cloudcore.name}
-    assert "--kubelet-insecure-tls" in metrics["args"]
+    # Edge "kubelets" answer on their tunnel port (node status), DNAT'ed on every cloud node: no
+    # hostNetwork or CloudCore node needed, only the cloud and CloudStream's certificate.
+    assert "nodeSelector" not in metrics and "hostNetwork" not in metrics
+    assert (
+        "--kubelet-insecure-tls" in metrics["args"]
+        and "--kubelet-use-node-status-port" in metrics["defaultArgs"]
+    )
+    assert metrics["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ] == [{"matchExpressions": [{"key": EDGE_ROLE_LABEL, "operator": "DoesNotExist"}]}]
+    assert _release(r, "openfaas")["values"]["gateway"]["directFunctions"] is True
     exporter = _release(r, "kube-prometheus-stack")["values"]["prometheus-node-exporter"]
     terms = exporter["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"
@@ -267,7 +282,10 @@ def test_edge_tolerations_only_where_intended(name: str) -> None:
     # The shipped stacks run their VEI clients on the operator's side: no camera or sink Deployment.
     vei = {f"{d}.spec.template.spec.tolerations" for d in ("vei-gateway", "vei-vision-0")}
     exporter = {"kube-prometheus-stack.values.prometheus-node-exporter.tolerations"}
-    assert tolerating == vei | exporter
+    edgemesh = (
+        {"edgemesh-agent.spec.template.spec.tolerations"} if r.program.testbed.edgemesh_enabled else set()
+    )
+    assert tolerating == vei | exporter | edgemesh
     if "openfaasEdgePlacementPatch" in r.outputs:  # functions opt in via the documented patch
         patch = json.loads(r.outputs["openfaasEdgePlacementPatch"])
         weight = patch["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
@@ -361,24 +379,94 @@ def test_edge_role_labels_are_patched_through_the_api() -> None:
     assert r.mocks.depends_on("nats-ns", "node-labels")
 
 
-def test_vei_stays_off_edgecore_nodes_without_edgemesh() -> None:
-    def gateway_affinity(r: Run) -> dict[str, Any]:
-        (gw,) = [
-            d
-            for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
-            if d.inputs["metadata"]["name"] == "vei-gateway"
-        ]
-        return dict(gw.inputs["spec"]["template"]["spec"]["affinity"]["nodeAffinity"])
+def _vei_affinity(r: Run, name: str) -> dict[str, Any]:
+    (dep,) = [
+        d for d in r.mocks.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == name
+    ]
+    return dict(dep.inputs["spec"]["template"]["spec"]["affinity"]["nodeAffinity"])
 
-    kubeedge = gateway_affinity(run("hybrid"))
-    assert kubeedge["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+
+NOT_ON_EDGECORE = [{"key": AGENT_LABEL, "operator": "NotIn", "values": ["edgecore"]}]
+
+
+def _required(affinity: dict[str, Any]) -> Any:
+    return affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
         "matchExpressions"
-    ] == [{"key": AGENT_LABEL, "operator": "NotIn", "values": ["edgecore"]}]
-    assert kubeedge["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 80
-    k3s_agents = gateway_affinity(run_program(variant("hybrid", kubeedge={"enabled": False})))
+    ]
+
+
+def test_vision_replicas_may_run_on_edgecore_nodes_with_edgemesh() -> None:
+    r = run("hybrid")
+    # The gateway needs every NATS server by name (headless): EdgeMesh carries ClusterIP Services only.
+    gateway = _vei_affinity(r, "vei-gateway")
+    assert _required(gateway) == NOT_ON_EDGECORE
+    assert gateway["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 80
+    vision = _vei_affinity(r, "vei-vision-0")
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in vision  # EdgeCore nodes allowed
+    (dep,) = [
+        d
+        for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
+        if d.inputs["metadata"]["name"] == "vei-vision-0"
+    ]
+    args = dep.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "dns:///vei-gateway.vei.svc.cluster.local:50051" in args  # the ClusterIP Service, not pod IPs
+    no_mesh = run_program(
+        variant(
+            "hybrid",
+            kubeedge={"enabled": True, "edgemesh": {"enabled": False}},
+            platform={"nats": {"jetstream": True}, "openfaas": {"enabled": True, "edgeWeight": 0}},
+        )
+    )
+    assert _required(_vei_affinity(no_mesh, "vei-vision-0")) == NOT_ON_EDGECORE
     assert (
-        "requiredDuringSchedulingIgnoredDuringExecution" not in k3s_agents
-    )  # edge Pis are K3s agents: allowed
+        no_mesh.count("edgerig:platform:EdgeMesh") == 0
+        and "openfaasEdgePlacementPatch" not in no_mesh.outputs
+    )
+    k3s_agents = _vei_affinity(run_program(variant("hybrid", kubeedge={"enabled": False})), "vei-gateway")
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in k3s_agents  # edge Pis are K3s agents
+
+
+def test_edgemesh_is_deployed_with_edgecore_nodes_only() -> None:
+    r = run("hybrid")
+    assert r.count("edgerig:platform:EdgeMesh") == 1
+    (ds,) = [
+        d
+        for d in r.mocks.of_type("kubernetes:apps/v1:DaemonSet")
+        if d.inputs["metadata"]["name"] == "edgemesh-agent"
+    ]
+    spec = ds.inputs["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True and "affinity" not in spec  # every node, EdgeCore nodes included
+    assert re.fullmatch(
+        r"docker\.io/kubeedge/edgemesh-agent:v1\.17\.0@sha256:[0-9a-f]{64}", spec["containers"][0]["image"]
+    )
+    (psk,) = [
+        s
+        for s in r.mocks.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "edgemesh-agent-psk"
+    ]
+    assert is_secret_value(psk.inputs["stringData"]) or is_secret_value(psk.inputs["stringData"]["psk"])
+    (config,) = [
+        c
+        for c in r.mocks.of_type("kubernetes:core/v1:ConfigMap")
+        if c.inputs["metadata"]["name"] == "edgemesh-agent-cfg"
+    ]
+    agent = yaml.safe_load(unwrap(config.inputs["data"])["edgemesh-agent.yaml"])
+    relays = agent["modules"]["edgeTunnel"]["relayNodes"]
+    assert [n["nodeName"] for n in relays] == ["cloud0", "cloud1", "cloud2"]
+    assert all(n["advertiseAddress"][0].startswith("203.0.113.") for n in relays)  # the floating IPs
+    (patch,) = r.mocks.of_type("kubernetes:core/v1:ServicePatch")
+    assert patch.inputs["metadata"]["labels"] == {"service.edgemesh.kubeedge.io/service-proxy-name": ""}
+    assert r.mocks.depends_on("vei-ns", "edgemesh")  # VEI clients on edges need it first
+    for name in ("pi-k3s",):
+        assert run(name).count("edgerig:platform:EdgeMesh") == 0
+    assert run_program(variant("hybrid", kubeedge={"enabled": False})).count("edgerig:platform:EdgeMesh") == 0
+
+
+def test_unpinned_artefacts_fail_before_any_resource(pinned_artefacts: dict[str, Any]) -> None:
+    key = "kubeedge/kubeedge/v1.20.0/keadm-v1.20.0-linux-arm64.tar.gz"
+    del pinned_artefacts[key]
+    with pytest.raises(Exception, match=rf"{re.escape(key)}: add its sha512 from checksum_keadm"):
+        run_program(stack("hybrid"))
 
 
 def test_clouds_yaml_entry_and_no_floating_ips() -> None:
@@ -395,8 +483,9 @@ def test_clouds_yaml_entry_and_no_floating_ips() -> None:
 def test_operator_clients_publish_gateway_and_nats_on_node_ports() -> None:
     r = run("pi-k3s")
     tb = r.program.testbed
-    services = {res.inputs["metadata"]["name"]: res.inputs
-                for res in r.mocks.of_type("kubernetes:core/v1:Service")}
+    services = {
+        res.inputs["metadata"]["name"]: res.inputs for res in r.mocks.of_type("kubernetes:core/v1:Service")
+    }
     gw, nats = services["vei-gateway-external"], services["nats-external"]
     assert gw["spec"]["type"] == nats["spec"]["type"] == "NodePort"
     assert gw["spec"]["ports"][0]["nodePort"] == tb.vei.gateway_node_port
@@ -405,7 +494,9 @@ def test_operator_clients_publish_gateway_and_nats_on_node_ports() -> None:
     assert r.outputs["veiClients"] == "operator"
     assert r.outputs["veiGatewayEndpoints"] == [f"{a}:{tb.vei.gateway_node_port}" for a in addresses]
     assert r.outputs["natsUrls"] == [f"nats://{a}:{tb.platform.nats.client_node_port}" for a in addresses]
-    assert r.outputs["prometheusUrl"] == f"http://{addresses[0]}:{tb.platform.monitoring.prometheus_node_port}"
+    assert (
+        r.outputs["prometheusUrl"] == f"http://{addresses[0]}:{tb.platform.monitoring.prometheus_node_port}"
+    )
     deployments = {res.inputs["metadata"]["name"] for res in r.mocks.of_type("kubernetes:apps/v1:Deployment")}
     assert "vei-camera-0" not in deployments and "vei-sink" not in deployments
 

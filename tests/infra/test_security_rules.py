@@ -45,10 +45,23 @@ def test_public_ports_follow_enabled_features_and_every_admin_cidr() -> None:
 
 
 def test_pis_get_only_their_roles_ports() -> None:
+    # EdgeCore: CloudHub, its certificate endpoint, the stream tunnel, EdgeMesh's tunnel to its relays.
     edgecore = ports(security_rules(stack("hybrid")), "198.51.100.20/32")
-    assert edgecore == {("tcp", 10000, 10004)}
+    assert edgecore == {
+        ("tcp", 10000, 10000),
+        ("tcp", 10002, 10002),
+        ("tcp", 10004, 10004),
+        ("tcp", 20006, 20006),
+    }
+    no_mesh = variant(
+        "hybrid",
+        kubeedge={"enabled": True, "edgemesh": {"enabled": False}},
+        platform={"nats": {"jetstream": True}, "openfaas": {"edgeWeight": 0}},
+    )
+    assert ("tcp", 20006, 20006) not in ports(security_rules(no_mesh), "198.51.100.20/32")
+    # K3s agents over public addresses: the API and flannel over WireGuard (the hybrid stack's backend).
     agent = ports(security_rules(variant("hybrid", kubeedge={"enabled": False})), "198.51.100.20/32")
-    assert agent == {("tcp", 6443, 6443), ("tcp", 10250, 10250), ("udp", 8472, 8472)}
+    assert agent == {("tcp", 6443, 6443), ("tcp", 10250, 10250), ("udp", 51820, 51820)}
 
 
 def test_world_open_only_when_an_operator_asks_for_it() -> None:

@@ -9,19 +9,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import Any, NoReturn, Protocol, TypeAlias
 
 import grpc
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from workloads.vei import subjects
+from workloads.vei.metrics import GatewayMetrics
 from workloads.vei.proto import vei_pb2
-from workloads.vei.registry import Kind
+from workloads.vei.registry import Kind, Registry
 from workloads.vei.validation import Malformed, name_problem
-
-if TYPE_CHECKING:
-    from workloads.vei.gateway_service import VeiService
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -42,12 +40,27 @@ async def abort(context: Context, rej: Reject) -> NoReturn:
     raise AssertionError("context.abort() returned")  # it raises; this tells the type checker
 
 
+class IngestHost(Protocol):
+    """What a camera's stream needs from the gateway it belongs to (the gateway service is one)."""
+
+    @property
+    def nc(self) -> Client: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def metrics(self) -> GatewayMetrics: ...
+    @property
+    def max_image_bytes(self) -> int: ...
+    @property
+    def limit_source(self) -> str: ...
+
+
 class FrameIngest:
     """Per-stream state of a camera publishing frames; the per-frame work lives in `publish`."""
 
     __slots__ = ("_checked", "_counter", "_svc", "camera", "subject")
 
-    def __init__(self, svc: VeiService) -> None:
+    def __init__(self, svc: IngestHost) -> None:
         self._svc = svc
         self.camera = ""
         self._checked = False  # "" is not a valid camera id, so it cannot mark "nothing checked yet"

@@ -10,63 +10,23 @@ steps that need either are skipped by the deploys (they check a fact), everythin
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from experiments.testbeds import netns as nslib
 from experiments.testbeds.fleet import hostfs
 from experiments.testbeds.fleet.inventory import write_inventory
+from experiments.testbeds.fleet.state import NETWORK, Fleet, FleetHost
 from workloads.images import rootfs
 
-NETWORK = nslib.NetworkSpec(prefix="erh-", bridge="erhbr0", veth_prefix="erhv", subnet="10.232.0.0/24",
-                            first_host=10)
 BRIDGE = NETWORK.bridge
 DEFAULT_STATE_DIR = Path(os.environ.get("EDGERIG_FLEET_STATE", "/run/edgerig/fleet"))
 
 
 class FleetError(RuntimeError):
     pass
-
-
-@dataclass
-class FleetHost:
-    name: str
-    address: str
-    pi: bool
-    netns: str
-    veth: str
-    pid: int = 0
-
-    @property
-    def node(self) -> nslib.NetNode:
-        """This host as a node of the fleet's network (the shared namespace library's view)."""
-        index = int(self.veth.removeprefix(NETWORK.veth_prefix))
-        return nslib.NetNode(self.name, index, NETWORK)
-
-
-@dataclass
-class Fleet:
-    state_dir: Path
-    key_path: Path
-    known_hosts: Path
-    inventory_path: Path
-    stack_path: Path
-    hosts: list[FleetHost] = field(default_factory=list)
-
-    def save(self) -> None:
-        data = {k: str(v) for k, v in asdict(self).items() if k != "hosts"}
-        data["hosts"] = [asdict(h) for h in self.hosts]  # type: ignore[assignment]
-        (self.state_dir / "fleet.json").write_text(json.dumps(data, indent=2))
-
-    @classmethod
-    def load(cls, state_dir: Path) -> Fleet:
-        data = json.loads((state_dir / "fleet.json").read_text())
-        hosts = [FleetHost(**h) for h in data.pop("hosts")]
-        return cls(**{k: Path(v) for k, v in data.items()}, hosts=hosts)
 
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:

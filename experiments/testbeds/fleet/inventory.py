@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-if TYPE_CHECKING:
-    from experiments.testbeds.fleet.hosts import Fleet
+from experiments.testbeds.fleet.state import Fleet
 
 
 def inventory_data(fleet: Fleet) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import secrets
 
 import yaml
 
-from experiments.testbeds.fleet.hosts import Fleet
+from experiments.testbeds.fleet.state import Fleet
 
 
 def write_stack_file(fleet: Fleet, servers: int, kubeedge: bool) -> None:
