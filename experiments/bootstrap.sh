@@ -3,7 +3,7 @@
 # package pinned with its PyPI hashes; `edgerig images lock` regenerates it from pyproject.toml).
 #   experiments/bootstrap.sh          the virtualenv
 #   experiments/bootstrap.sh --dev    the same, and (as root) the Debian packages the tests use:
-#                                     mosquitto, debootstrap, iproute2, buildah, podman, qemu-user-static...
+#                                     mosquitto, debootstrap, iproute2, nftables, buildah, podman, qemu-user-static...
 # Re-running is cheap: it does nothing when requirements.lock and pyproject.toml have not changed.
 # pip's output goes to .venv/bootstrap.log; it is shown only when the install fails.
 set -euo pipefail
@@ -17,7 +17,7 @@ if (( dev )) && [[ $(id -u) == 0 ]]; then
   # Debian packages the test suite runs for real (broker, test-host tooling, image build and run, a
   # headless browser for the campaign report, Prometheus for the resources experiment's stack path).
   # Installed only when missing.
-  want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables openssl chromium
+  want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables nftables openssl chromium
         buildah podman runc skopeo containerd docker-registry qemu-user-static binfmt-support git
         prometheus)
   missing=()

@@ -40,11 +40,27 @@ class FastFailover(_Model):
         return self
 
 
+class SshSettings(_Model):
+    """Host-key trust. OpenStack VMs get keys the program generates (their known_hosts is written from
+    them); static hosts need the operator's known_hosts file, or the explicit lab override."""
+
+    known_hosts: str | None = Field(
+        default=None, description="known_hosts file with the static hosts' keys (operator machine)"
+    )
+    # Accept a static host's key on first contact (ssh StrictHostKeyChecking=accept-new): only for a
+    # lab network you trust; documented in docs/security.md.
+    accept_new_host_keys: bool = False
+
+
 class K3sSettings(_Model):
     version: str = versions.K3S_VERSION
     token: SecretStr = Field(description="shared cluster token; config key edgerig:k3sToken (secret)")
     fast_failover: FastFailover = Field(default_factory=FastFailover)
-    flannel_backend: Literal["vxlan", "host-gw", "wireguard-native"] = "vxlan"
+    # None: vxlan inside one network, wireguard-native when K3s nodes join across public networks
+    # (Testbed.flannel_backend decides).
+    flannel_backend: Literal["vxlan", "host-gw", "wireguard-native"] | None = None
+    # K3s secrets encryption at rest (AES-CBC keys K3s generates and keeps under its data dir).
+    secrets_encryption: bool = True
     # metrics-server: K3s bundles one; edgerig deploys its own (edge-aware args) from the platform.
     disable: list[str] = Field(default_factory=lambda: ["traefik", "servicelb", "metrics-server"])
     tls_san: list[str] = Field(default_factory=list)

@@ -9,7 +9,7 @@ import pulumi
 from infra.model import SECRET_KEYS, Testbed, load_testbed
 
 # Map-valued and list-valued keys are read with get_object; scalars with get/get_bool.
-OBJECT_KEYS = ("nodes", "k3s", "kubeedge", "openstack", "artefacts", "platform", "vei", "adminCidrs")
+OBJECT_KEYS = ("nodes", "k3s", "kubeedge", "openstack", "artefacts", "platform", "vei", "adminCidrs", "ssh")
 BOOL_KEYS = ("edgeTaint",)
 DECLARED_KEYS = frozenset((*OBJECT_KEYS, *BOOL_KEYS, *SECRET_KEYS))
 

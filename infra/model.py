@@ -34,6 +34,7 @@ from infra.cluster_settings import FastFailover as FastFailover
 from infra.cluster_settings import K3sSettings as K3sSettings
 from infra.cluster_settings import KubeEdgeSettings as KubeEdgeSettings
 from infra.cluster_settings import OpenStackSettings as OpenStackSettings
+from infra.cluster_settings import SshSettings as SshSettings
 from infra.model_base import ConfigModel as _Model
 from infra.nodes import AGENT_LABEL as AGENT_LABEL
 from infra.nodes import DNS1123_LABEL as DNS1123_LABEL
@@ -69,6 +70,8 @@ class Testbed(_Model):
     images: ImageSettings = Field(default_factory=ImageSettings)
     # Who may reach SSH, the Kubernetes API and the OpenFaaS gateway from outside the cluster.
     admin_cidrs: list[IPv4Network] = Field(default_factory=list)
+    # How the operator's machine trusts the hosts' SSH keys.
+    ssh: SshSettings = Field(default_factory=lambda: SshSettings())
     # Taint edge-realm agents/EdgeCore nodes so only workloads that tolerate it run there (thesis 4.2.3).
     edge_taint: bool = True
 
@@ -216,14 +219,17 @@ class Testbed(_Model):
 
     def _check_k3s_across_networks(self) -> None:
         """K3s nodes outside the cloud reach the VMs only through their floating IPs, over the internet:
-        flannel then runs between public addresses (flannel-external-ip) and must be encrypted there."""
+        flannel then runs between public addresses (flannel-external-ip) and must be encrypted there.
+        Unset, the backend becomes wireguard-native; an explicit unencrypted one is refused."""
         spanning = self.k3s_nodes_outside_the_cloud
-        if spanning and self.k3s.flannel_backend != "wireguard-native":
+        chosen = self.k3s.flannel_backend
+        if spanning and chosen is not None and chosen != "wireguard-native":
             raise ValueError(
                 f"K3s nodes {[n.name for n in spanning]} join VMs behind floating IPs, so pod traffic "
-                f"crosses public networks, where flannel backend {self.k3s.flannel_backend!r} is unencrypted "
+                f"crosses public networks, where flannel backend {chosen!r} is unencrypted "
                 "(vxlan) or cannot route (host-gw): set edgerig:k3s.flannelBackend: wireguard-native "
-                "(UDP 51820 to every node) or join those hosts as KubeEdge edge nodes"
+                "(UDP 51820 to every node), leave it unset (the default there), or join those hosts as "
+                "KubeEdge edge nodes"
             )
 
     def _check_air_gapped(self) -> None:
@@ -242,6 +248,14 @@ class Testbed(_Model):
             )
 
     # --- derived views ----------------------------------------------------------------------------
+    @property
+    def flannel_backend(self) -> str:
+        """The flannel backend every node runs: the stack's choice, else WireGuard when K3s nodes join
+        across public networks (nothing else encrypts pod traffic there), else VXLAN."""
+        if self.k3s.flannel_backend is not None:
+            return self.k3s.flannel_backend
+        return "wireguard-native" if self.k3s_nodes_outside_the_cloud else "vxlan"
+
     @property
     def servers(self) -> list[Node]:
         """K3s servers in stack order; the first one runs `cluster-init`."""

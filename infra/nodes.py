@@ -6,7 +6,7 @@ import re
 from ipaddress import IPv4Address
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from infra.model_base import ConfigModel as _Model
 
@@ -22,6 +22,21 @@ EDGE_TAINT_KEY = EDGE_ROLE_LABEL
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+# A portable POSIX user name (the shadow-utils rule Debian's adduser applies by default): it never
+# starts with '-', so it can never be read as an ssh option, and it holds no '@', ':' or space.
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+NAME_SYNTAX = {
+    "name": (
+        DNS1123_LABEL,
+        "is not a valid hostname: use lower-case letters, digits and '-', start and end with a letter "
+        "or digit, at most 63 characters (e.g. 'master0')",
+    ),
+    "ssh_user": (
+        POSIX_USER,
+        "is not a POSIX user name (sshUser): use lower-case letters, digits, '_' and '-', starting with "
+        "a letter or '_', at most 32 characters (e.g. 'pi' or 'ubuntu')",
+    ),
+}
 
 
 class Taint(_Model):
@@ -62,14 +77,12 @@ class Node(_Model):
     image: str | None = None
     volume_gb: int | None = Field(default=None, ge=5, le=2000)
 
-    @field_validator("name")
+    @field_validator("name", "ssh_user")
     @classmethod
-    def _hostname(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v):
-            raise ValueError(
-                f"{v!r} is not a valid hostname: use lower-case letters, digits and '-', "
-                "start and end with a letter or digit, at most 63 characters (e.g. 'master0')"
-            )
+    def _name_syntax(cls, v: str, info: ValidationInfo) -> str:
+        pattern, problem = NAME_SYNTAX[info.field_name or ""]
+        if not pattern.match(v):
+            raise ValueError(f"{v!r} {problem}")
         return v
 
     @field_validator("model")

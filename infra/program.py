@@ -10,11 +10,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.apps.vei import VeiApp
+from infra.cloud.host_keys import HostKey, known_hosts_line
 from infra.cloud.openstack_nodes import OpenStackNodes
 from infra.cluster.bootstrap import Bootstrap
 from infra.edge.inventory import inventory_entry
 from infra.edge.pi_nodes import PiNodes
 from infra.hosts.artefacts import check_pins
+from infra.hosts.inventory import require_host_keys
 from infra.model import Testbed
 from infra.platform.components import MetricsServer, Monitoring, Nats, NodeLabels, OpenFaaS
 from infra.platform.edgemesh import EdgeMesh
@@ -36,6 +38,8 @@ class Program:
 def build(testbed: Testbed) -> Program:
     # Every artefact the stack installs must have its published digest pinned: refuse before any VM.
     check_pins(testbed)
+    # Every host's SSH key must be checkable: the VMs' come from the program, the Pis' from the operator.
+    require_host_keys(testbed, vm_keys_known=True)
     prog = Program(testbed)
     addresses: dict[str, pulumi.Input[str]] = {}
     internal: dict[str, pulumi.Input[str]] = {}
@@ -48,8 +52,9 @@ def build(testbed: Testbed) -> Program:
         addresses.update(prog.edge.addresses)
 
     # Hosts are configured once their VMs, ports and floating IPs exist.
+    known_hosts = vm_known_hosts(testbed, prog.cloud)
     prog.bootstrap = Bootstrap(
-        "cluster", testbed, addresses, internal, after=[prog.cloud] if prog.cloud else []
+        "cluster", testbed, addresses, internal, known_hosts, after=[prog.cloud] if prog.cloud else []
     )
     provider = k8s.Provider(
         "k8s",
@@ -80,11 +85,24 @@ def build(testbed: Testbed) -> Program:
     if testbed.vei.enabled:
         prog.components["vei"] = VeiApp("vei", testbed, provider, depends_on=[nats, *ready])
 
-    _export(prog, addresses)
+    _export(prog, addresses, known_hosts)
     return prog
 
 
-def _export(prog: Program, addresses: dict[str, pulumi.Input[str]]) -> None:
+def vm_known_hosts(testbed: Testbed, cloud: OpenStackNodes | None) -> pulumi.Output[str]:
+    """known_hosts lines for the VMs, from the host keys the program gave them (floating and fixed IP)."""
+    if cloud is None:
+        return pulumi.Output.from_input("")
+    parts = [
+        pulumi.Output.all(cloud.addresses[n.name], cloud.internal_addresses[n.name], cloud.host_keys[n.name])
+        for n in testbed.openstack_nodes
+    ]
+    return pulumi.Output.all(*parts).apply(
+        lambda rows: "".join(known_hosts_line(r[:2], HostKey("", r[2])) for r in rows)
+    )
+
+
+def _export(prog: Program, addresses: dict[str, pulumi.Input[str]], known_hosts: pulumi.Output[str]) -> None:
     testbed = prog.testbed
     assert prog.bootstrap is not None
 
@@ -98,6 +116,9 @@ def _export(prog: Program, addresses: dict[str, pulumi.Input[str]]) -> None:
         "kubeconfig": prog.bootstrap.kubeconfig,  # secret: `pulumi stack output kubeconfig --show-secrets`
         "apiEndpoint": first.apply(lambda ip: f"https://{ip}:6443"),
     }
+    if testbed.openstack_nodes:
+        # The VMs' host keys, for the operator's ssh and `edgerig cluster`: append to a known_hosts file.
+        outputs["knownHosts"] = known_hosts
     if isinstance(openfaas := prog.components.get("openfaas"), OpenFaaS):
         outputs["openfaasAdminPassword"] = openfaas.admin_password
         outputs["openfaasGateway"] = first.apply(

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+
 import pulumi
 import pulumi_openstack as openstack
+import pulumi_random as random
 
+from infra.cloud.host_keys import SEED_BYTES, HostKey, host_key
 from infra.cloud.security import GROUP, security_rules
 from infra.cloud.userdata import user_data
 from infra.model import Testbed
+
+
+def _host_key(node_name: str, seed_base64: str) -> HostKey:
+    return host_key(base64.b64decode(seed_base64), f"root@{node_name}")
 
 
 class OpenStackNodes(pulumi.ComponentResource):
@@ -17,6 +26,7 @@ class OpenStackNodes(pulumi.ComponentResource):
     addresses: dict[str, pulumi.Output[str]]
     internal_addresses: dict[str, pulumi.Output[str]]
     security_group_id: pulumi.Output[str]
+    host_keys: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, testbed: Testbed, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("edgerig:cloud:OpenStackNodes", name, None, opts)
@@ -74,7 +84,17 @@ class OpenStackNodes(pulumi.ComponentResource):
 
         self.addresses = {}
         self.internal_addresses = {}
+        self.host_keys = {}  # node -> its SSH host public key
         for node in testbed.openstack_nodes:
+            # The VM's SSH host key, generated here (a secret seed in the stack's state) and injected
+            # through cloud-init, so the operator knows it before the first connection.
+            seed = random.RandomBytes(
+                f"{name}-{node.name}-host-key", length=SEED_BYTES, opts=pulumi.ResourceOptions(parent=self)
+            )
+            # Secret whatever the provider declares: the private key and the user data derive from it.
+            seed_b64: pulumi.Output[str] = pulumi.Output.secret(seed.base64)
+            key = seed_b64.apply(functools.partial(_host_key, node.name))
+            self.host_keys[node.name] = pulumi.Output.unsecret(key.apply(lambda k: k.public_key))
             image = openstack.images.get_image_output(name=node.image, most_recent=True, opts=invoke)
             port = openstack.networking.Port(
                 f"{name}-{node.name}-port",
@@ -90,7 +110,8 @@ class OpenStackNodes(pulumi.ComponentResource):
                 flavor_name=node.flavor,
                 key_pair=keypair.name,
                 availability_zone=settings.availability_zone,
-                user_data=user_data(node),
+                # Secret like the seed it comes from: it holds the host's private key.
+                user_data=key.apply(functools.partial(user_data, node)),
                 networks=[{"port": port.id}],
                 block_devices=[
                     {
@@ -130,5 +151,6 @@ class OpenStackNodes(pulumi.ComponentResource):
                 "addresses": self.addresses,
                 "internalAddresses": self.internal_addresses,
                 "securityGroupId": self.security_group_id,
+                "hostKeys": self.host_keys,
             }
         )

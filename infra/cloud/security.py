@@ -58,7 +58,7 @@ def cluster_rules(testbed: Testbed) -> list[Rule]:
     ]
     if len(testbed.servers) > 1:
         rules.append(_r("embedded etcd client and peer, between servers", "tcp", 2379, 2380))
-    backend = testbed.k3s.flannel_backend
+    backend = testbed.flannel_backend
     if backend == "vxlan":
         rules.append(_r("flannel VXLAN", "udp", 8472))
     elif backend == "wireguard-native":
@@ -107,9 +107,9 @@ def _external_node_ports(testbed: Testbed, node: Node) -> list[tuple[str, Protoc
         ("K3s API/supervisor for a K3s node", "tcp", 6443, 6443),
         ("kubelet", "tcp", 10250, 10250),
     ]
-    if testbed.k3s.flannel_backend == "vxlan":
+    if testbed.flannel_backend == "vxlan":
         ports.append(("flannel VXLAN", "udp", 8472, 8472))
-    elif testbed.k3s.flannel_backend == "wireguard-native":
+    elif testbed.flannel_backend == "wireguard-native":
         ports.append(("flannel WireGuard", "udp", 51820, 51820))
     if node.role == "server":
         ports.append(("embedded etcd peer", "tcp", 2379, 2380))

@@ -28,6 +28,7 @@ class HostInstall(dynamic.Resource):
         addresses: Mapping[str, pulumi.Input[str]],
         internal_addresses: Mapping[str, pulumi.Input[str]],
         extra_tls_san: pulumi.Input[list[str]],
+        known_hosts: pulumi.Input[str],
         opts: pulumi.ResourceOptions,
     ) -> None:
         props = {
@@ -38,6 +39,8 @@ class HostInstall(dynamic.Resource):
             "addresses": dict(addresses),
             "internal_addresses": dict(internal_addresses),
             "extra_tls_san": extra_tls_san,
+            # The VMs' host keys (the program made them); static hosts' come from edgerig:ssh.knownHosts.
+            "known_hosts": known_hosts,
             "testbed": testbed.public_dump(),
             "secrets": pulumi.Output.secret(json.dumps(testbed.secret_values(), sort_keys=True)),
             "config_hash": host_config_hash(testbed, node),
@@ -66,6 +69,7 @@ class Bootstrap(pulumi.ComponentResource):
         testbed: Testbed,
         addresses: Mapping[str, pulumi.Input[str]],
         internal_addresses: Mapping[str, pulumi.Input[str]],
+        known_hosts: pulumi.Input[str] = "",
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -88,6 +92,7 @@ class Bootstrap(pulumi.ComponentResource):
                     addresses,
                     internal_addresses,
                     extra_tls_san,
+                    known_hosts,
                     pulumi.ResourceOptions(parent=self, depends_on=list(done)),
                 )
                 for node in stage

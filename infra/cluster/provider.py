@@ -7,11 +7,16 @@ testbed as a JSON dump (secrets masked) plus the secrets as a separate, secret i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pulumi import dynamic
 
+from infra.hosts.inventory import HOST_KEYS_FIX
 from infra.model import Testbed
 
 # A change in any of these means "a different host": reset the old one, install the new one.
@@ -26,16 +31,39 @@ def restore_testbed(props: dict[str, Any]) -> Testbed:
     return base.with_deploy_addresses(props.get("addresses") or {}, props.get("internal_addresses") or {})
 
 
+@contextlib.contextmanager
+def known_hosts_file(testbed: Testbed, props: dict[str, Any]) -> Iterator[str | None]:
+    """A private known_hosts file for this run: the VMs' keys the program generated, then the
+    operator's file for the static hosts (edgerig:ssh.knownHosts). None when there is neither (the
+    lab override, or the refusal, is then decided by host configuration)."""
+    own = testbed.ssh.known_hosts
+    text = str(props.get("known_hosts") or "")
+    if own:
+        path = Path(own).expanduser()
+        if not path.is_file():
+            raise RuntimeError(f"edgerig:ssh.knownHosts {own!r} does not exist: {HOST_KEYS_FIX}")
+        text += path.read_text()
+    if not text:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="edgerig-known-hosts-") as tmp:
+        file = Path(tmp) / "known_hosts"
+        file.write_text(text)
+        yield str(file)
+
+
 def _install(props: dict[str, Any]) -> dict[str, Any]:
     from infra.hosts import api  # owned by host configuration; imported only when a host is touched
 
     testbed = restore_testbed(props)
-    result = api.install(
-        testbed,
-        nodes=[props["node"]],
-        addresses=props.get("addresses") or {},
-        extra_tls_san=props.get("extra_tls_san") or [],
-    )
+    with known_hosts_file(testbed, props) as known:
+        result = api.install(
+            testbed,
+            nodes=[props["node"]],
+            addresses=props.get("addresses") or {},
+            extra_tls_san=props.get("extra_tls_san") or [],
+            known_hosts=known,
+        )
     kubeconfig = result.kubeconfig or ""
     if props.get("wants_kubeconfig") and not kubeconfig:
         raise RuntimeError(
@@ -63,4 +91,6 @@ class HostInstallProvider(dynamic.ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         from infra.hosts import api
 
-        api.reset(restore_testbed(props), [props["node"]], addresses=props.get("addresses") or {})
+        testbed = restore_testbed(props)
+        with known_hosts_file(testbed, props) as known:
+            api.reset(testbed, [props["node"]], addresses=props.get("addresses") or {}, known_hosts=known)

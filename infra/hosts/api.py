@@ -19,7 +19,15 @@ from infra.hosts import ansible, artefacts, node_objects, pyinfra_runner, run_di
 from infra.hosts.errors import HostStepError, RunSummary
 from infra.hosts.inventory import SshTarget, targets_from_nodes
 from infra.hosts.plan import HostPlan, install_plan, reset_plan
-from infra.hosts.render import API_PORT, K3S_BIN
+from infra.hosts.render import (
+    API_PORT,
+    K3S_AGENT_TOKEN,
+    K3S_BIN,
+    K3S_KUBECONFIG,
+    K3S_SERVER_TOKEN,
+    KEADM_BIN,
+    JoinTokens,
+)
 from infra.hosts.ssh import run_ssh
 from infra.model import Node, Testbed, nodes_named
 from infra.versions import Pin
@@ -46,8 +54,8 @@ def install_stages(testbed: Testbed, selected: Sequence[Node]) -> list[list[Node
     return stages
 
 
-def _ssh(target: SshTarget, command: str) -> subprocess.CompletedProcess[str]:
-    return run_ssh(target, command)
+def _ssh(target: SshTarget, command: str, *, root: bool = False) -> subprocess.CompletedProcess[str]:
+    return run_ssh(target, command, root=root)
 
 
 def _systemd(target: SshTarget) -> bool:
@@ -110,6 +118,7 @@ def plans_for(
     kubeedge_token: str | None,
     boot_delay: int | None,
     pins: Mapping[str, Pin] | None = None,
+    join_tokens: JoinTokens | None = None,
 ) -> list[HostPlan]:
     return [
         install_plan(
@@ -121,6 +130,7 @@ def plans_for(
             kubeedge_token=kubeedge_token,
             boot_delay=boot_delay,
             pins=pins,
+            join_tokens=join_tokens,
         )
         for n in nodes
     ]
@@ -143,13 +153,16 @@ def prepare(
     otherwise their join is left out (noted): prepare again once CloudCore runs."""
     selected = nodes_named(testbed, nodes)
     addr = dict(addresses or {})
-    targets = targets_from_nodes(list(testbed.nodes), addr, known_hosts)
+    targets = targets_from_nodes(testbed, addr, known_hosts)
     files = verified_files(testbed, selected, artefact_pins, artefact_cache)
     summary = RunSummary()
     token = _kubeedge_token(testbed, targets, summary) if any(n.role == "edge" for n in selected) else None
+    first = targets.get(testbed.first_server.name)
+    later = any(_joins_k3s(testbed, n) for n in selected)
+    join_tokens = _join_tokens(first, summary) if first is not None and later else None
     plans = plans_for(
         testbed, selected, files, addresses=addr, extra_tls_san=extra_tls_san, kubeedge_token=token,
-        boot_delay=boot_delay, pins=artefact_pins,
+        boot_delay=boot_delay, pins=artefact_pins, join_tokens=join_tokens,
     )
     for plan in plans:
         summary.notes.setdefault(plan.node.name, []).extend(plan.notes)
@@ -179,22 +192,25 @@ def install(
     """
     selected = nodes_named(testbed, nodes)
     addr = dict(addresses or {})
-    targets = targets_from_nodes(list(testbed.nodes), addr, known_hosts)
+    targets = targets_from_nodes(testbed, addr, known_hosts)
     files = verified_files(testbed, selected, artefact_pins, artefact_cache)
     result = InstallResult(kubeconfig=None)
     kubeedge_token: str | None = None
+    join_tokens: JoinTokens | None = None
+    first = targets[testbed.first_server.name]
     for stage in install_stages(testbed, selected):
         if any(n.role == "edge" for n in stage) and kubeedge_token is None:
             kubeedge_token = _kubeedge_token(testbed, targets, result.summary)
+        if join_tokens is None and any(_joins_k3s(testbed, n) for n in stage):
+            join_tokens = _join_tokens(first, result.summary)
         plans = plans_for(
             testbed, stage, files, addresses=addr, extra_tls_san=extra_tls_san, kubeedge_token=kubeedge_token,
-            boot_delay=boot_delay, pins=artefact_pins,
+            boot_delay=boot_delay, pins=artefact_pins, join_tokens=join_tokens,
         )
         for plan in plans:
             if progress:
                 progress(plan.node.name, f"install as {plan.node.role} ({plan.tool})")
         result.summary.merge(_run_stage(plans, testbed, targets, "install", progress))
-    first = targets[testbed.first_server.name]
     if not _systemd(first):
         result.reason = (
             f"K3s was not started on {first.name}: no running systemd there (test fleet), "
@@ -202,13 +218,33 @@ def install(
         )
         return result
     _label_and_taint_through_api(testbed, selected, first)
-    fetched = _ssh(first, "cat /etc/rancher/k3s/k3s.yaml")
+    result.kubeconfig = read_kubeconfig(first)
+    return result
+
+
+def read_kubeconfig(first: SshTarget) -> str:
+    """The admin kubeconfig of the first server (root-only k3s.yaml), its server address rewritten."""
+    fetched = _ssh(first, f"cat {K3S_KUBECONFIG}", root=True)
     if fetched.returncode != 0:
         raise HostStepError(first.name, "fetch kubeconfig", fetched.stderr)
-    result.kubeconfig = fetched.stdout.replace(
-        f"https://127.0.0.1:{API_PORT}", f"https://{first.address}:{API_PORT}"
-    )
-    return result
+    return fetched.stdout.replace(f"https://127.0.0.1:{API_PORT}", f"https://{first.address}:{API_PORT}")
+
+
+def read_join_tokens(first: SshTarget) -> JoinTokens:
+    """The CA-pinning tokens the first server wrote (K10<CA hash>::server:... and ::node:...): later
+    servers and agents join with them, so they check the cluster's CA before sending credentials."""
+    tokens = {}
+    for kind, path in (("server", K3S_SERVER_TOKEN), ("agent", K3S_AGENT_TOKEN)):
+        got = _ssh(first, f"cat {path}", root=True)
+        value = got.stdout.strip()
+        if got.returncode != 0 or not value.startswith("K10"):
+            # The file's content is never echoed: only whether it could be read.
+            raise HostStepError(
+                first.name, f"read the {kind} join token", f"{path} is missing or not a secure token "
+                f"(exit {got.returncode}): {got.stderr.strip()[-300:]}"
+            )
+        tokens[kind] = value
+    return JoinTokens(server=tokens["server"], agent=tokens["agent"])
 
 
 def _label_and_taint_through_api(testbed: Testbed, selected: Sequence[Node], first: SshTarget) -> None:
@@ -217,9 +253,26 @@ def _label_and_taint_through_api(testbed: Testbed, selected: Sequence[Node], fir
 
 def _run_api_steps(steps: Sequence[node_objects.ApiStep], target: SshTarget) -> None:
     for step in steps:
-        done = _ssh(target, step.command)
+        done = _ssh(target, step.command, root=True)
         if done.returncode != 0 and not step.may_fail:
             raise HostStepError(step.node, step.step, done.stderr)
+
+
+def _joins_k3s(testbed: Testbed, node: Node) -> bool:
+    """A K3s server or agent that joins the first server (EdgeCore nodes join CloudCore instead)."""
+    return node.role != "edge" and node.name != testbed.first_server.name
+
+
+def _join_tokens(first: SshTarget, summary: RunSummary) -> JoinTokens | None:
+    """The first server's secure tokens once it runs; without systemd (test fleet) K3s never started,
+    so the joins keep the configured secrets (noted)."""
+    if not _systemd(first):
+        summary.notes.setdefault(first.name, []).append(
+            "secure join tokens not read: K3s cannot run without systemd (test fleet); later joins use the "
+            "configured tokens"
+        )
+        return None
+    return read_join_tokens(first)
 
 
 def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: RunSummary) -> str | None:
@@ -232,7 +285,7 @@ def _kubeedge_token(testbed: Testbed, targets: dict[str, SshTarget], summary: Ru
             "keadm gettoken skipped: CloudCore cannot run without systemd (test fleet); edges get no token"
         )
         return None
-    got = _ssh(target, "keadm gettoken --kube-config=/etc/rancher/k3s/k3s.yaml")
+    got = _ssh(target, f"{KEADM_BIN} gettoken --kube-config={K3S_KUBECONFIG}", root=True)
     if got.returncode != 0 or not got.stdout.strip():
         raise HostStepError(cloudcore.name, "keadm gettoken", got.stderr)
     return got.stdout.strip().splitlines()[-1]
@@ -248,7 +301,7 @@ def reset(
 ) -> RunSummary:
     """Uninstall `nodes` (edges and agents first, servers last, in reverse) and delete their Node objects."""
     selected = nodes_named(testbed, nodes)
-    targets = targets_from_nodes(list(testbed.nodes), dict(addresses or {}), known_hosts)
+    targets = targets_from_nodes(testbed, dict(addresses or {}), known_hosts)
     summary = RunSummary()
     for stage in reversed(install_stages(testbed, selected)):
         for n in stage:

@@ -3,6 +3,7 @@ inventory) and `edgerig artefacts pin|check` (the digests every install is verif
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -21,6 +22,21 @@ artefacts_app = typer.Typer(
     help="The digests every downloaded file and pulled image is checked against.", no_args_is_help=True
 )
 REPO = Path(__file__).resolve().parents[2]
+KUBECONFIG_DIR = Path("~/.kube")  # the admin kubeconfig's default home: outside any checkout
+
+
+def default_kubeconfig(testbed: Testbed) -> Path:
+    return (KUBECONFIG_DIR / f"edgerig-{testbed.name}").expanduser()
+
+
+def write_private(path: Path, content: str) -> None:
+    """Write `content` readable by its owner only: a new file is created 0600, an existing one is
+    tightened to 0600 before anything is written into it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)
+        handle.write(content)
 
 
 def _load_unchecked(stack: str | None, inventory: Path | None) -> tuple[Testbed, str | None]:
@@ -75,7 +91,9 @@ ADDRESS = typer.Option(None, help="NODE=IP for hosts the stack file has no addre
 def cluster_up(
     stack: str = STACK,
     inventory: Path = INVENTORY,
-    kubeconfig: Path = typer.Option(None, help="write the kubeconfig here (0600)"),  # noqa: B008
+    kubeconfig: Path = typer.Option(  # noqa: B008
+        None, help="write the admin kubeconfig here, 0600 (default: ~/.kube/edgerig-TESTBED)"
+    ),
     address: list[str] = ADDRESS,
 ) -> None:
     testbed, known = _load(stack, inventory)
@@ -87,10 +105,10 @@ def cluster_up(
     _show(result.summary)
     if result.kubeconfig is None:
         typer.echo(f"no kubeconfig: {result.reason}")
-    elif kubeconfig is not None:
-        kubeconfig.touch(mode=0o600)
-        kubeconfig.write_text(result.kubeconfig)
-        typer.echo(f"kubeconfig written to {kubeconfig}")
+    else:
+        target = kubeconfig or default_kubeconfig(testbed)
+        write_private(target, result.kubeconfig)
+        typer.echo(f"kubeconfig written to {target} (0600)")
 
 
 @cluster_app.command("prepare")

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from infra import images as images_delivery
-from infra.hosts import render, render_kubeedge
+from infra.hosts import firewall, render, render_kubeedge
 from infra.hosts.artefacts import VerifiedFile
 from infra.model import Node, Testbed
 from infra.versions import Pin
@@ -37,6 +37,8 @@ CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset
 # defaults in playbooks/ansible/roles/<role>/defaults/main.yml and in the deploy's data_defaults.
 ROLE_INPUTS: dict[str, tuple[str, ...]] = {
     "common": ("hostname", "arch", "packages", "files", "service"),
+    # Static hosts (Pis): nftables rules from the security-group rule list, loaded before K3s starts.
+    "host_firewall": ("files", "commands", "reset_commands"),
     "raspberrypi": ("cgroup_flags", "boot_delay"),
     # Before K3s starts (it imports its images directory at start) and after containerd is installed.
     "airgap_images": ("archives", "import", "containerd_socket"),
@@ -106,12 +108,35 @@ def _common(plan: HostPlan) -> None:
     common.service = "chrony"
 
 
+def _host_firewall(testbed: Testbed, plan: HostPlan, addresses: dict[str, str] | None) -> None:
+    plan.concern("common").packages.append("nftables")
+    fw = plan.concern("host_firewall")
+    fw.files += firewall.files(testbed, addresses)
+    fw.commands += [
+        GuardedCommand(
+            "load the host firewall", firewall.LOAD, needs_systemd=False, done_check=firewall.LOADED
+        ),
+        GuardedCommand("load the host firewall at every boot", firewall.ENABLE, creates=firewall.ENABLED),
+    ]
+    if not testbed.admin_cidrs:
+        plan.notes.append("host firewall: no adminCidrs in the stack, so SSH is open to any source")
+
+
+def _add_firewall_reset(plan: HostPlan) -> None:
+    plan.concern("host_firewall").reset_commands.append(
+        GuardedCommand(
+            "remove the host firewall", firewall.REMOVE, needs_systemd=False, removes=firewall.RULESET
+        )
+    )
+
+
 def _k3s(
     testbed: Testbed,
     plan: HostPlan,
     files: Mapping[str, VerifiedFile],
     addresses: dict[str, str] | None,
     extra_tls_san: list[str] | None,
+    join_tokens: render.JoinTokens | None,
 ) -> None:
     node = plan.node
     k3s = plan.concern("k3s")
@@ -119,7 +144,7 @@ def _k3s(
     if "k3s-airgap-images" in files:
         images = files["k3s-airgap-images"]
         k3s.binaries.append((images, f"{render.K3S_IMAGES_DIR}/{images.artefact.filename}"))
-    k3s.files += render.k3s_files(testbed, node, extra_tls_san, addresses)
+    k3s.files += render.k3s_files(testbed, node, extra_tls_san, addresses, join_tokens)
     k3s.service = render.service_name(node)
 
 
@@ -187,6 +212,8 @@ def _runs_cloudcore(testbed: Testbed, node: Node) -> bool:
 def _add_reset_commands(testbed: Testbed, plan: HostPlan) -> None:
     """The uninstall scripts the install delivered; each runs only while it exists (`removes`)."""
     node = plan.node
+    if firewall.applies_to(node):
+        _add_firewall_reset(plan)
     script = render.uninstall_script_path(node)
     role = "kubeedge_edge" if node.role == "edge" else "k3s"
     plan.concern(role).reset_commands.append(
@@ -213,12 +240,15 @@ def install_plan(
     kubeedge_token: str | None = None,
     boot_delay: int | None = None,
     pins: Mapping[str, Pin] | None = None,
+    join_tokens: render.JoinTokens | None = None,
 ) -> HostPlan:
     """`files`: the verified release files this host gets (artefacts.host_files), by name; `pins`: the
     digests images are pulled by (default: infra/versions.py's ARTEFACT_PINS). The plan
     carries the reset commands too, so one inventory serves install.yml and reset.yml."""
     plan = HostPlan(node=node, tool=tool_for(node))
     _common(plan)
+    if firewall.applies_to(node):
+        _host_firewall(testbed, plan, addresses)
     if is_pi(node):
         plan.concern("raspberrypi")
         plan.boot_delay = boot_delay
@@ -228,7 +258,7 @@ def install_plan(
     if node.role == "edge":
         _kubeedge_edge(testbed, plan, files, addresses, kubeedge_token, pins)
     else:
-        _k3s(testbed, plan, files, addresses, extra_tls_san)
+        _k3s(testbed, plan, files, addresses, extra_tls_san, join_tokens)
         if _runs_cloudcore(testbed, node):
             _kubeedge_cloud(testbed, plan, files, addresses, pins)
     _add_reset_commands(testbed, plan)

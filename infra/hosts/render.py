@@ -7,6 +7,8 @@ config.yaml itself carries no secret and can be diffed and logged.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 import yaml
@@ -17,8 +19,13 @@ K3S_BIN = "/usr/local/bin/k3s"
 KEADM_BIN = "/usr/local/bin/keadm"
 K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
 K3S_TOKEN_FILE = "/etc/rancher/k3s/edgerig-token"
+K3S_AGENT_TOKEN_FILE = "/etc/rancher/k3s/edgerig-agent-token"  # servers only: what agents must present
+K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 K3S_REGISTRIES = "/etc/rancher/k3s/registries.yaml"
 K3S_DATA_DIR = "/var/lib/rancher/k3s"
+# The secure (CA-pinning) tokens K3s writes on every server once it runs (docs.k3s.io/cli/token).
+K3S_SERVER_TOKEN = f"{K3S_DATA_DIR}/server/token"
+K3S_AGENT_TOKEN = f"{K3S_DATA_DIR}/server/agent-token"
 K3S_IMAGES_DIR = f"{K3S_DATA_DIR}/agent/images"  # K3s imports every image tarball here at start
 KEADM_DIR = "/etc/edgerig/kubeedge"  # not /etc/kubeedge: keadm refuses to join over an existing one
 KUBEEDGE_TOKEN_FILE = f"{KEADM_DIR}/token"
@@ -39,6 +46,33 @@ class RenderedFile:
     mode: str = "0644"
     secret: bool = False  # delivered without logging its content (Ansible no_log)
     restarts: bool = True  # a change restarts its concern's service (scripts do not)
+
+
+@dataclass(frozen=True)
+class JoinTokens:
+    """The secure tokens the running first server wrote: `K10<CA hash>::server:<secret>` for servers
+    and `K10<CA hash>::node:<secret>` for agents. A joining node checks the server's CA against the
+    hash before it sends the credential; a short token would trust whatever CA it is shown."""
+
+    server: str
+    agent: str
+
+
+def agent_secret(testbed: Testbed) -> str:
+    """The agent token's secret, derived from the cluster token (HMAC-SHA256, one-way): agents get a
+    credential that joins agents only, and that cannot be turned back into the server token."""
+    key = testbed.k3s.token.get_secret_value().encode()
+    return hmac.new(key, b"edgerig k3s agent token v1", hashlib.sha256).hexdigest()
+
+
+def join_token(testbed: Testbed, node: Node, tokens: JoinTokens | None) -> str:
+    """What `node` presents: the first server its configured secret; later servers the server token,
+    agents the agent token, in secure form once the first server wrote it."""
+    if node.role == "server":
+        if tokens is None or node.name == testbed.first_server.name:
+            return testbed.k3s.token.get_secret_value()
+        return tokens.server
+    return tokens.agent if tokens is not None else agent_secret(testbed)
 
 
 def service_name(node: Node) -> str:
@@ -110,7 +144,11 @@ def k3s_config(
     ]
     cfg["tls-san"] = list(dict.fromkeys(san))
     cfg["write-kubeconfig-mode"] = "0600"
-    cfg["flannel-backend"] = k3s.flannel_backend
+    # Agents join with their own token (K3s agent-token): the server token stays on the servers.
+    cfg["agent-token-file"] = K3S_AGENT_TOKEN_FILE
+    if k3s.secrets_encryption:
+        cfg["secrets-encryption"] = True
+    cfg["flannel-backend"] = testbed.flannel_backend
     if spanning:
         # Flannel between public addresses: the VMs' fixed IPs are unreachable from outside the cloud.
         cfg["flannel-external-ip"] = True
@@ -259,19 +297,25 @@ def k3s_files(
     node: Node,
     extra_tls_san: list[str] | None = None,
     addresses: dict[str, str] | None = None,
+    join_tokens: JoinTokens | None = None,
 ) -> list[RenderedFile]:
     svc = service_name(node)
     config = k3s_config(testbed, node, extra_tls_san, addresses)
     registries = registries_yaml(testbed)
     extra = [RenderedFile(K3S_REGISTRIES, registries, "0600")] if registries else []
+    token = join_token(testbed, node, join_tokens)
+    # The secrets first: each is its own root-only file, written 0600 from the start.
+    secrets = [RenderedFile(K3S_TOKEN_FILE, token + "\n", "0600", secret=True)]
+    if node.role == "server":
+        secrets.append(RenderedFile(K3S_AGENT_TOKEN_FILE, agent_secret(testbed) + "\n", "0600", secret=True))
     return [
+        *secrets,
         *extra,
         RenderedFile(
             K3S_CONFIG,
             "# rendered by edgerig from the testbed model\n" + yaml.safe_dump(config, sort_keys=False),
             "0600",
         ),
-        RenderedFile(K3S_TOKEN_FILE, testbed.k3s.token.get_secret_value() + "\n", "0600", secret=True),
         RenderedFile(f"/etc/systemd/system/{svc}.service", k3s_unit(node)),
         RenderedFile(f"/etc/systemd/system/{svc}.service.env", k3s_env(node), "0600"),
         RenderedFile(uninstall_script_path(node), k3s_uninstall_script(node), "0755", restarts=False),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from experiments.testbeds.fleet import hostfs
 from infra import versions
 from infra.hosts import artefacts
 from infra.versions import Pin
@@ -144,7 +145,7 @@ def fleet_testbed(
                 "role": role,
                 "provider": "static",
                 "address": h.address,
-                "ssh_user": "root",
+                "ssh_user": hostfs.SUDO_USER,  # a non-root login with sudo, as in a lab
                 "ssh_key_path": str(fleet.key_path),
                 "model": "raspberry-pi-4-8gb" if h.pi else "fleet-vm",
                 "os": "raspios" if h.pi else "debian",
@@ -161,6 +162,34 @@ def fleet_testbed(
             **extra,
         }
     )
+
+
+def verify_units(host_root: Path, units: list[str], work: Path) -> None:
+    """`systemd-analyze verify` (this machine's systemd) on units edgerig delivered to a fleet host:
+    a root holding this machine's unit library, the host's unit files and the binaries they start.
+    Any complaint - an unknown key, a bad value, a missing binary - fails, warnings included."""
+    import re
+    import shutil
+    import subprocess
+
+    root = work / "verify-root"
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    for unit in units:
+        path = f"etc/systemd/system/{unit}"
+        text = (host_root / path).read_text()
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+        for binary in re.findall(r"^Exec\w+=[-@:+!]*(/\S+)", text, re.MULTILINE):
+            target = root / binary.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = host_root / binary.lstrip("/")
+            shutil.copy2(source if source.exists() else "/bin/false", target)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", *(f"/etc/systemd/system/{u}" for u in units)],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    shutil.rmtree(root)
 
 
 # The fleet's KubeEdge layout (test_kubeedge_fleet.py, bench_kubeedge_install.py): a cloud server

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from hosts_support import needs_root
+from hosts_support import Mirror, needs_root
 
 from experiments.testbeds.ports import free_port
 from infra.hosts.inventory import targets_from_inventory
@@ -18,18 +20,57 @@ pytestmark = [needs_root, pytest.mark.root]
 BIN = Path(sys.executable).parent
 
 
-def _edgerig(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _edgerig(state: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EDGERIG_FLEET_STATE": str(state), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [str(BIN / "edgerig"), *args], env=env, capture_output=True, text=True, timeout=240, check=False
+        [str(BIN / "edgerig"), *args], env={**env, **env_vars}, capture_output=True, text=True, timeout=240,
+        check=False,
     )
+
+
+# Written on every login (sshd's session records) or by the tools for themselves, not by the install.
+VOLATILE = ("var/log/wtmp", "var/log/btmp", "var/log/lastlog", "home/lab/.ansible", "root/.ansible")
+
+
+def _host_snapshot(state: Path, name: str) -> dict[str, tuple[object, ...] | str]:
+    """What an install leaves on a host: every file it added or changed (the host's overlay upper
+    layer) with mode, owner, size, mtime and content; every directory's mode and owner; the host's
+    iptables rules and nftables ruleset."""
+    upper = state / "hosts" / name / "upper"
+    out: dict[str, tuple[object, ...] | str] = {}
+    for path in sorted(upper.rglob("*")):
+        rel = str(path.relative_to(upper))
+        if rel.startswith(VOLATILE):
+            continue
+        st = path.lstat()
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, digest)
+    root = state / "hosts" / name / "root"
+
+    def host(*cmd: str) -> str:
+        done = subprocess.run(
+            ["ip", "netns", "exec", f"erh-{name}", "chroot", str(root), *cmd],
+            capture_output=True, text=True, check=True,
+        )
+        return done.stdout
+
+    out["iptables-save"] = "".join(line for line in host("iptables-save").splitlines(True) if line[:1] != "#")
+    out["nft list ruleset"] = host("nft", "list", "ruleset")
+    return out
 
 
 def _netns() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
 
 
-def test_fleet_lifecycle_and_unreachable_artefacts(tmp_path: Path) -> None:
+def test_fleet_lifecycle_unreachable_artefacts_and_a_second_cluster_up_changes_nothing(
+    tmp_path: Path, mirror: Mirror
+) -> None:
     state = tmp_path / "fleet"
     up = _edgerig(state, "fleet", "up", "--names", "vm0,pi0", "--pi-names", "pi0")
     try:
@@ -54,14 +95,36 @@ def test_fleet_lifecycle_and_unreachable_artefacts(tmp_path: Path) -> None:
         # that is down): the install fails naming the URL and the setting, before touching a host.
         stack_file = state / "Pulumi.fleet.yaml"
         stack = yaml.safe_load(stack_file.read_text())
-        mirror = f"http://127.0.0.1:{free_port()}"
-        stack["config"]["edgerig:artefacts"] = {"baseUrl": mirror}
+        dead = f"http://127.0.0.1:{free_port()}"
+        stack["config"]["edgerig:artefacts"] = {"baseUrl": dead}
         stack_file.write_text(yaml.safe_dump(stack))
         cluster = _edgerig(state, "cluster", "up", "--inventory", str(stack_file))
         assert cluster.returncode == 1
-        assert f"download of {mirror}/k3s-io/k3s/releases/download/" in cluster.stderr
+        assert f"download of {dead}/k3s-io/k3s/releases/download/" in cluster.stderr
         assert "check artefacts.baseUrl or the mirror" in cluster.stderr
         assert not (state / "hosts/vm0/root/usr/local/bin/k3s").exists()
+        # Installed through the CLI, then installed again: the second run leaves every host
+        # byte-identical - no file rewritten (mtimes), no mode or owner changed, no rule added.
+        stack["config"]["edgerig:artefacts"] = {"baseUrl": mirror.url}
+        stack_file.write_text(yaml.safe_dump(stack))
+        pins = tmp_path / "pins.yaml"
+        pins.write_text(
+            yaml.safe_dump({k: {"algorithm": p.algorithm, "digest": p.digest, "source": p.source}
+                            for k, p in mirror.pins.items()})
+        )
+        env = {"EDGERIG_ARTEFACT_PINS": str(pins), "EDGERIG_ARTEFACT_CACHE": str(tmp_path / "cache")}
+        first = _edgerig(state, "cluster", "up", "--inventory", str(stack_file), **env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "vm0: " in first.stdout and "pi0: " in first.stdout
+        before = {n: _host_snapshot(state, n) for n in ("vm0", "pi0")}
+        assert "edgerig_host_firewall" in str(before["pi0"]["nft list ruleset"])  # it sees the firewall
+        second = _edgerig(state, "cluster", "up", "--inventory", str(stack_file), **env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "vm0: 0 changed" in second.stdout and "pi0: 0 changed" in second.stdout, second.stdout
+        for name in ("vm0", "pi0"):
+            after, was = _host_snapshot(state, name), before[name]
+            changed = sorted(k for k in was.keys() | after.keys() if was.get(k) != after.get(k))
+            assert not changed, (name, changed)
     finally:
         down = _edgerig(state, "fleet", "down")
     assert down.returncode == 0 and "removed bridge erhbr0" in down.stdout

@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from hosts_support import K3S_KEY, TOKEN, Mirror, fleet_testbed, needs_root, snapshot
 
 from experiments.testbeds.fleet import hosts as fleet_mod
-from infra.hosts import api
+from infra.hosts import api, render
 from infra.hosts.artefacts import ArtefactError
 from infra.versions import Pin
 
@@ -88,11 +89,17 @@ def test_config_per_role(env: Env) -> None:
     assert "node-role.kubernetes.io/edge:NoSchedule" in agent["node-taint"]
     assert "edgerig.io/realm=edge" in agent["node-label"]
     assert agent["kubelet-arg"] == ["node-status-update-frequency=4s"]
-    for name in ROLES:
+    for name, (_, role) in ROLES.items():
         token = env.root(name) / "etc/rancher/k3s/edgerig-token"
-        assert token.read_text().strip() == TOKEN
-        assert stat.S_IMODE(token.stat().st_mode) == 0o600
+        # No running first server here (no systemd), so no secure token to read: servers keep the
+        # cluster secret, agents get only the agent secret.
+        assert token.read_text().strip() == (TOKEN if role == "server" else render.agent_secret(env.testbed))
+        assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.stat().st_uid == 0
         assert TOKEN not in (env.root(name) / "etc/rancher/k3s/config.yaml").read_text()
+        agent_token = env.root(name) / "etc/rancher/k3s/edgerig-agent-token"
+        assert agent_token.exists() == (role == "server")
+    assert first["agent-token-file"] == "/etc/rancher/k3s/edgerig-agent-token"
+    assert first["secrets-encryption"] is True
 
 
 def test_pi_boot_files_changed_vms_untouched(env: Env) -> None:
@@ -138,6 +145,43 @@ def test_second_run_changes_nothing(env: Env) -> None:
     assert env.first is not None and all(n > 0 for n in env.first.summary.changed.values())
     again = env.install()
     assert again.summary.changed == dict.fromkeys(ROLES, 0)
+
+
+LISTEN = (
+    "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('0.0.0.0', 10250)); s.listen(); print('ready', flush=True); sys.stdin.read()"
+)
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n    socket.create_connection((sys.argv[1], 10250), timeout=2).close(); print('open')\n"
+    "except OSError as exc:\n    print(type(exc).__name__)"
+)
+
+
+def _probe(netns: str | None, address: str) -> str:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    done = subprocess.run([*prefix, sys.executable, "-c", CONNECT, address], capture_output=True, text=True,
+                          timeout=20, check=True)
+    return done.stdout.strip()
+
+
+def test_host_firewall_admits_kubelet_only_from_cluster_members(env: Env) -> None:
+    """The rules are loaded in each host's network stack: the kubelet port answers another node, while
+    this machine (the operator, not a node) gets silence; SSH stays reachable (the tests use it)."""
+    for name in ROLES:
+        table = _in_host(env, name, "nft", "list", "table", "inet", "edgerig_host_firewall").stdout
+        assert "tcp dport 10250 accept" in table and "10.232.0.13" in table, name
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", "erh-worker0", sys.executable, "-c", LISTEN],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        assert _probe("erh-master0", "10.232.0.13") == "open"  # a cluster member
+        assert _probe(None, "10.232.0.13") in ("TimeoutError", "timeout")  # dropped, not refused
+    finally:
+        listener.kill()
+        listener.wait()
 
 
 SHIM = "/var/lib/rancher/k3s/data/0123abcd/bin/containerd-shim-runc-v2"

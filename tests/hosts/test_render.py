@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from edgerig_deploy import airgap_images, common, k3s, kubeedge, raspberrypi
+from edgerig_deploy import airgap_images, common, host_firewall, k3s, kubeedge, raspberrypi
 from edgerig_deploy.raspberrypi import merged_cmdline
 from hosts_support import K3S_KEY, TOKEN, Mirror, image_pins
 
@@ -25,6 +25,7 @@ BIN = Path(sys.executable).parent
 ROLES_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "ansible" / "roles"
 VM = {"realm": "cloud", "role": "server", "provider": "openstack", "flavor": "m1.large", "image": "ubuntu"}
 OPENSTACK = {"external_network": "public", "public_key": "ssh-ed25519 AAAAC3 test"}
+KNOWN_HOSTS = "/nonexistent/edgerig-test/known_hosts"  # only named in options: these tests never connect
 
 
 def _testbed(mirror_url: str = "http://127.0.0.1:9", **extra: Any) -> Testbed:
@@ -253,7 +254,7 @@ def test_vm_without_address_is_named_when_needed() -> None:
     from infra.hosts.errors import HostStepError
 
     tb = _testbed()
-    targets = targets_from_nodes(list(tb.nodes), addresses={"m0": "198.51.100.7"})
+    targets = targets_from_nodes(tb, addresses={"m0": "198.51.100.7"}, known_hosts=KNOWN_HOSTS)
     assert targets["m0"].address == "198.51.100.7"  # a deploy-time address wins over the model's
     data = tb.model_dump()
     data["nodes"][1]["address"] = None
@@ -263,7 +264,7 @@ def test_vm_without_address_is_named_when_needed() -> None:
     data["admin_cidrs"] = ["203.0.113.0/24"]
     data["k3s"] = {**data["k3s"], "token": TOKEN, "flannel_backend": "wireguard-native"}
     vm_tb = Testbed.model_validate(data)
-    targets = targets_from_nodes(list(vm_tb.nodes))
+    targets = targets_from_nodes(vm_tb, known_hosts=KNOWN_HOSTS)
     with pytest.raises(HostStepError, match=r"host e0: step 'connect'.*no address known"):
         targets["e0"]
 
@@ -293,7 +294,7 @@ def _run_dir(mirror: Mirror, tmp_path: Path) -> tuple[Testbed, run_dir.RunDir]:
         boot_delay=3,
         pins=mirror.pins,
     )
-    return tb, run_dir.write(tmp_path / "run", tb, plans, targets_from_nodes(list(tb.nodes)))
+    return tb, run_dir.write(tmp_path / "run", tb, plans, targets_from_nodes(tb, known_hosts=KNOWN_HOSTS))
 
 
 def test_run_dir_inventories_carry_the_same_hosts_and_inputs(mirror: Mirror, tmp_path: Path) -> None:
@@ -331,6 +332,7 @@ def _ansible_defaults(role: str) -> dict[str, Any]:
 
 PYINFRA_DEFAULTS = {
     "common": common.DEFAULTS,
+    "host_firewall": host_firewall.DEFAULTS,
     "raspberrypi": raspberrypi.DEFAULTS,
     "airgap_images": airgap_images.DEFAULTS,
     "k3s": k3s.DEFAULTS,
@@ -374,7 +376,7 @@ def test_install_plan_splits_by_concern(mirror: Mirror, tmp_path: Path) -> None:
     tb = _testbed(mirror.url, kubeedge={"enabled": True})
     files = api.verified_files(tb, [tb.node("m0")], mirror.pins, tmp_path)
     plan = install_plan(tb, tb.node("m0"), files["m0"], pins=mirror.pins)
-    assert list(plan.concerns) == ["common", "k3s", "kubeedge_cloud"]
+    assert list(plan.concerns) == ["common", "host_firewall", "k3s", "kubeedge_cloud"]  # static: firewalled
     assert plan.concerns["k3s"].service == "k3s" and plan.tool == "ansible"
     assert [c.creates for c in plan.concerns["kubeedge_cloud"].commands] == [render_kubeedge.CLOUDCORE_READY]
     assert [c.removes for c in plan.concerns["k3s"].reset_commands] == ["/usr/local/bin/k3s-uninstall.sh"]
@@ -435,7 +437,7 @@ def test_image_archives_are_a_concern_of_their_own_in_both_inventories(tmp_path:
         )
         for n in tb.nodes
     ]
-    written = run_dir.write(tmp_path / "run", tb, plans, targets_from_nodes(list(tb.nodes)))
+    written = run_dir.write(tmp_path / "run", tb, plans, targets_from_nodes(tb, known_hosts=KNOWN_HOSTS))
     assert written.groups()["airgap_images"] == ["e0"]
     edge = written.host_vars()["e0"]
     assert edge["airgap_images_archives"] == [

@@ -12,33 +12,53 @@ import stat
 from pathlib import Path
 
 import pytest
-from hosts_support import TOKEN, Mirror, fleet_testbed, needs_root
+from hosts_support import TOKEN, Mirror, fleet_testbed, needs_root, verify_units
 
 from experiments.testbeds.fleet import hosts as fleet_mod
-from infra.hosts import api, render_kubeedge
+from infra.hosts import api, firewall, render, render_kubeedge
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
-# systemctl stand-in (test fixture): unit state in /run/fake-{active,enabled}-<unit>, calls logged.
+# systemctl stand-in (test fixture): unit state in /run/fake-{active,enabled}-<unit>, calls logged. It
+# refuses what systemd refuses - an unknown verb, a unit with no unit file - and `enable` links the
+# unit into its WantedBy= target as systemctl does; the unit files themselves are checked by the real
+# `systemd-analyze verify` on this machine (verify_units).
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$*" >> /var/log/fake-systemctl.log
 unit() { u=$(echo "$1" | tr -d "'"); echo "${u%.service}"; }
 active() { echo "/run/fake-active-$(unit "$1")"; }
 enabled() { echo "/run/fake-enabled-$(unit "$1")"; }
+file() {
+  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+    [ -f "$d/$(unit "$1").service" ] && { echo "$d/$(unit "$1").service"; return 0; }
+  done
+  return 1
+}
+need() { file "$1" >/dev/null || { echo "Unit $(unit "$1").service not found." >&2; exit 5; }; }
 case "$1" in
+  daemon-reload) ;;
   show)
     for last in "$@"; do :; done; u=$(unit "$last")
+    if file "$u" >/dev/null; then l=loaded; else l=not-found; fi
     if [ -f "$(active "$u")" ]; then a=active; s=running; else a=inactive; s=dead; fi
     if [ -f "$(enabled "$u")" ]; then e=enabled; else e=disabled; fi
-    printf 'Id=%s.service\\nLoadState=loaded\\n' "$u"
+    printf 'Id=%s.service\\nLoadState=%s\\n' "$u" $l
     printf 'ActiveState=%s\\nSubState=%s\\nUnitFileState=%s\\n' $a $s $e ;;
   is-active) test -f "$(active "$2")" ;;
   is-enabled) if test -f "$(enabled "$2")"; then echo enabled; else echo disabled; exit 1; fi ;;
-  enable) [ "$2" = --now ] && { shift; touch "$(active "$2")"; }; touch "$(enabled "$2")" ;;
-  disable) [ "$2" = --now ] && { shift; rm -f "$(active "$2")"; }; rm -f "$(enabled "$2")" ;;
-  start|restart) touch "$(active "$2")" ;;
+  enable)
+    [ "$2" = --now ] && { shift; need "$2"; touch "$(active "$2")"; }
+    need "$2"; touch "$(enabled "$2")"
+    for t in $(sed -n 's/^WantedBy=//p' "$(file "$2")"); do
+      mkdir -p "/etc/systemd/system/$t.wants"
+      ln -sf "$(file "$2")" "/etc/systemd/system/$t.wants/$(unit "$2").service"
+    done ;;
+  disable)
+    [ "$2" = --now ] && { shift; rm -f "$(active "$2")"; }
+    rm -f "$(enabled "$2")" /etc/systemd/system/*.wants/"$(unit "$2").service" ;;
+  start|restart) need "$2"; touch "$(active "$2")" ;;
   stop) rm -f "$(active "$2")" ;;
+  *) echo "fake systemctl: unexpected call: $*" >&2; exit 1 ;;
 esac
-exit 0
 """
 # keadm stand-in (test fixture), shipped in the mirror's keadm tarballs for this test.
 FAKE_KEADM = b"""#!/bin/sh
@@ -50,14 +70,33 @@ case "$1" in
       echo "the management directory /etc/kubeedge is not clean, please remove it first" >&2; exit 1
     fi
     mkdir -p /etc/kubeedge/ca /etc/kubeedge/certs /etc/kubeedge/config
+    # keadm writes EdgeCore's unit (common.GenerateServiceFile) and starts it
+    printf '[Service]\\nExecStart=/usr/local/bin/edgecore\\n' > /etc/systemd/system/edgecore.service
     echo cert > /etc/kubeedge/ca/rootCA.crt; echo cert > /etc/kubeedge/certs/server.crt
     printf 'modules:\\n  edged:\\n    tailoredKubeletConfig:\\n      nodeStatusUpdateFrequency: 10s\\n' \\
       > /etc/kubeedge/config/edgecore.yaml ;;
-  reset) rm -rf /etc/kubeedge/config ;;
+  reset) rm -rf /etc/kubeedge/config /etc/systemd/system/edgecore.service ;;
 esac
 """
 FAKE_CTR = '#!/bin/sh\necho "ctr $*" >> /var/log/fake-keadm.log\n'
 KUBECONFIG = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n"
+
+
+SECURE_SERVER_TOKEN = "K10" + "c0ffee" * 10 + "abcd::server:test-only-server-secret"
+SECURE_AGENT_TOKEN = "K10" + "c0ffee" * 10 + "abcd::node:test-only-agent-secret"
+
+
+def _started_k3s_files(root: Path) -> None:
+    """What a started first server writes: its root-only kubeconfig and its secure join tokens."""
+    for path, text in (
+        (render.K3S_KUBECONFIG, KUBECONFIG),
+        (render.K3S_SERVER_TOKEN, SECURE_SERVER_TOKEN + "\n"),
+        (render.K3S_AGENT_TOKEN, SECURE_AGENT_TOKEN + "\n"),
+    ):
+        file = root / path.lstrip("/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text)
+        file.chmod(0o600)
 
 
 def _fake_systemd(root: Path) -> None:
@@ -80,13 +119,22 @@ def test_systemd_host_starts_services_and_returns_kubeconfig(mirror: Mirror, tmp
         for name in roles:
             _fake_systemd(state / "hosts" / name / "root")
         master = state / "hosts/master0/root"
-        (master / "etc/rancher/k3s").mkdir(parents=True)
-        (master / "etc/rancher/k3s/k3s.yaml").write_text(KUBECONFIG)  # what a started K3s writes
+        _started_k3s_files(master)
         testbed = fleet_testbed(fleet, mirror, roles)
         kw = {"known_hosts": str(fleet.known_hosts), "artefact_pins": mirror.pins, "artefact_cache": tmp_path}
         result = api.install(testbed, **kw)
+        # Read through sudo: the SSH user cannot read the root-only kubeconfig itself.
         assert result.kubeconfig is not None and "server: https://10.232.0.10:6443" in result.kubeconfig
         assert not any("skipped" in n for notes in result.summary.notes.values() for n in notes)
+        # The agent joins with the secure agent token the running server wrote (it pins the CA).
+        agent_token = state / "hosts/worker0/root" / render.K3S_TOKEN_FILE.lstrip("/")
+        assert agent_token.read_text() == SECURE_AGENT_TOKEN + "\n"
+        assert stat.S_IMODE(agent_token.stat().st_mode) == 0o600
+        for name, unit in (("master0", "k3s.service"), ("worker0", "k3s-agent.service")):
+            verify_units(state / "hosts" / name / "root", [unit, firewall.UNIT], tmp_path / name)
+            wants = state / "hosts" / name / "root/etc/systemd/system/multi-user.target.wants"
+            for enabled in (unit, firewall.UNIT):  # linked as systemctl links them
+                assert (wants / enabled).readlink() == Path("/etc/systemd/system") / enabled, (name, enabled)
         started = _log(master, "systemctl")
         lines = started.splitlines()
         assert {"enable k3s", "start chrony"} <= set(lines), started  # Ansible's systemd_service
@@ -128,8 +176,7 @@ def test_kubeedge_join_reset_and_rejoin_where_systemd_runs(tmp_path: Path) -> No
             cmdline.read_text().strip() + " cgroup_memory=1 cgroup_enable=memory cgroup_enable=cpuset\n"
         )
         (edge / "etc/dphys-swapfile").unlink()
-        (cloud / "etc/rancher/k3s").mkdir(parents=True)
-        (cloud / "etc/rancher/k3s/k3s.yaml").write_text(KUBECONFIG)
+        _started_k3s_files(cloud)
         testbed = fleet_testbed(fleet, mirror, roles, kubeedge=True)
         kw = {"known_hosts": str(fleet.known_hosts), "artefact_pins": mirror.pins, "artefact_cache": tmp_path}
         api.install(testbed, **kw)

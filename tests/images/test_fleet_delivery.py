@@ -51,7 +51,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, built: Built) -> Iterator[tu
 
 def _deliver(up: Any, testbed: Any, work: Path) -> dict[str, int]:
     """Only the image step of host configuration: plans that carry nothing but the archives."""
-    targets = targets_from_nodes(list(testbed.nodes), {}, str(up.known_hosts))
+    targets = targets_from_nodes(testbed, {}, str(up.known_hosts))
     plans = [HostPlan(node=n, tool=tool_for(n), images=images.node_archives(testbed, n),
                       image_import=images.import_command(n)) for n in testbed.nodes]
     written = run_dir.write(work / "run", testbed, plans, targets)

@@ -7,6 +7,8 @@ rendering code run for real.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +75,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs["allFixedIps"] = [f"192.168.50.{self._ip}"]
         elif args.typ == "random:index/randomPassword:RandomPassword":
             outs["result"] = "mock-password-" + args.name
+        elif args.typ == "random:index/randomBytes:RandomBytes":  # a fixed seed per resource name
+            seed = hashlib.sha256(args.name.encode()).digest()[: int(args.inputs["length"])]
+            outs.update(base64=base64.b64encode(seed).decode(), hex=seed.hex())
         return f"{args.name}-id", outs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from stack_fixtures import TOKEN, stack, variant
 
 from infra.cluster import hashing
+from infra.cluster import provider as cluster_provider
 from infra.cluster.bootstrap import install_order
 from infra.cluster.provider import HostInstallProvider, restore_testbed
 from infra.hosts import api
@@ -87,28 +90,42 @@ def test_props_restore_the_testbed_with_deploy_addresses() -> None:
     assert str(tb.node("cloud1").internal_address) == "192.168.60.7"
 
 
-def test_create_installs_one_node_and_delete_resets_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, list[str], dict[str, Any]]] = []
+def test_create_installs_one_node_and_delete_resets_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both run with a private known_hosts file: the VMs' generated keys, then the operator's file of
+    the static hosts' keys; it is gone afterwards."""
+    calls: list[tuple[str, list[str], dict[str, Any], str]] = []
 
     def fake_install(testbed: Any, *, nodes: list[str], **kw: Any) -> api.InstallResult:
-        calls.append(("install", list(nodes), kw))
+        calls.append(("install", list(nodes), kw, Path(kw["known_hosts"]).read_text()))
         return api.InstallResult(kubeconfig="apiVersion: v1\n")
 
     def fake_reset(testbed: Any, nodes: list[str], **kw: Any) -> None:
-        calls.append(("reset", list(nodes), kw))
+        calls.append(("reset", list(nodes), kw, Path(kw["known_hosts"]).read_text()))
 
     monkeypatch.setattr(api, "install", fake_install)
     monkeypatch.setattr(api, "reset", fake_reset)
+    lab = tmp_path / "lab_known_hosts"
+    lab.write_text("192.168.1.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPi0testonly\n")
     provider = HostInstallProvider()
-    props = props_for("hybrid", "cloud0")
+    vm_line = "203.0.113.10,192.168.60.7 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIVm0testonly\n"
+    props = props_for("hybrid", "cloud0", known_hosts=vm_line)
+    props["testbed"] = {**props["testbed"], "ssh": {"known_hosts": str(lab), "accept_new_host_keys": False}}
     created = provider.create(props)
     assert created.id == "hybrid/cloud0" and created.outs["kubeconfig"] == "apiVersion: v1\n"
     assert calls[0][:2] == ("install", ["cloud0"]) and calls[0][2]["addresses"] == props["addresses"]
+    assert calls[0][3] == vm_line + lab.read_text()
+    assert not Path(calls[0][2]["known_hosts"]).exists()
     provider.delete(created.id, created.outs)
-    assert calls[1][:2] == ("reset", ["cloud0"])
+    assert calls[1][:2] == ("reset", ["cloud0"]) and calls[1][3] == calls[0][3]
+    lab.unlink()
+    with pytest.raises(RuntimeError, match=r"knownHosts .*lab_known_hosts' does not exist"):
+        provider.create(props)
 
 
 def test_first_server_without_kubeconfig_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_provider, "known_hosts_file", lambda tb, props: contextlib.nullcontext(None))
     monkeypatch.setattr(
         api, "install", lambda *a, **k: api.InstallResult(kubeconfig=None, reason="no systemd")
     )

@@ -207,12 +207,15 @@ def test_cloudcore_defaults_to_first_cloud_server_and_override_is_checked() -> N
 def test_kubeedge_off_turns_edge_nodes_into_agents() -> None:
     cfg = kubeedge_base()
     cfg["edgerig:kubeedge"]["enabled"] = False
-    # The Pi now joins the VMs as a K3s agent, through their floating IPs, over public networks.
+    # The Pi now joins the VMs as a K3s agent, through their floating IPs, over public networks:
+    # flannel defaults to WireGuard there, and an explicit unencrypted backend is refused.
+    tb = load_testbed(cfg, name="t")
+    assert tb.k3s.flannel_backend is None and tb.flannel_backend == "wireguard-native"
+    cfg["edgerig:k3s"] = {"flannelBackend": "vxlan"}
     fails(
         cfg, "K3s nodes ['pi0'] join VMs behind floating IPs", "edgerig:k3s.flannelBackend: wireguard-native"
     )
-    cfg["edgerig:k3s"] = {"flannelBackend": "wireguard-native"}
-    tb = load_testbed(cfg, name="t")
+    assert load_testbed(kubeedge_base(), name="t").flannel_backend == "vxlan"  # one network: VXLAN
     assert tb.edge_nodes == [] and [n.name for n in tb.agents] == ["cloud1", "pi0"]
     assert tb.cloudcore_node is None and not tb.edgemesh_enabled
 

@@ -508,3 +508,45 @@ def test_cluster_clients_run_camera_and_sink_in_the_cluster() -> None:
     services = {res.inputs["metadata"]["name"] for res in r.mocks.of_type("kubernetes:core/v1:Service")}
     assert "vei-gateway-external" not in services and "nats-external" not in services
     assert r.outputs["veiClients"] == "cluster" and "veiGatewayEndpoints" not in r.outputs
+
+
+@pytest.mark.parametrize("name", ["hybrid", "openstack-kubeedge"])
+def test_vms_get_generated_host_keys_and_the_installs_know_them(name: str, tmp_path: Any) -> None:
+    """Each VM's cloud-init carries the program's Ed25519 host key (user data secret, the image's keys
+    deleted); its public half is in every host install's known_hosts and in the knownHosts output."""
+    import subprocess
+
+    r = run(name)
+    lines = str(r.outputs["knownHosts"]).splitlines()
+    assert not r.secret["knownHosts"] and len(lines) == len(stack(name).openstack_nodes)
+    installs = r.mocks.of_type(DYNAMIC)
+    assert {str(x.inputs["known_hosts"]) for x in installs} == {str(r.outputs["knownHosts"])}
+    for vm in r.mocks.of_type(INSTANCE):
+        assert is_secret_value(vm.inputs["userData"])
+        cloud_config = yaml.safe_load(unwrap(vm.inputs["userData"]))
+        assert cloud_config["ssh_deletekeys"] is True and cloud_config["ssh_genkeytypes"] == []
+        keys = cloud_config["ssh_keys"]
+        private = tmp_path / f"{vm.name}.key"
+        private.write_text(keys["ed25519_private"])
+        private.chmod(0o600)
+        derived = subprocess.run(["ssh-keygen", "-y", "-f", str(private)], capture_output=True, text=True,
+                                 check=True).stdout.split()[:2]  # the real tool reads the key we wrote
+        assert derived == keys["ed25519_public"].split()[:2]
+        line = next(x for x in lines if x.endswith(" ".join(derived)))
+        assert line.split()[0].count(",") == 1  # floating and fixed address
+    # The same seed gives byte-identical user data: a second program run never replaces a VM.
+    again = {v.name: unwrap(v.inputs["userData"]) for v in run_program(stack(name)).mocks.of_type(INSTANCE)}
+    assert again == {v.name: unwrap(v.inputs["userData"]) for v in r.mocks.of_type(INSTANCE)}
+
+
+def test_static_hosts_need_known_host_keys_before_any_resource() -> None:
+    config = stack_config("pi-k3s")
+    config.pop("edgerig:ssh")
+    from infra.hosts.errors import HostStepError
+    from infra.model import load_testbed
+
+    with pytest.raises(HostStepError, match=r"no known_hosts file.*acceptNewHostKeys"):
+        run_program(load_testbed({**config, "edgerig:k3sToken": TOKEN}, name="pi-k3s"))
+    lab = load_testbed({**config, "edgerig:k3sToken": TOKEN, "edgerig:ssh": {"acceptNewHostKeys": True}},
+                       name="pi-k3s")
+    assert "knownHosts" not in run_program(lab).outputs  # no VMs: nothing generated

@@ -38,6 +38,7 @@ PACKAGES = (
     "ca-certificates",
     "procps",
     "kmod",
+    "nftables",  # the host firewall of static hosts is loaded for real on the fleet
     # EdgeCore's prerequisites (container runtime + CNI plugins): present so the KubeEdge deploy's
     # package step is checked against facts on the fleet instead of needing a network.
     "containerd",

@@ -26,6 +26,9 @@ PI_CMDLINE = (
 )
 PI_CONFIG = "# Raspberry Pi config.txt as shipped by Raspberry Pi OS (fleet copy)\n[all]\narm_64bit=1\n"
 PI_DPHYS = "CONF_SWAPSIZE=100\n"
+# The login a lab really gives the installer: not root, passwordless sudo (as `pi` on Raspberry Pi OS
+# or `ubuntu` on cloud images). Host configuration on the fleet logs in as this user.
+SUDO_USER = "lab"
 
 
 def _run(*cmd: str) -> None:
@@ -79,6 +82,23 @@ def unmount_all(path: Path) -> None:
         raise RuntimeError(f"could not unmount {left}; nothing under {path} was deleted")
 
 
+def _add_sudo_user(root: Path, pubkey: str) -> None:
+    """A non-root login with the fleet's key and passwordless sudo (no TTY needed)."""
+    # "*": no password, yet not locked ("!"): sshd without PAM refuses a locked account even with a key.
+    _run("chroot", str(root), "useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", SUDO_USER)
+    home = root / "home" / SUDO_USER
+    uid_gid = (home.stat().st_uid, home.stat().st_gid)
+    dot_ssh = home / ".ssh"
+    dot_ssh.mkdir(mode=0o700)
+    (dot_ssh / "authorized_keys").write_text(pubkey)
+    os.chmod(dot_ssh / "authorized_keys", 0o600)
+    for path in (dot_ssh, dot_ssh / "authorized_keys"):
+        os.chown(path, *uid_gid)
+    sudoers = root / "etc/sudoers.d/edgerig-fleet"
+    sudoers.write_text(f"{SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    os.chmod(sudoers, 0o440)
+
+
 def prepare_host_files(root: Path, name: str, address: str, pubkey: str, pi: bool) -> str:
     """Write the per-host config (sshd, authorized key, Pi boot files) and return its host public key."""
     ssh = root / "etc/ssh"
@@ -93,6 +113,7 @@ def prepare_host_files(root: Path, name: str, address: str, pubkey: str, pi: boo
     dot_ssh.mkdir(mode=0o700, exist_ok=True)
     (dot_ssh / "authorized_keys").write_text(pubkey)
     os.chmod(dot_ssh / "authorized_keys", 0o600)
+    _add_sudo_user(root, pubkey)
     (root / "run/sshd").mkdir(mode=0o755, exist_ok=True)
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n{address} {name}\n")
     if pi:

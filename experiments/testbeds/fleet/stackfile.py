@@ -7,6 +7,7 @@ import secrets
 
 import yaml
 
+from experiments.testbeds.fleet import hostfs
 from experiments.testbeds.fleet.state import Fleet
 
 
@@ -24,7 +25,7 @@ def write_stack_file(fleet: Fleet, servers: int, kubeedge: bool) -> None:
                 "role": "server" if i < servers else ("edge" if edge and kubeedge else "agent"),
                 "provider": "static",
                 "address": h.address,
-                "sshUser": "root",
+                "sshUser": hostfs.SUDO_USER,  # installs as a lab does: a sudo user, not root
                 "sshKeyPath": str(fleet.key_path),
                 "model": "raspberry-pi-4-8gb" if h.pi else "fleet-vm",
                 "os": "raspios" if h.pi else "debian",

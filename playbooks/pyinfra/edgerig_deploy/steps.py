@@ -4,6 +4,8 @@ pyinfra's own way to say an operation did nothing and why (shown with `pyinfra -
 
 from __future__ import annotations
 
+import hashlib
+import shlex
 from collections.abc import Sequence
 from io import StringIO
 from typing import Any
@@ -61,12 +63,36 @@ def binaries(entries: Sequence[dict[str, Any]]) -> list[OperationMeta]:
     return ops
 
 
+def secret_file(dest: str, content: str, mode: str) -> OperationMeta | None:
+    """Write a secret file root-only from its first byte: the content goes through the command's
+    stdin into a file created under umask 077, then renamed into place. A plain upload would pass it
+    through a world-readable temporary file (pyinfra uploads to the temp dir, then copies with sudo)
+    and create the file with the default mode before the chmod."""
+    wanted = hashlib.sha256(content.encode()).hexdigest()
+    if host.get_fact(Sha256File, path=dest) == wanted:
+        return None
+    new, directory = shlex.quote(f"{dest}.edgerig-new"), shlex.quote(dest.rsplit("/", 1)[0] or "/")
+    return server.shell(
+        name=f"Secret file {dest} (content not logged)",
+        commands=[
+            f"install -d -m 0755 {directory} && (umask 077 && cat > {new}) && chmod {mode} {new} "
+            f"&& mv -fT {new} {shlex.quote(dest)} || {{ rm -f {new}; exit 1; }}"
+        ],
+        _stdin=content,
+    )
+
+
 def rendered_files(entries: Sequence[dict[str, Any]]) -> list[OperationMeta]:
     """Put each rendered file; returns the operations of those whose change restarts the service."""
     restarting = []
     for item in entries:
         with open(item["src"]) as fh:
             content = fh.read()
+        if item.get("secret"):
+            secret = secret_file(item["dest"], content, item["mode"])
+            if secret is not None and item["restarts"]:
+                restarting.append(secret)
+            continue
         op = files.put(
             name=f"File {item['dest']}",
             src=StringIO(content),
