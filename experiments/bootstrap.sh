@@ -15,9 +15,11 @@ python=${PYTHON:-python3}
 
 if (( dev )) && [[ $(id -u) == 0 ]]; then
   # Debian packages the test suite runs for real (broker, test-host tooling, image build and run, a
-  # headless browser for the campaign report). Installed only when missing.
+  # headless browser for the campaign report, Prometheus for the resources experiment's stack path).
+  # Installed only when missing.
   want=(mosquitto debootstrap iproute2 openssh-client procps psmisc iptables nftables openssl chromium
-        buildah podman runc skopeo containerd docker-registry qemu-user-static binfmt-support git)
+        buildah podman runc skopeo containerd docker-registry qemu-user-static binfmt-support git
+        prometheus)
   missing=()
   for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
   if (( ${#missing[@]} )); then
@@ -25,8 +27,8 @@ if (( dev )) && [[ $(id -u) == 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # the broker is started by the tests on a loopback port, not as a system service
-    systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    # the broker and Prometheus are started by the tests on loopback ports, not as system services
+    systemctl disable --now mosquitto prometheus >/dev/null 2>&1 || true
   fi
   # arm64 images are built and run here through qemu-user: register it with binfmt_misc.
   if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then

@@ -24,9 +24,12 @@ app.add_typer(vei_app, name="vei")
 
 # Registrations: each module adds its commands to the apps above.
 # (keep this list sorted; one line per area)
+from experiments.faas.commands import register as _register_faas; _register_faas(run_app)  # noqa: E402, E702, I001
 from experiments.failover.cli import register as _register_failover; _register_failover(run_app)  # noqa: E402, E702, I001
 from experiments.latency.commands import register as _register_latency; _register_latency(run_app)  # noqa: E402, E702, I001
+from experiments.resources.commands import register as _register_resources; _register_resources(run_app)  # noqa: E402, E702, I001
 from experiments.runs.commands import register as _register_campaign; _register_campaign(app)  # noqa: E402, E702, I001
+from experiments.runs.compare import register as _register_compare; _register_compare(app)  # noqa: E402, E702, I001
 from experiments.testbeds.commands import register as _register_testbed; _register_testbed(app)  # noqa: E402, E702, I001
 from experiments.testbeds.fleet.commands import register as _register_fleet; _register_fleet(app)  # noqa: E402, E702, I001
 from infra.commands import register as _register_stack; _register_stack(app)  # noqa: E402, E702, I001

@@ -53,7 +53,13 @@ DEFAULT_RECORD = "build/images/images.json"
 
 
 def record_path(testbed: Testbed) -> Path:
-    chosen = testbed.images.build_record or os.environ.get("EDGERIG_IMAGES_RECORD") or DEFAULT_RECORD
+    return resolve_record_path(testbed.images.build_record)
+
+
+def resolve_record_path(build_record: str | None) -> Path:
+    """The build record to use: the stack's edgerig:images.buildRecord, else EDGERIG_IMAGES_RECORD,
+    else the default build folder; relative to the repository."""
+    chosen = build_record or os.environ.get("EDGERIG_IMAGES_RECORD") or DEFAULT_RECORD
     path = Path(chosen).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
 
@@ -86,7 +92,12 @@ def reference(testbed: Testbed, image: str) -> ImageRef:
         raise record.RecordError(f"the stack has {'/'.join(missing)} nodes but {image} was built for "
                                  f"{', '.join(build.arches)} only: "
                                  "`sudo edgerig images build --arch amd64,arm64`")
-    registry = testbed.images.registry
+    return ref_for(build, testbed.images.registry)
+
+
+def ref_for(build: record.ImageBuild, registry: str | None) -> ImageRef:
+    """A built image as objects name it: pulled from `registry` when there is one, else the name the
+    nodes imported it under (never pulled)."""
     if registry:
         return ImageRef(build.registry_reference(registry), "IfNotPresent")
     return ImageRef(build.local_reference(), "Never")

@@ -60,6 +60,11 @@ NATS_CHART_VERSION: Final = "1.2.8"
 OPENFAAS_CHART_REPO: Final = "https://openfaas.github.io/faas-netes/"
 OPENFAAS_CHART: Final = "openfaas"
 OPENFAAS_CHART_VERSION: Final = "14.1.9"
+# The last chart before OpenFaaS CE capped functions at 5 replicas (faas-netes 0.16.3; the cap came
+# with 0.16.4, Jan 2023, and from 0.16.6 the provider resets Deployments scaled beyond it). Pin it
+# (edgerig:platform.openfaas.chartVersion) to reproduce the thesis's HPA maximum of 25; its values
+# take the same keys as the pinned chart's that edgerig sets.
+OPENFAAS_PRECAP_CHART_VERSION: Final = "11.1.10"
 
 KUBE_PROMETHEUS_STACK_CHART_REPO: Final = "https://prometheus-community.github.io/helm-charts"
 KUBE_PROMETHEUS_STACK_CHART: Final = "kube-prometheus-stack"

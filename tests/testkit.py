@@ -2,8 +2,8 @@
 
 Import them by module name: `from testkit import wait_serving`. pytest puts tests/ on sys.path.
 Helpers of one test folder live beside its tests as `<topic>_support.py` (vei_support, hosts_support,
-stack_support, ...); stand-ins and wrappers of outside programs are named after the program
-(pulumi_double, podman_cli).
+stack_support, automation_support for the Pulumi engine's stand-in, ...); wrappers of outside
+programs are named after the program (podman_cli).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import contextlib
 import inspect
 import os
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from experiments.testbeds.nats import nats_server_binary
 from experiments.testbeds.ports import free_port, port_open, wait_until
 
 __all__ = [
-    "NATS_SERVER", "ROOT", "TOKEN", "CuttableProxy", "assert_nothing_left", "free_port", "marked_processes",
-    "run_env", "stop_process", "wait_for_port", "wait_serving", "wait_until", "wait_until_async",
+    "NATS_SERVER", "ROOT", "TOKEN", "CuttableProxy", "assert_nothing_left", "edgerig", "free_port",
+    "marked_processes", "run_env", "stop_process", "wait_for_port", "wait_serving", "wait_until",
+    "wait_until_async",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,13 @@ def run_env(tmp_path: Path) -> tuple[dict[str, str], str, Path]:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     return {**os.environ, "EDGERIG_TEST_RUN": marker, "TMPDIR": str(tmp)}, marker, tmp
+
+
+def edgerig(args: Sequence[str], env: dict[str, str],
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The `edgerig` command line, run from the checkout in its own process (output captured)."""
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def assert_nothing_left(marker: str, tmp: Path) -> None:

@@ -21,6 +21,11 @@ console = Console(stderr=True)
 
 TARGET_HELP = "testbed: local, emulated[:N], fleet[:N], stack:NAME or a stack name"
 REBUILD_HELP = "each-run (fresh testbed per run), once, or never (a deployed stack as it is)"
+# The options every experiment takes, declared once.
+TargetOption = Annotated[str, typer.Option(help=TARGET_HELP)]
+RepeatOption = Annotated[int, typer.Option(help="runs, each from a clean start")]
+RebuildOption = Annotated[str, typer.Option(help=REBUILD_HELP)]
+ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
 T = TypeVar("T")
 
 
@@ -46,14 +51,14 @@ def latency_command(
     fps: Annotated[float, typer.Option(help="frames per second (open-loop)")] = 10.0,
     frame_bytes: Annotated[int, typer.Option(help="synthetic frame size in bytes")] = 24 * 1024,
     out: Annotated[Path | None, typer.Option(help="results folder [default: results/latency-<time>]")] = None,
-    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "local",
-    repeat: Annotated[int, typer.Option(help="runs, each from a clean start")] = 1,
-    rebuild: Annotated[str, typer.Option(help=REBUILD_HELP)] = "each-run",
+    target: TargetOption = "local",
+    repeat: RepeatOption = 1,
+    rebuild: RebuildOption = "each-run",
     quiet_s: Annotated[float, typer.Option(help="quiescent window before streaming (s)")] = 10.0,
     floor_frames: Annotated[int | None, typer.Option(help="floor samples [default: min(frames,300)]")] = None,
     processing_ms: Annotated[float, typer.Option(help="vision app's emulated processing time")] = 0.0,
     throughput: Annotated[bool, typer.Option("--throughput", help="run the throughput ramp instead")] = False,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Latency of the baseline system: camera -> gateway -> NATS -> vision -> cloud sink."""
     if throughput:
@@ -89,11 +94,11 @@ def throughput_command(
     frame_bytes: Annotated[int, typer.Option(help="frame size in bytes")] = 24 * 1024,
     p95_limit_ms: Annotated[float, typer.Option(help="sustained: p95 <= this, 0 lost")] = 100.0,
     out: Annotated[Path | None, typer.Option(help="results folder [default: results/throughput-*]")] = None,
-    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "local",
-    repeat: Annotated[int, typer.Option(help="runs, each from a clean start")] = 1,
-    rebuild: Annotated[str, typer.Option(help=REBUILD_HELP)] = "each-run",
+    target: TargetOption = "local",
+    repeat: RepeatOption = 1,
+    rebuild: RebuildOption = "each-run",
     quiet_s: Annotated[float, typer.Option(help="quiescent window before the ramp (s)")] = 10.0,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Raise the frame rate step by step; report the highest rate sustained with p95 <= limit, 0 lost."""
     from experiments.latency.throughput import run_throughput

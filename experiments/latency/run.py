@@ -13,8 +13,9 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,6 +30,9 @@ from experiments.testbeds.base import SystemSpec, Testbed
 from experiments.testbeds.processes import Child
 from workloads.vei import launch
 from workloads.vei.records import read_sink, read_status, sink_stats
+
+if TYPE_CHECKING:
+    from experiments.resources.config import ResourcesConfig
 
 # Targets at 10 fps, 24 KB frames on the 2-core reference machine; reported as pass/fail beside the
 # figures. CPU is the marginal cost of a frame (streaming minus quiescent, per frame).
@@ -101,10 +105,12 @@ def quiet_window(meter: ProcessMeter, seconds: float) -> tuple[Sample, Sample]:
     return first, meter.sample()
 
 
-def plan_for(cfg: LatencyConfig) -> RunPlan:
-    return RunPlan(experiment="latency", target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
+def plan_for(cfg: LatencyConfig | ResourcesConfig, experiment: str = "latency",
+             metrics: Sequence[str] = METRICS) -> RunPlan:
+    """The plan of an experiment that streams one camera through the VEI system (latency, resources)."""
+    return RunPlan(experiment=experiment, target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
                    system=SystemSpec(camera_ids=(cfg.camera_id,), processing_ms=cfg.processing_ms),
-                   repeat=cfg.repeat, rebuild=cfg.rebuild, metrics=METRICS)
+                   repeat=cfg.repeat, rebuild=cfg.rebuild, metrics=metrics)
 
 
 def run_latency(cfg: LatencyConfig, console: Console | None = None) -> list[dict[str, Any]]:

@@ -26,8 +26,11 @@ METRICS: dict[str, tuple[str, ...]] = {
     "failover": ("outage_s", "recovery_s", "settled_s", "lost", "duplicates_delivered"),
     "resources": ("quiescent.total.cpu_cores.median", "streaming.total.cpu_cores.median",
                   "quiescent.total.memory_mb.median", "streaming.total.memory_mb.median",
-                  "marginal_cpu_ms_per_frame"),
-    "faas": ("p50_ms", "p95_ms", "error_rate", "requests_per_s"),
+                  "marginal_cpu_ms_per_frame", "latency.p50_ms", "latency.p95_ms"),
+    # A faas run's top-level figures are its cell's when it ran one function x scenario (set
+    # `function` and `scenario` in the campaign cell's params); every cell is in its summary.json.
+    "faas": ("p50_ms", "p95_ms", "error_rate", "requests_per_s", "max_pods.cloud", "max_pods.edge",
+             "first_cloud_pod_s"),
 }
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}

@@ -24,12 +24,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.testbeds import journal as journals
 from experiments.testbeds.processes import Child, Supervisor
 from workloads.vei import launch
 from workloads.vei.launch import Launch
+
+if TYPE_CHECKING:
+    from experiments.testbeds.functions import FunctionHost
 
 # What runs on a node, by component name (the VEI launch names plus NATS).
 NATS = "nats"
@@ -100,6 +103,9 @@ class SystemSpec:
 
     `placement`: node name -> components on it, for the emulated and fleet testbeds; None = the
     testbed's default spread (3 replicas of each component, never two of a kind on one node).
+    `vei` False: no VEI system at all (an experiment that brings its own workload, e.g. functions).
+    `realms` / `vcpus`: per node name, its realm (default cloud) and its flavour's vCPUs (the emulated
+    testbed gives function replicas CPU quotas in that ratio).
     """
 
     camera_ids: tuple[str, ...] = ("cam-0",)
@@ -114,6 +120,12 @@ class SystemSpec:
     # The gateways' --cloud specs; `local` delivers to the sink process an experiment starts, and
     # `local=file:PATH` makes each gateway write (and ack) results itself, with no sink process.
     clouds: tuple[str, ...] = ("local",)
+    vei: bool = True
+    realms: dict[str, str] | None = None
+    vcpus: dict[str, float] | None = None
+
+    def realm(self, node: str) -> str:
+        return (self.realms or {}).get(node, "cloud")
 
 
 class Testbed(ABC):
@@ -303,6 +315,21 @@ class Testbed(ABC):
     def system_processes(self) -> dict[str, list[int]]:
         """Component -> pids of the system's processes on this machine ({} where they run elsewhere)."""
         return {}
+
+    def process_names(self) -> dict[int, str]:
+        """pid -> process name (gateway-n1, ...) of the system's processes, for per-replica figures."""
+        return {}
+
+    def system_namespaces(self) -> dict[str, str]:
+        """Where a cluster runs the system: namespace -> component ("" = by container name), for the
+        CPU and memory series of its pods; {} where the system's processes are on this machine."""
+        return {}
+
+    # -- functions ---------------------------------------------------------------------------------
+    def function_host(self) -> FunctionHost:
+        """Where the FaaS experiment deploys functions (experiments/testbeds/functions.py)."""
+        raise TestbedError(f"the {self.kind} testbed cannot run functions: use local, emulated or a stack "
+                           "with OpenFaaS")
 
     def dead_system_processes(self) -> list[Child]:
         """System processes that exited on their own (a run cannot measure anything then)."""

@@ -10,7 +10,8 @@ namespace and never fail. Faults:
 - `cut`: take the node's host-side veth down: silent, no RST; `restore` brings it back.
 
 One emulated testbed at a time: the network's names are machine-wide, so `up` holds a lock, and a
-crashed run's namespaces are swept by the next one.
+crashed run's namespaces are swept by the next one. Function replicas (the FaaS experiment) run in
+the nodes too, each node's under its CPU quota (experiments/testbeds/functions.py).
 """
 
 from __future__ import annotations
@@ -23,12 +24,20 @@ from typing import Any
 
 from experiments.testbeds import journal, netns
 from experiments.testbeds.base import CleanCheck, FaultRecord, NodeInfo, TestbedError
+from experiments.testbeds.functions import (
+    CpuCgroups,
+    NodeSlot,
+    ProcessFunctionHost,
+    cpu_quotas,
+    remove_cgroups,
+)
 from experiments.testbeds.placement import Placement, place
 from experiments.testbeds.system import Host, SystemTestbed, VeiSystem
 
 NETWORK = netns.NetworkSpec(prefix="erf-", bridge="erfbr0", veth_prefix="erfv", subnet="10.231.0.0/24",
                             first_host=11)
 MAX_NODES = 9
+CGROUP = "edgerig-emulated"   # under /sys/fs/cgroup/cpu: the nodes' CPU quotas for function replicas
 
 
 def node_names(count: int) -> list[str]:
@@ -43,7 +52,7 @@ def require_root(what: str = "the emulated testbed") -> None:
 
 
 def _sweep_network(teardown: dict[str, Any]) -> list[str]:
-    return netns.sweep(NETWORK)
+    return netns.sweep(NETWORK) + remove_cgroups(CpuCgroups(CGROUP).path)
 
 
 journal.register_sweeper("emulated", _sweep_network)
@@ -75,6 +84,8 @@ class EmulatedTestbed(SystemTestbed):
         self.progress(f"building {len(self.net_nodes)} namespace nodes on {NETWORK.bridge} "
                       f"({NETWORK.subnet})")
         netns.build(NETWORK, list(self.net_nodes.values()))
+        if not self.spec.vei:
+            return
         sup = self.supervisor
         hosts = {name: Host(name, node) for name, node in self.net_nodes.items()}
         self.system = VeiSystem(sup, sup.temp_dir("emulated"), hosts, placement, self.spec)
@@ -84,10 +95,27 @@ class EmulatedTestbed(SystemTestbed):
     def _down(self) -> None:
         self.system = None
         netns.sweep(NETWORK)
+        self.close_functions()  # after the sweep: a cgroup goes only once its processes have
+        remove_cgroups(CpuCgroups(CGROUP).path)
+
+    def function_host(self) -> ProcessFunctionHost:
+        if self.functions is None:
+            vcpus = {name: float((self.spec.vcpus or {}).get(name, 1.0)) for name in self.net_nodes}
+            cgroups = None
+            if self.spec.vcpus:
+                if not CpuCgroups.available():
+                    raise TestbedError("CPU quotas per node need the cgroup v1 cpu controller, writable at "
+                                       "/sys/fs/cgroup/cpu (mount it, or run without node flavours)")
+                cgroups = CpuCgroups(CGROUP)
+                cgroups.create(cpu_quotas(vcpus))
+            slots = [NodeSlot(name, self.spec.realm(name), vcpus[name], Host(name, node))
+                     for name, node in self.net_nodes.items()]
+            self.functions = ProcessFunctionHost(self.kind, self.supervisor, slots, cgroups, node_ports=True)
+        return self.functions
 
     @property
     def nodes(self) -> list[NodeInfo]:
-        return [NodeInfo(name, node.address, "cloud", (), self._components(name))
+        return [NodeInfo(name, node.address, self.spec.realm(name), (), self._components(name))
                 for name, node in self.net_nodes.items()]
 
     def _check_clean(self, check: CleanCheck) -> None:
@@ -97,7 +125,8 @@ class EmulatedTestbed(SystemTestbed):
         others = [n for n in netns.list_namespaces() if n.startswith(NETWORK.prefix) and n not in ours]
         if others:
             check.problems.append(f"foreign namespaces: {', '.join(others)}")
-        started = {c.pid for kids in self._sys.children.values() for c in kids}
+        kids = self.system.children.values() if self.system is not None else ()
+        started = {c.pid for group in kids for c in group}
         for node in self.net_nodes.values():
             strays = [p for p in netns.namespace_pids(node.netns) if p not in started]
             if strays:

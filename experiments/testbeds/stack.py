@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
@@ -41,9 +41,12 @@ from experiments.testbeds.base import (
     Testbed,
     TestbedError,
 )
-from experiments.testbeds.cluster_api import ClusterApi, KubernetesApi
+from experiments.testbeds.cluster_api import ClusterApi, FaasClusterApi, KubernetesApi
 from experiments.testbeds.readiness import probe_serving
 from infra.hosts.inventory import SshTarget
+
+if TYPE_CHECKING:
+    from experiments.testbeds.stack_functions import StackFunctionHost
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS_DIR = REPO / "stacks"
@@ -149,6 +152,7 @@ class StackTestbed(Testbed):
         self.cluster: ClusterApi | None = None
         self.outputs: dict[str, dict[str, Any]] = {}
         self._secret_files: dict[str, str] = {}  # output -> file holding it, for this bring-up
+        self.functions: StackFunctionHost | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -178,6 +182,9 @@ class StackTestbed(Testbed):
         self._wait_ready()
 
     def _down(self) -> None:
+        if self.functions is not None:
+            self.functions.close()
+            self.functions = None
         if self.attach or not self._up_started:
             return
         self.progress(f"pulumi destroy {self.stack}")
@@ -265,11 +272,44 @@ class StackTestbed(Testbed):
     def start_client(self, name: str, launch: Any, ready: Callable[[], bool] | None = None,
                      ready_timeout_s: float = 20.0) -> Any:
         clients = self._output(CLIENTS_OUTPUT, False)
-        if clients == "cluster":
+        if clients == "cluster" and getattr(launch, "component", "") in ("camera", "sink"):
             raise TestbedError(f"stack {self.stack} runs its own camera and sink (edgerig:vei.clients: "
                                "cluster), which would compete with this experiment's: set "
                                "`edgerig:vei.clients: operator` in its stack file and `pulumi up` again")
         return super().start_client(name, launch, ready, ready_timeout_s)
+
+    def function_host(self) -> StackFunctionHost:
+        """OpenFaaS on this stack, for the FaaS experiment (experiments/testbeds/stack_functions.py)."""
+        if self.functions is None:
+            from experiments.testbeds.openfaas_api import OpenFaaSClient
+            from experiments.testbeds.stack_functions import StackFunctionHost
+
+            if not isinstance(self.cluster, FaasClusterApi):
+                raise TestbedError(f"the Kubernetes access of stack {self.stack} cannot watch pods or manage "
+                                   "HPAs")
+            url = self._output("openfaasGateway", False)
+            password = self._output("openfaasAdminPassword", False)
+            if not url or not password:
+                raise TestbedError(f"stack {self.stack} runs no OpenFaaS (no openfaasGateway output): set "
+                                   "edgerig:platform.openfaas.enabled: true and `pulumi up`")
+            self.functions = StackFunctionHost(self, self.cluster, OpenFaaSClient(str(url), str(password)),
+                                               self._functions_namespace())
+        return self.functions
+
+    def setting(self, key: str, *path: str, default: str) -> str:
+        """A plain setting from the stack file (the model's default where it sets none)."""
+        config = (yaml.safe_load((STACKS_DIR / f"Pulumi.{self.stack}.yaml").read_text()) or {}).get("config")
+        value: Any = (config or {}).get(key) or {}
+        for part in path:
+            value = (value or {}).get(part) if isinstance(value, dict) else None
+        return str(value or default)
+
+    def _functions_namespace(self) -> str:
+        return self.setting("edgerig:platform", "openfaas", "functionsNamespace", default="openfaas-fn")
+
+    def system_namespaces(self) -> dict[str, str]:
+        return {self.setting("edgerig:platform", "nats", "namespace", default="nats"): "nats",
+                self.setting("edgerig:vei", "namespace", default="vei"): ""}
 
     def _sink_ready(self) -> bool:
         # The sink is ready once it answers the readiness request on the local-sink subject.

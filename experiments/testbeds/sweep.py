@@ -13,10 +13,12 @@ import os
 
 from experiments.testbeds import journal, netns
 from experiments.testbeds import stack as _stack  # noqa: F401
+from experiments.testbeds.emulated import CGROUP as EMULATED_CGROUP
 from experiments.testbeds.emulated import NETWORK as EMULATED_NETWORK
 
 # Importing the kinds registers their sweepers.
 from experiments.testbeds.fleet import testbed as _fleet  # noqa: F401
+from experiments.testbeds.functions import CpuCgroups, remove_cgroups
 
 
 def sweep() -> list[str]:
@@ -25,6 +27,7 @@ def sweep() -> list[str]:
     if os.geteuid() == 0 and not journal.live_journals("emulated"):
         with contextlib.suppress(journal.BusyError), journal.exclusive("emulated"):
             removed += netns.sweep(EMULATED_NETWORK)
+            removed += remove_cgroups(CpuCgroups(EMULATED_CGROUP).path)
     return removed
 
 
@@ -33,6 +36,8 @@ def leftovers() -> list[str]:
     found = [f"journal of a crashed {j.kind} testbed: {j.path}" for j in journal.stale_journals()]
     if os.geteuid() == 0 and not journal.live_journals("emulated"):
         found += netns.leftovers(EMULATED_NETWORK)
+        if CpuCgroups(EMULATED_CGROUP).path.exists():
+            found.append(f"cgroup {CpuCgroups(EMULATED_CGROUP).path}")
     for j in journal.stale_journals():
         found += [f"process {int(pid)}" for pid, started in j.processes
                   if journal.same_process(int(pid), started)]

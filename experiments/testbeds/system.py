@@ -13,7 +13,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.testbeds import nats
 from experiments.testbeds.base import (
@@ -31,6 +31,9 @@ from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
 from experiments.testbeds.readiness import wait_gateways_serving
 from workloads.vei import launch, subjects
+
+if TYPE_CHECKING:
+    from experiments.testbeds.functions import ProcessFunctionHost
 
 GATEWAY_PORT = 50051
 READY_TIMEOUT_S = 30.0
@@ -169,15 +172,22 @@ class VeiSystem:
         return {comp: [c.pid for c in self.by_component.get(comp, []) if c.alive()]
                 for comp in (NATS, GATEWAY, VISION)}
 
+    def names(self) -> dict[int, str]:
+        """pid -> process name of every running replica."""
+        return {c.pid: c.name for kids in self.by_component.values() for c in kids if c.alive()}
+
     def dead(self, skip: Sequence[str] = ()) -> list[Child]:
         return [c for n, kids in self.children.items() if n not in skip for c in kids if not c.alive()]
 
 
 class SystemTestbed(Testbed):
     """A testbed that runs the VEI system itself as a `VeiSystem` (local, emulated, fleet): its
-    endpoints, nodes' components, processes and the sink's readiness all come from that system."""
+    endpoints, nodes' components, processes and the sink's readiness all come from that system.
+    With `SystemSpec.vei` off there is no system (an experiment with a workload of its own, such as
+    functions, whose replicas `functions` runs on the testbed's nodes)."""
 
     system: VeiSystem | None = None
+    functions: ProcessFunctionHost | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -190,23 +200,41 @@ class SystemTestbed(Testbed):
         return self.system
 
     def _components(self, node: str) -> tuple[str, ...]:
-        return tuple(sorted(self._sys.placement.get(node, ())))
+        if self.system is None:
+            return ()
+        return tuple(sorted(self.system.placement.get(node, ())))
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints(gateways=tuple(self._sys.gateways), nats_urls=tuple(self._sys.nats_urls))
+        if self.system is None:
+            return Endpoints(gateways=(), nats_urls=())
+        return Endpoints(gateways=tuple(self.system.gateways), nats_urls=tuple(self.system.nats_urls))
 
     def _sink_ready(self) -> bool:
         return self._sys.subscribed(subjects.LOCAL_SINK)
 
     def system_processes(self) -> dict[str, list[int]]:
-        return self._sys.processes()
+        return self.system.processes() if self.system is not None else {}
+
+    def process_names(self) -> dict[int, str]:
+        return self.system.names() if self.system is not None else {}
 
     def dead_system_processes(self) -> list[Child]:
-        return self._sys.dead(skip=list(self._down_nodes))
+        return self.system.dead(skip=list(self._down_nodes)) if self.system is not None else []
 
     def _check_clean(self, check: CleanCheck) -> None:
         check.checked.append("every system process of this testbed running")
-        dead = self._sys.dead()
+        dead = self.system.dead() if self.system is not None else []
         if dead:
             check.problems.append(f"exited: {', '.join(c.name for c in dead)}")
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.functions is not None:
+            out["functions"] = self.functions.describe()
+        return out
+
+    def close_functions(self) -> None:
+        if self.functions is not None:
+            self.functions.close()
+            self.functions = None

@@ -62,6 +62,17 @@ def cloud_only_affinity() -> dict[str, Any]:
     }
 
 
+def edge_only_affinity() -> dict[str, Any]:
+    """Thesis Code Snippet 5.3 (Base Edge): only nodes with the edge role label."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": EDGE_ROLE_LABEL, "operator": "Exists"}]}]
+            }
+        }
+    }
+
+
 def has_cloud_nodes(testbed: Testbed) -> bool:
     return any(n.realm == "cloud" for n in testbed.nodes)
 

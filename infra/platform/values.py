@@ -148,6 +148,9 @@ def openfaas_values(testbed: Testbed) -> dict[str, Any]:
         "openfaasPro": False,
         "operator": {"create": False},
         "createCRDs": True,
+        # CE's own scaling: Prometheus alerts -> AlertManager -> the gateway adds replicas. It would fight
+        # the HPAs the experiments create, so AlertManager is left out and only the HPA scales.
+        "alertmanager": {"create": False},
         # Thesis 4.1: management components (gateway, provider, queue) run in the cloud realm.
         "affinity": management_affinity(testbed),
     }

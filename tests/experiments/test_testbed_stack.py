@@ -1,6 +1,6 @@
 """The stack testbed with only the Pulumi engine and the Kubernetes API replaced.
 
-The engine runs through pulumi.automation's own seam (a PulumiCommand stand-in, pulumi_double.py);
+The engine runs through pulumi.automation's own seam (a PulumiCommand stand-in, automation_support.py);
 Kubernetes through the testbed's ClusterApi seam. Everything the stack's outputs point at is real:
 SSH test hosts from the fleet, each running a NATS server, a gateway and a vision app in its own
 network namespace. So after `up` everything runs for real: waiting for SERVING, streaming from the
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pulumi_double import write_state
+from automation_support import write_state
 
 from experiments.failover.config import RunConfig
 from experiments.failover.run import run_once as failover_once
@@ -81,7 +81,7 @@ def stack_outputs(fleet: FleetTestbed) -> dict[str, tuple[Any, bool]]:
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The engine process of the stack testbed answers from the stand-in; returns its state file."""
     state = tmp_path / "pulumi-state.json"
-    monkeypatch.setenv("EDGERIG_PULUMI_COMMAND", "pulumi_double:make")
+    monkeypatch.setenv("EDGERIG_PULUMI_COMMAND", "automation_support:make")
     monkeypatch.setenv("EDGERIG_TEST_PULUMI_STATE", str(state))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     return state

@@ -7,8 +7,11 @@ import os
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from workloads.functions.dd import handler as dd
 from workloads.functions.gzip_compression import handler as gzip_compression
+from workloads.functions.http_template import Context
 from workloads.functions.nodeinfo import handler as nodeinfo
 from workloads.functions.shasum import handler as shasum
 
@@ -17,11 +20,15 @@ def event(body: bytes = b"", query: dict[str, str] | None = None) -> Any:
     return SimpleNamespace(body=body, headers={}, method="POST", query=query or {}, path="/")
 
 
-def test_nodeinfo_reports_this_host() -> None:
-    out = nodeinfo.handle(event(), None)
+def test_nodeinfo_reports_this_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOSTNAME", raising=False)
+    out = nodeinfo.handle(event(), Context())
     assert out["statusCode"] == 200
     assert out["body"]["cpus"] == os.cpu_count()
     assert out["body"]["hostname"] == os.uname().nodename
+    # in a pod (and for each local replica) HOSTNAME names the pod: that is the host it reports
+    monkeypatch.setenv("HOSTNAME", "nodeinfo-7f9c-x2")
+    assert nodeinfo.handle(event(), Context())["body"]["hostname"] == "nodeinfo-7f9c-x2"
     assert len(out["body"]["loadavg"]) == 3
 
 

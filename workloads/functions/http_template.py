@@ -3,7 +3,7 @@
 The contract a python3-http function keeps with OpenFaaS (faas-netes):
 - the container answers HTTP on port 8080; every method and path goes to `handle(event, context)`;
 - `event` has `body` (bytes), `headers`, `method`, `query` (a mapping) and `path`; `context` has
-  `hostname`;
+  `hostname` (the HOSTNAME variable: a pod's name, which the kubelet also makes its host name);
 - `handle` returns a dict: `statusCode` (default 200), `body` (a dict or list is sent as JSON,
   anything else as text) and `headers`;
 - `GET /_/health` answers 200 once the function is loaded, and `/tmp/.lock` exists then (the
@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -53,7 +54,7 @@ class Event:
 
 class Context:
     def __init__(self) -> None:
-        self.hostname = os.getenv("HOSTNAME", "localhost")
+        self.hostname = os.getenv("HOSTNAME") or socket.gethostname()
 
 
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found",

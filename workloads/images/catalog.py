@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workloads.functions import catalog as function_catalog
+from workloads.functions.catalog import FunctionInfo
+
 # Debian packages of the base every image starts from (their dependency closure is copied, see
 # base.py). python-is-python3 gives `python`, the command the Kubernetes manifests run; libstdc++6
 # is the C++ runtime that manylinux wheels (grpcio, pydantic-core) expect from the system.
@@ -56,25 +59,20 @@ FUNCTION_CODE = ("workloads/__init__.py", "workloads/functions/__init__.py",
                  "workloads/functions/http_template.py")
 
 
-def _function(name: str, package: str, debian_extra: tuple[str, ...] = ()) -> ImageDef:
+def _function(info: FunctionInfo) -> ImageDef:
     return ImageDef(
-        name=f"fn-{name}",
-        description=f"OpenFaaS function {name} (python3-http template contract, port 8080)",
+        name=f"fn-{info.name}",
+        description=f"OpenFaaS function {info.name} (python3-http template contract, port 8080)",
         requirements=("waitress",),
-        code=(*FUNCTION_CODE, f"workloads/functions/{package}"),
-        cmd=("python", "-m", "workloads.functions.http_template", f"workloads.functions.{package}.handler"),
+        code=(*FUNCTION_CODE, f"workloads/functions/{info.package}"),
+        cmd=("python", "-m", "workloads.functions.http_template", info.module),
         ports=(8080,),
-        debian_extra=debian_extra,
+        debian_extra=info.debian_packages,
     )
 
 
-# faas-cli stack file name -> image; dd runs the dd binary, so only its image carries coreutils.
-FUNCTIONS: dict[str, ImageDef] = {
-    "nodeinfo": _function("nodeinfo", "nodeinfo"),
-    "gzip-compression": _function("gzip-compression", "gzip_compression"),
-    "dd": _function("dd", "dd", debian_extra=("coreutils",)),
-    "shasum": _function("shasum", "shasum"),
-}
+# faas-cli stack file name -> image, for every function of the one catalogue of them.
+FUNCTIONS: dict[str, ImageDef] = {name: _function(info) for name, info in function_catalog.FUNCTIONS.items()}
 IMAGES: dict[str, ImageDef] = {VEI.name: VEI, **{d.name: d for d in FUNCTIONS.values()}}
 
 

@@ -18,11 +18,15 @@ GATEWAY = "gateway"
 VISION = "vision"
 CAMERA = "camera"
 SINK = "sink"
+FUNCTION_SERVER = "function-server"   # builders in workloads/functions/launch.py
+FUNCTION_LOAD = "function-load"
 MODULES: dict[str, str] = {
     GATEWAY: "workloads.vei.gateway",
     VISION: "workloads.vei.vision",
     CAMERA: "workloads.vei.camera",
     SINK: "workloads.vei.sink",
+    FUNCTION_SERVER: "workloads.functions.http_template",
+    FUNCTION_LOAD: "workloads.functions.load",
 }
 # Unbuffered output: a process's log is read while it runs (and after a SIGKILL).
 BASE_ENV: dict[str, str] = {"PYTHONUNBUFFERED": "1"}

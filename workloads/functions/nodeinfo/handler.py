@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import time
 from typing import Any
 
@@ -20,7 +19,9 @@ def _uptime_s() -> float | None:
 def handle(event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     info = {
-        "hostname": socket.gethostname(),
+        # the pod's name, as the template's context has it: replicas sharing one host (the local
+        # testbed) still tell apart, and in a pod it is the host name the thesis's nodeinfo reports
+        "hostname": context.hostname,
         "node": os.environ.get("NODE_NAME", ""),  # downward API, set by the function's deployment
         "platform": platform.platform(),
         "arch": platform.machine(),

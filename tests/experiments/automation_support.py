@@ -1,7 +1,7 @@
 """A stand-in for the Pulumi CLI behind pulumi.automation's own seam, `PulumiCommand`.
 
 The Pulumi engine cannot run here, so the stack testbed's engine process is pointed at this class
-with EDGERIG_PULUMI_COMMAND=pulumi_double:make. It answers the CLI invocations the Automation API
+with EDGERIG_PULUMI_COMMAND=automation_support:make. It answers the CLI invocations the Automation API
 makes (stack select, config get, up, stack output, stack history, destroy, stack export) from a
 JSON state file named by $EDGERIG_TEST_PULUMI_STATE, writes engine events to the --event-log the
 Automation API watches, and records every call so tests can assert what ran. Anything it does not
