@@ -24,7 +24,7 @@ from typing import Any
 from experiments.testbeds.netns import NetNode
 from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
-from workloads.vei.settings import NATS_MAX_PAYLOAD_BYTES
+from workloads.vei.settings import NATS_GOMAXPROCS, NATS_MAX_PAYLOAD_BYTES
 
 CLIENT_PORT = 4222  # fixed ports on nodes are fine: every node has its own address
 CLUSTER_PORT = 6222
@@ -36,9 +36,7 @@ PING_MAX = 2
 WRITE_DEADLINE = "2s"
 MAX_PAYLOAD = str(NATS_MAX_PAYLOAD_BYTES)
 READY_TIMEOUT_S = 30.0
-# One Go scheduler thread: at the VEI's message rates nats-server spends ~15 % less CPU per message
-# than with one per core (measured; docs/benchmarks.md), and latency does not suffer.
-GOMAXPROCS = 1
+GOMAXPROCS = NATS_GOMAXPROCS
 
 
 def nats_server_binary() -> Path:

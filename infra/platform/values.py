@@ -12,7 +12,7 @@ from infra import versions
 from infra.model import Testbed
 from infra.platform import nats_users
 from infra.platform.placement import daemonset_placement, management_affinity
-from workloads.vei.settings import NATS_MAX_PAYLOAD_BYTES
+from workloads.vei.settings import NATS_GOMAXPROCS, NATS_MAX_PAYLOAD_BYTES
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 OPENFAAS_BASIC_AUTH_SECRET = "basic-auth"  # the name the OpenFaaS chart expects with generateBasicAuth off
@@ -46,6 +46,7 @@ def nats_values(testbed: Testbed, public_keys: Mapping[str, Any]) -> dict[str, A
         },
         "container": {
             "image": {"tag": versions.NATS_SERVER_IMAGE_TAG},
+            "env": {"GOMAXPROCS": str(NATS_GOMAXPROCS)},
             "merge": {"resources": _resources("100m", "64Mi", "256Mi")},
         },
         # One server per node: losing a node loses one route, never the quorum (K3s thesis 3.4).

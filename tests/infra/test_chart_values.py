@@ -20,7 +20,7 @@ from stack_support import ROOT, STACK_NAMES, stack, variant, with_cloud_sinks
 
 from infra import versions
 from infra.model import EDGE_ROLE_LABEL, Testbed
-from workloads.vei.settings import NATS_MAX_PAYLOAD_BYTES
+from workloads.vei.settings import NATS_GOMAXPROCS, NATS_MAX_PAYLOAD_BYTES
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 # Beside the checkout (CI, /work/main), or beside the folder of worktrees.
@@ -154,6 +154,8 @@ def test_platform_values_do_what_they_are_for(name: str) -> None:
     values = releases(name, stack(name))
     merge = values[versions.NATS_CHART]["config"]["merge"]
     assert merge["max_payload"] == NATS_MAX_PAYLOAD_BYTES > 4 * 1024 * 1024  # the gateway's 4 MiB frames fit
+    # the same nats-server as the testbeds run: one Go scheduler thread (the chart renders env values)
+    assert values[versions.NATS_CHART]["container"]["env"] == {"GOMAXPROCS": str(NATS_GOMAXPROCS)}
     users = merge["authorization"]["users"]
     assert users and all(set(u) == {"nkey", "permissions"} and u["nkey"].startswith("U") for u in users)
     if kps := values.get(versions.KUBE_PROMETHEUS_STACK_CHART):
