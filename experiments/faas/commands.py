@@ -10,14 +10,14 @@ import typer
 from rich.console import Console
 
 from experiments.faas.config import FaasConfig
-from experiments.latency.commands import (
+from experiments.runs.options import (
     ProgressOption,
     RebuildOption,
     RepeatOption,
     TargetOption,
-    _guarded,
+    default_out,
+    guarded,
 )
-from experiments.latency.config import default_out
 
 console = Console(stderr=True)
 
@@ -59,7 +59,7 @@ def faas_command(
                      sample_s=sample_s, out=out or default_out("faas"), target=target,
                      repeat=repeat, rebuild=rebuild, progress=progress)
     keys = ("p50_ms", "p95_ms", "error_rate", "requests_per_s", "max_pods", "first_cloud_pod_s")
-    for summary in _guarded(lambda: run_faas(cfg, console)):
+    for summary in guarded(lambda: run_faas(cfg, console)):
         for name, cell in summary["cells"].items():
             print(json.dumps({"cell": name, **{k: cell.get(k) for k in keys}}))
     console.print(f"results: {cfg.out}")

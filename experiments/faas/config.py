@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.latency.config import CommonRunOptions, ConfigError, default_out, out_problems
+from experiments.runs.options import CommonRunOptions, ConfigError, default_out, out_problems
 from experiments.testbeds.base import SystemSpec
 from experiments.testbeds.functions import SCENARIOS, FunctionRequest, Scenario, scenario
 from workloads.functions.catalog import FUNCTIONS, function

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from experiments.faas import analysis, plot
 from experiments.faas.config import EVERY, FaasConfig
-from experiments.latency.config import resolved
+from experiments.runs.options import resolved
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
 from experiments.runs.report import METRICS as REPORT_METRICS
 from experiments.testbeds.base import TestbedError

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from experiments.latency.config import ConfigError, LatencyConfig, ThroughputConfig, default_out
-from experiments.latency.run import SystemDied
-from experiments.testbeds.base import TestbedError
-from experiments.testbeds.journal import BusyError
-from experiments.testbeds.processes import Interrupted
+from experiments.latency.config import LatencyConfig, ThroughputConfig
+from experiments.runs.options import (
+    ProgressOption,
+    RebuildOption,
+    RepeatOption,
+    TargetOption,
+    default_out,
+    fail,
+    guarded,
+)
 
 console = Console(stderr=True)
-
-
-TARGET_HELP = "testbed: local, emulated[:N], fleet[:N], stack:NAME or a stack name"
-REBUILD_HELP = "each-run (fresh testbed per run), once, or never (a deployed stack as it is)"
-# The options every experiment takes, declared once.
-TargetOption = Annotated[str, typer.Option(help=TARGET_HELP)]
-RepeatOption = Annotated[int, typer.Option(help="runs, each from a clean start")]
-RebuildOption = Annotated[str, typer.Option(help=REBUILD_HELP)]
-ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
-T = TypeVar("T")
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
-
-def _guarded(run: Callable[[], T]) -> T:
-    """Map a run's failures to exit codes: 2 bad options, 130 interrupted, 1 the run failed."""
-    try:
-        return run()
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
-    except Interrupted as err:
-        raise _fail(f"{err}: stopped every process and removed the temp dirs", 130) from None
-    except (TestbedError, SystemDied, BusyError) as err:
-        raise _fail(str(err), 1) from None
 
 
 def latency_command(
@@ -70,7 +47,7 @@ def latency_command(
     cfg = LatencyConfig(frames=frames, fps=fps, frame_bytes=frame_bytes, out=out or default_out("latency"),
                         target=target, repeat=repeat, rebuild=rebuild, quiet_s=quiet_s,
                         floor_frames=floor_frames, processing_ms=processing_ms, progress=progress)
-    summaries = _guarded(lambda: run_latency(cfg, console))
+    summaries = guarded(lambda: run_latency(cfg, console))
     keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "frames_sent", "frames_received", "lost",
             "floor_p50_ms", "floor_p95_ms", "floor_ratio_p50")
     verdict = {True: "[green]ok[/green]", False: "[red]missed[/red]"}
@@ -106,11 +83,11 @@ def throughput_command(
     try:
         parsed = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
-        raise _fail(f"--rates must be numbers separated by commas (got {rates!r})", 2) from None
+        raise fail(f"--rates must be numbers separated by commas (got {rates!r})", 2) from None
     cfg = ThroughputConfig(rates=parsed, step_s=step_seconds, frame_bytes=frame_bytes,
                            p95_limit_ms=p95_limit_ms, out=out or default_out("throughput"), target=target,
                            repeat=repeat, rebuild=rebuild, quiet_s=quiet_s, progress=progress)
-    for summary in _guarded(lambda: run_throughput(cfg, console)):
+    for summary in guarded(lambda: run_throughput(cfg, console)):
         print(json.dumps({k: summary[k] for k in ("max_sustained_fps", "p95_limit_ms", "frame_bytes")}))
     console.print(f"results: {cfg.out}")
 

@@ -2,57 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from experiments.runs.repeat import REBUILD_POLICIES
-from experiments.testbeds import TargetSpec, TestbedError, parse_target
+from experiments.runs.options import CommonRunOptions, ConfigError, default_out, out_problems
 
 # The gateway's default image limit. The testbeds start nats-server with a larger max_payload so
 # this, not NATS's 1 MB default, is the limit that applies.
 MAX_FRAME_BYTES = 4 * 1024 * 1024
-LOCAL_TARGET = "local"
-
-
-class ConfigError(ValueError):
-    """A bad option; the message names it and the fix."""
-
-
-@dataclass
-class CommonRunOptions:
-    """Where and how often an experiment runs (every experiment takes these)."""
-
-    target: str = LOCAL_TARGET
-    repeat: int = 1
-    rebuild: str = "each-run"
-
-    def target_spec(self) -> TargetSpec:
-        try:
-            return parse_target(self.target)
-        except TestbedError as err:
-            raise ConfigError(str(err)) from None
-
-    def run_problems(self) -> list[str]:
-        problems = []
-        if self.repeat < 1:
-            problems.append(f"--repeat must be >= 1 (got {self.repeat})")
-        if self.rebuild not in REBUILD_POLICIES:
-            problems.append(f"--rebuild must be one of {', '.join(REBUILD_POLICIES)} (got {self.rebuild!r})")
-        elif self.rebuild == "never" and self.target_spec().kind != "stack":
-            problems.append("--rebuild never uses an already deployed Pulumi stack; local, emulated and "
-                            "fleet testbeds are built for the run: use each-run or once")
-        return problems
-
-
-def resolved(cfg: Any) -> dict[str, Any]:
-    """A config as JSON-safe data for run.json."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-
-
-def default_out(kind: str) -> Path:
-    return Path("results") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 @dataclass
@@ -122,10 +79,4 @@ def frame_bytes_problems(frame_bytes: int) -> list[str]:
     if not 0 < frame_bytes <= MAX_FRAME_BYTES:
         return [f"--frame-bytes must be in 1..{MAX_FRAME_BYTES} (the gateway's maximum image size), "
                 f"got {frame_bytes}"]
-    return []
-
-
-def out_problems(out: Path) -> list[str]:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        return [f"--out {out} already exists and is not an empty directory; choose a new folder"]
     return []

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from experiments.latency.config import LatencyConfig, resolved
+from experiments.latency.config import LatencyConfig
 from experiments.latency.floor import measure_floor
 from experiments.latency.report import percentiles, plot_cdf, stage_medians
 from experiments.resources.meter import ProcessMeter, Sample, cpu_report
 from experiments.runs.frames import join_records, write_records
+from experiments.runs.options import resolved
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
-from experiments.testbeds.base import SystemSpec, Testbed
+from experiments.testbeds.base import SystemDied, SystemSpec, Testbed
 from experiments.testbeds.processes import Child
 from workloads.vei import launch
 from workloads.vei.records import read_sink, read_status, sink_stats
@@ -40,10 +41,6 @@ TARGETS = {"p50_ms": 3.0, "p95_ms": 8.0, "lost": 0, "floor_ratio_p50": 5.0,
            "cpu.total.marginal_ms_per_frame": 2.0, "cpu.total.quiescent_cores": 0.01}
 METRICS = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "lost", "floor_p50_ms", "floor_ratio_p50",
            "cpu.total.quiescent_cores", "cpu.total.streaming_cores", "cpu.total.marginal_ms_per_frame")
-
-
-class SystemDied(RuntimeError):
-    """A process of the system under test exited during a run: nothing it measured is meaningful."""
 
 
 def check_system(tb: Testbed) -> None:

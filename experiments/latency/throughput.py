@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from experiments.latency.config import ThroughputConfig, resolved
+from experiments.latency.config import ThroughputConfig
 from experiments.latency.report import percentiles
 from experiments.latency.run import check_system, make_progress, meter_for, quiet_window, stream_camera
 from experiments.resources.meter import ProcessMeter, Sample, cpu_report
 from experiments.runs.frames import join_records, write_records
+from experiments.runs.options import resolved
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
 from experiments.testbeds.base import SystemSpec
 from workloads.vei import launch

@@ -9,15 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from experiments.latency.commands import (
+from experiments.resources.config import THESIS_WINDOW_S, ResourcesConfig
+from experiments.runs.options import (
     ProgressOption,
     RebuildOption,
     RepeatOption,
     TargetOption,
-    _guarded,
+    default_out,
+    guarded,
 )
-from experiments.latency.config import default_out
-from experiments.resources.config import THESIS_WINDOW_S, ResourcesConfig
 
 console = Console(stderr=True)
 
@@ -47,7 +47,7 @@ def resources_command(
                           frame_bytes=frame_bytes, processing_ms=processing_ms, rate_range=rate_range,
                           out=out or default_out("resources"), target=target, repeat=repeat,
                           rebuild=rebuild, progress=progress)
-    for s in _guarded(lambda: run_resources(cfg, console)):
+    for s in guarded(lambda: run_resources(cfg, console)):
         q, st = s["quiescent"]["total"], s["streaming"]["total"]
         print(json.dumps({"quiescent_cores": q["cpu_cores"]["median"],
                           "streaming_cores": st["cpu_cores"]["median"],

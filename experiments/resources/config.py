@@ -5,14 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.latency.config import (
-    CommonRunOptions,
-    ConfigError,
-    default_out,
-    frame_bytes_problems,
-    out_problems,
-)
+from experiments.latency.config import frame_bytes_problems
 from experiments.resources.prometheus import parse_duration_s
+from experiments.runs.options import CommonRunOptions, ConfigError, default_out, out_problems
 
 THESIS_WINDOW_S = 30 * 60.0   # the K3s thesis's quiescent and streaming windows (4.1)
 

@@ -49,6 +49,10 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest test class despite the name
 
 
+class SystemDied(RuntimeError):
+    """A process of the system under test exited during a run: nothing it measured is meaningful."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     name: str
