@@ -27,7 +27,8 @@ from experiments.resources.meter import ProcessMeter, Sample, cpu_report
 from experiments.runs.frames import join_records, write_records
 from experiments.runs.options import resolved
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
-from experiments.testbeds.base import SystemDied, SystemSpec, Testbed
+from experiments.testbeds.base import SystemSpec, Testbed
+from experiments.testbeds.errors import SystemDied
 from experiments.testbeds.processes import Child
 from workloads.vei import launch
 from workloads.vei.records import read_sink, read_status, sink_stats

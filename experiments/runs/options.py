@@ -14,7 +14,7 @@ from rich.console import Console
 
 from experiments.runs.repeat import REBUILD_POLICIES
 from experiments.testbeds import TargetSpec, TestbedError, parse_target
-from experiments.testbeds.base import SystemDied
+from experiments.testbeds.errors import SystemDied
 from experiments.testbeds.journal import BusyError
 from experiments.testbeds.processes import Interrupted
 

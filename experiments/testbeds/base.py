@@ -27,6 +27,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from experiments.testbeds import journal as journals
+from experiments.testbeds.errors import SystemDied as SystemDied
+from experiments.testbeds.errors import TestbedError as TestbedError
 from experiments.testbeds.processes import Child, Supervisor
 from workloads.vei import launch
 from workloads.vei.launch import Launch
@@ -41,16 +43,6 @@ VISION = "vision"
 SYSTEM_COMPONENTS: tuple[str, ...] = (NATS, GATEWAY, VISION)
 
 Progress = Callable[[str], None]
-
-
-class TestbedError(RuntimeError):
-    """A testbed cannot be built, used or removed; the message names what and the fix."""
-
-    __test__ = False  # not a pytest test class despite the name
-
-
-class SystemDied(RuntimeError):
-    """A process of the system under test exited during a run: nothing it measured is meaningful."""
 
 
 @dataclass(frozen=True)

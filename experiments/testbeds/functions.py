@@ -35,12 +35,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from experiments.testbeds.base import TestbedError
 from experiments.testbeds.cluster_api import PodState
+from experiments.testbeds.errors import TestbedError
+from experiments.testbeds.netns import Host
 from experiments.testbeds.pod_watch import PodTracker
 from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
-from experiments.testbeds.system import Host
 from workloads.functions import launch
 from workloads.functions.http_template import HEALTH_PATH, PORT
 

@@ -136,6 +136,21 @@ def create_bridge(spec: NetworkSpec) -> None:
     ip("link", "set", spec.bridge, "up")
 
 
+@dataclass(frozen=True)
+class Host:
+    """Where a node's processes run: `node` None = this machine's loopback."""
+
+    name: str
+    node: NetNode | None = None
+
+    @property
+    def address(self) -> str:
+        return self.node.address if self.node is not None else "127.0.0.1"
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        return [*(self.node.exec_prefix() if self.node is not None else []), *argv]
+
+
 def create_node(node: NetNode) -> None:
     spec = node.spec
     ip("netns", "add", node.netns)

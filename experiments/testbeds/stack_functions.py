@@ -35,9 +35,9 @@ import http.client
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from experiments.testbeds.base import TestbedError
+from experiments.testbeds.base import NodeInfo, Progress, TestbedError
 from experiments.testbeds.cluster_api import FaasClusterApi
 from experiments.testbeds.functions import (
     EDGE,
@@ -60,8 +60,18 @@ from workloads.functions.http_template import HEALTH_PATH, PORT
 from workloads.images import catalog as image_catalog
 from workloads.images import record as image_record
 
-if TYPE_CHECKING:
-    from experiments.testbeds.stack import StackTestbed
+
+class StackView(Protocol):
+    """What the functions of a stack need from its testbed (the stack testbed is one)."""
+
+    stack: str
+    progress: Progress
+
+    @property
+    def nodes(self) -> list[NodeInfo]: ...
+
+    def setting(self, key: str, *path: str, default: str) -> str: ...
+
 
 FUNCTION_PORT = PORT                  # every function image (the python3-http contract)
 CE_CAP = 5                            # OpenFaaS CE's replica cap (faas-netes >= CE_CAP_SINCE)
@@ -268,7 +278,7 @@ class StackFunctionHost(FunctionHost):
     kind = "stack"
     autoscales = True
 
-    def __init__(self, testbed: StackTestbed, cluster: FaasClusterApi, openfaas: OpenFaaSClient,
+    def __init__(self, testbed: StackView, cluster: FaasClusterApi, openfaas: OpenFaaSClient,
                  namespace: str) -> None:
         self.testbed, self.cluster, self.openfaas, self.namespace = testbed, cluster, openfaas, namespace
         self.stack = testbed.stack

@@ -26,6 +26,7 @@ from experiments.testbeds.base import (
     Testbed,
     TestbedError,
 )
+from experiments.testbeds.netns import Host as Host
 from experiments.testbeds.netns import NetNode
 from experiments.testbeds.ports import free_port, port_open
 from experiments.testbeds.processes import Child, Supervisor
@@ -37,21 +38,6 @@ if TYPE_CHECKING:
 
 GATEWAY_PORT = 50051
 READY_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Host:
-    """Where a node's processes run: `node` None = this machine's loopback."""
-
-    name: str
-    node: NetNode | None = None
-
-    @property
-    def address(self) -> str:
-        return self.node.address if self.node is not None else "127.0.0.1"
-
-    def argv(self, argv: Sequence[str]) -> list[str]:
-        return [*(self.node.exec_prefix() if self.node is not None else []), *argv]
 
 
 @dataclass
