@@ -13,6 +13,7 @@ import urllib.request
 from typing import Any
 
 import grpc
+import psutil
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -355,10 +356,28 @@ async def test_edgerig_cli_starts_the_gateway(nats_server: str) -> None:
             proc.stderr.close()
 
 
+async def test_unacknowledged_data_bound_on_client_connections_is_the_keepalive(
+        gateway_factory: Any) -> None:
+    """A cut-off client stops acknowledging what the gateway sends it: gRPC sets TCP_USER_TIMEOUT
+    to the keepalive timeout, so the kernel drops such a connection after grpc_keepalive_s, without
+    any ping. That is what lets the idle ping be rare."""
+    gateway = await gateway_factory(grpc_keepalive_s=1.5)
+    port = int(gateway.address.rsplit(":", 1)[1])
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        await channel.channel_ready()
+        accepted = [c for c in psutil.Process().net_connections("tcp")
+                    if c.laddr and c.laddr.port == port and c.raddr and c.status == psutil.CONN_ESTABLISHED]
+        assert accepted, "the gateway's side of the client connection not found"
+        with socket.socket(fileno=os.dup(accepted[0].fd)) as sock:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 1500
+
+
 @pytest.mark.slow
-async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) -> None:
-    """A vision replica whose node is cut sends no RST: only the server's keepalive ping timeout
-    notices, and until then frames handed to its stream are lost to it."""
+async def test_silently_dead_idle_subscriber_is_dropped_by_the_idle_ping(gateway_factory: Any) -> None:
+    """A vision replica whose node is cut sends no RST. While no frame flows, nothing is left
+    unacknowledged, so only the idle ping notices (every grpc_idle_ping_s, answered within
+    grpc_keepalive_s); this proxy keeps TCP alive and swallows the ping."""
+    gateway = await gateway_factory(grpc_idle_ping_s=1.0)
     port = int(gateway.address.rsplit(":", 1)[1])
     proxy = CuttableProxy(port)
     via_proxy = await proxy.start()
@@ -369,8 +388,8 @@ async def test_silently_dead_subscriber_is_dropped_within_seconds(gateway: Any) 
         await subscribed(call)
         assert metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 1
         proxy.cut()
-        # keepalive 1 s + ping timeout 1 s: about 2 s (docs/benchmarks.md); gRPC's 60 s default ping
-        # timeout would not make it within the wait.
+        # idle ping 1 s + ping timeout 1 s: about 2 s; gRPC's 60 s default ping timeout would not
+        # make it within the wait.
         await wait_until_async(lambda: metric(gateway, "vei_active_streams", {"rpc": "SubscribeImage"}) == 0,
                                timeout_s=10, what="the dead subscriber dropped")
     finally:

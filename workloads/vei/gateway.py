@@ -76,17 +76,21 @@ class Gateway:
                 log.info("cloud provider %r -> %s", spec.name, sink.describe())
             self._service = VeiService(nc, self._registry, self._sinks, self.metrics, s)
             limit = max(self._service.max_image_bytes, s.max_image_bytes) + _ENVELOPE
-            keepalive_ms = round(s.grpc_keepalive_s * 1000)
+            dead_ms = round(s.grpc_keepalive_s * 1000)
             self._server = grpc.aio.server(options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-                # Detect a silently dead client (its node cut off) in ~2 s, as the clients do for the
-                # gateway: until then frames handed to its SubscribeImage stream are lost to it.
-                ("grpc.keepalive_time_ms", keepalive_ms),
-                ("grpc.keepalive_timeout_ms", keepalive_ms),
-                # Without this the unanswered ping waits for grpc's own 60 s default, and a cut-off
-                # client took > 30 s to notice (measured); with it, about 2 s.
-                ("grpc.http2.ping_timeout_ms", keepalive_ms),
+                # A silently dead client (its node cut off) must be noticed fast: until then frames
+                # handed to its SubscribeImage stream are lost to it. gRPC sets TCP_USER_TIMEOUT to the
+                # keepalive timeout, so a connection whose sent data stays unacknowledged that long is
+                # dropped by the kernel: while frames flow that detects a cut in about `dead_ms`, with
+                # no timer at all. The ping only covers idle connections, so it can be rare: a ping
+                # every second to each client was most of the gateway's idle CPU (measured).
+                ("grpc.keepalive_time_ms", round(s.grpc_idle_ping_s * 1000)),
+                ("grpc.keepalive_timeout_ms", dead_ms),
+                # Without this an unanswered ping waits for grpc's own 60 s default, and a cut-off
+                # idle client took > 30 s to notice (measured).
+                ("grpc.http2.ping_timeout_ms", dead_ms),
                 ("grpc.http2.min_ping_interval_without_data_ms", 500),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Clients ping about every second to detect a dead replica fast; never GOAWAY them.

@@ -175,9 +175,13 @@ class GatewaySettings(NatsSettings):
     # Server reflection (grpcurl and friends list and describe the services): handy on a desk, off in
     # the cluster, where nobody needs to explore the API.
     grpc_reflection: bool = True
-    # Keepalive ping interval (and timeout) towards each client: a silently dead client (its node cut
-    # off) is dropped after about twice this, and its queue-group share of frames goes elsewhere.
+    # How long a client may leave data unacknowledged, or a ping unanswered, before it counts as dead
+    # (its node cut off) and its queue-group share of frames goes elsewhere.
     grpc_keepalive_s: float = Field(1.0, ge=0.1)
+    # How often each connection is pinged. Streaming connections need no ping (unacknowledged data
+    # already detects a cut within grpc_keepalive_s), so this only bounds how long a dead idle
+    # connection lingers.
+    grpc_idle_ping_s: float = Field(10.0, ge=0.1)
 
     @field_validator("clouds", mode="before")
     @classmethod
