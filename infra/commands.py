@@ -10,7 +10,6 @@ import yaml
 
 from infra.cloud.security import security_rules
 from infra.model import Testbed
-from infra.rendering import all_objects, helm_values
 from infra.stackfile import StackConfigError, load_stack_file
 
 STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
@@ -47,6 +46,10 @@ def check(stack: str = typer.Argument(..., help="stack name (pi-k3s) or path to 
 @stack_app.command("render")
 def render(stack: str = typer.Argument(..., help="stack name or path to a stack file")) -> None:
     """Print, as YAML, the security-group rules, Helm values and Kubernetes objects the program creates."""
+    # Imported here: rendering loads pulumi_kubernetes (~0.6 s), which every other `edgerig` command
+    # would otherwise pay at start-up.
+    from infra.rendering import all_objects, helm_values
+
     tb = _load(stack)
     docs = [
         {"securityGroupRules": [vars(r) for r in security_rules(tb)] if tb.openstack_nodes else []},

@@ -1,10 +1,10 @@
-"""Cloud sinks built from parsed specs (imports every sink's client library, unlike spec.py)."""
+"""Cloud sinks built from parsed specs. The AWS sink is imported only when one is configured: boto3
+adds ~0.1 s to every gateway start and ~15 MB to its memory, which gateways without AWS need not carry."""
 
 from __future__ import annotations
 
 from nats.aio.client import Client
 
-from workloads.vei.sinks.aws import AwsIotSink
 from workloads.vei.sinks.base import CloudSink
 from workloads.vei.sinks.file import FileSink
 from workloads.vei.sinks.local import LocalSink
@@ -22,5 +22,7 @@ def build_sink(spec: CloudSpec, nc: Client, timeout_s: float, concurrency: int, 
     if spec.kind == "mqtt":
         return MqttSink(spec.name, mqtt_target(spec), qos, timeout_s, max_inflight=concurrency,
                         username=mqtt_username, password=mqtt_password)
+    from workloads.vei.sinks.aws import AwsIotSink
+
     return AwsIotSink(spec.name, spec.params["region"], spec.params["topic"],
                       spec.params.get("endpoint") or None, qos, timeout_s, threads=min(32, concurrency))
