@@ -61,7 +61,6 @@ def default_out(kind: str) -> Path:
     return Path("results") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-
 def out_problems(out: Path) -> list[str]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         return [f"--out {out} already exists and is not an empty directory; choose a new folder"]
