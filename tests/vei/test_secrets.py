@@ -9,6 +9,8 @@ import json
 import os
 import secrets
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -198,6 +200,36 @@ async def test_mqtts_verifies_the_broker_against_the_ca(mosquitto_factory: Calla
 
 def _nats_settings(url: str, **auth: Any) -> NatsSettings:
     return NatsSettings(nats_urls=[url], nats_startup_timeout_s=5, **auth)
+
+
+async def test_a_refusal_stays_the_reason_when_the_connection_is_then_reset() -> None:
+    """nats-server answers a bad password with -ERR and closes; if the close arrives as a reset, the
+    client sees a second error right after the first. The reason given must stay the refusal. A real
+    nats-server does this only by chance (one CI run in many), so a scripted peer does it every time."""
+    info = (b'INFO {"server_id":"scripted","version":"2.10.0","proto":1,"max_payload":1048576,'
+            b'"auth_required":true}\r\n')
+
+    async def refuse_then_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(info)
+        await writer.drain()
+        await reader.readline()  # CONNECT
+        writer.write(b"-ERR 'Authorization Violation'\r\n")
+        # SO_LINGER 0: close() sends RST, so the client reads the -ERR and then a reset connection
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    server = await asyncio.start_server(refuse_then_reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ConnectionError) as err:
+            await nats_conn.connect(_nats_settings(f"nats://127.0.0.1:{port}", nats_user="vei",
+                                                   nats_password=SecretStr(fresh_secret())), "vei-test")
+    finally:
+        server.close()
+        await server.wait_closed()
+    reason = "the server refused the connection: nats: 'Authorization Violation'; check the NATS"
+    assert reason in str(err.value)
 
 
 async def test_nats_user_password_token_and_nkey(nats_server_factory: Callable[..., str],

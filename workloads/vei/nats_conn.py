@@ -66,6 +66,9 @@ async def connect(settings: NatsSettings, name: str) -> Client:
     nc = Client()
     last_text, last_at = [""], [0.0]
     refused = asyncio.Event()  # the server rejected our credentials or TLS at start-up: retrying is futile
+    # The refusal itself: nats-py keeps retrying until we give up, and a later attempt's error (often a
+    # reset connection) must not hide why the server said no.
+    refusal = [""]
 
     async def on_error(exc: Exception) -> None:
         # Reconnect attempts fail every few hundred ms while a node is down: log each distinct
@@ -75,6 +78,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
             log.warning("%s: NATS error: %s", name, text)
         last_text[0], last_at[0] = text, now
         if not nc.is_connected and ("authorization" in text.lower() or isinstance(exc, ssl.SSLError)):
+            refusal[0] = refusal[0] or text
             refused.set()
 
     async def on_disconnected() -> None:
@@ -118,7 +122,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
                 await connecting
             hint = last_text[0] or "no error reported"
             if refused.is_set():
-                raise PermissionError(f"the server refused the connection: {hint}; check the NATS "
+                raise PermissionError(f"the server refused the connection: {refusal[0]}; check the NATS "
                                       "credentials (VEI_NATS_USER/PASSWORD/TOKEN/CREDS/NKEY) and TLS files")
             raise TimeoutError(f"none answered within {settings.nats_startup_timeout_s:g} s "
                                f"(last error: {hint})")
