@@ -45,6 +45,8 @@ def test_image_labels_user_and_contents(built: Built, podman: Podman, vei_image:
     assert labels["org.opencontainers.image.revision"] == built.record.revision
     assert labels["org.opencontainers.image.version"] == built.record.version
     assert info["Config"]["User"] == "10001:10001"
+    # a container started by hand runs gRPC as edgerig's manifests do
+    assert f"GRPC_EXPERIMENTS={launch.GRPC_ENV['GRPC_EXPERIMENTS']}" in info["Config"]["Env"]
     # only what the processes need: no package manager, shell, compiler, pip, or the CLI's libraries
     probe = ("import importlib.util as u, shutil, os; "
              "print([m for m in ('pulumi','ansible','pyinfra','matplotlib','typer','pip','setuptools') "

@@ -23,6 +23,7 @@ from stack_support import (
 
 from infra.model import AGENT_LABEL, EDGE_ROLE_LABEL
 from infra.rendering import all_objects
+from workloads.vei import launch
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -115,6 +116,19 @@ def test_k3s_token_only_reaches_the_host_installs(name: str) -> None:
             assert decoded_secrets(res)["k3sToken"] == TOKEN
         else:
             assert TOKEN not in text, f"{res.typ} {res.name} carries the K3s token"
+
+
+def test_every_vei_container_runs_grpc_with_the_gateway_endpoints() -> None:
+    """The gRPC settings of workloads/vei/launch.py reach every VEI pod (the C core reads them from
+    the environment at import, so only the container's env can carry them)."""
+    r = run_program(with_cloud_sinks("hybrid"))
+    containers = [c for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
+                  for c in d.inputs["spec"]["template"]["spec"]["containers"]
+                  if d.inputs["metadata"]["name"].startswith("vei-")]
+    assert {c["name"] for c in containers} >= {"gateway", "vision"}
+    for container in containers:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["GRPC_EXPERIMENTS"] == launch.GRPC_ENV["GRPC_EXPERIMENTS"], container["name"]
 
 
 def test_cloud_credentials_only_in_the_kubernetes_secret() -> None:

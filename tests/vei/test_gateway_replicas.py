@@ -15,9 +15,27 @@ from google.protobuf import empty_pb2
 from testkit import free_port, wait_until_async
 from vei_support import frame, frames, read_jsonl, stubs, subscribed, take
 
+from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
 
 EMPTY = empty_pb2.Empty()
+
+
+async def test_registry_buckets_exist_before_the_first_frame(gateway_factory: Any, nats_server: str) -> None:
+    """A started gateway opens both buckets at once, so nats-server's JetStream timers run from the
+    start (an idle cost) and the first frame waits for no stream to be created."""
+    await gateway_factory()
+    nc = await nats.connect(nats_server)
+    try:
+        js = nc.jetstream()
+
+        async def both_exist() -> bool:
+            names = [info.config.name for info in await js.streams_info()]
+            return {f"KV_{subjects.CAMERAS_BUCKET}", f"KV_{subjects.APPLICATIONS_BUCKET}"} <= set(names)
+
+        await wait_until_async(both_exist, what="both registry buckets created without a frame")
+    finally:
+        await nc.close()
 
 
 async def test_registries_are_shared_between_replicas(gateway_factory: Any) -> None:

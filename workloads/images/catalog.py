@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from workloads.functions import catalog as function_catalog
 from workloads.functions.catalog import FunctionInfo
+from workloads.vei import launch
 
 # Debian packages of the base every image starts from (their dependency closure is copied, see
 # base.py). python-is-python3 gives `python`, the command the Kubernetes manifests run; libstdc++6
@@ -53,6 +54,7 @@ VEI = ImageDef(
     code=("workloads/__init__.py", "workloads/vei"),
     cmd=("python", "-m", "workloads.vei.gateway", "--listen", "0.0.0.0:50051"),
     ports=(50051, 9102),
+    env=dict(launch.GRPC_ENV),  # also for a container started by hand, without edgerig's manifests
 )
 
 FUNCTION_CODE = ("workloads/__init__.py", "workloads/functions/__init__.py",

@@ -49,7 +49,8 @@ class Registry:
         self._owner = json.dumps({"gateway": f"{socket.gethostname()}:{os.getpid()}"})
 
     def start(self) -> None:
-        # The writer sleeps until a name is noted: an idle gateway has no registry timer at all.
+        # After opening the buckets the writer sleeps until a name is noted: an idle gateway has no
+        # registry timer at all.
         self._writer = asyncio.create_task(self._write_loop(), name="vei-registry-writer")
 
     async def close(self) -> None:
@@ -133,6 +134,12 @@ class Registry:
             f"{reason}; NATS must run with JetStream (-js) and be reachable")
 
     async def _write_loop(self) -> None:
+        # The buckets are opened (or created) at start-up, not on the first frame: the first JetStream
+        # stream starts nats-server's 100 ms access-time ticker, a fixed cost of the idle system that
+        # would otherwise begin with the first camera stream, and the first frame would wait for it.
+        for kind in Kind:
+            with contextlib.suppress(RegistryUnavailable):  # retried by the first write
+                await self._bucket(kind)
         while True:
             await self._wake.wait()
             self._wake.clear()
