@@ -46,6 +46,7 @@ class Registry:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._failing = False
+        self._closing = False
         self._owner = json.dumps({"gateway": f"{socket.gethostname()}:{os.getpid()}"})
 
     def start(self) -> None:
@@ -60,6 +61,11 @@ class Registry:
         deadline = time.monotonic() + self._timeout
         while any(self._pending.values()) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # short, bounded wait at shutdown only
+        # The flag as well as the cancellation: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as the awaited request completes (a bucket opened just as the gateway stops), and
+        # the writer must then end at its next check instead of waiting for a name forever.
+        self._closing = True
+        self._wake.set()
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
@@ -138,11 +144,15 @@ class Registry:
         # stream starts nats-server's 100 ms access-time ticker, a fixed cost of the idle system that
         # would otherwise begin with the first camera stream, and the first frame would wait for it.
         for kind in Kind:
+            if self._closing:
+                return
             with contextlib.suppress(RegistryUnavailable):  # retried by the first write
                 await self._bucket(kind)
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            if self._closing:
+                return
             failed = False
             for kind, names in self._pending.items():
                 for name in list(names):
