@@ -6,6 +6,7 @@ import csv
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -192,7 +193,7 @@ def _answer_from(address: str, port: int) -> str:
 
 
 @pytest.mark.root
-def test_node_port_spreads_fresh_connections_evenly_over_every_replica() -> None:
+def test_node_port_spreads_fresh_connections_over_every_replica_in_even_shares() -> None:
     entry, *replicas = netns.nodes_for(NODE_PORT_NET, ["entry", "r1", "r2", "r3"])
     netns.sweep(NODE_PORT_NET)
     servers: list[subprocess.Popen[bytes]] = []
@@ -207,6 +208,12 @@ def test_node_port_spreads_fresh_connections_evenly_over_every_replica() -> None
                        alive=functools.partial(_running, server))
         port.install()
         assert port.url == f"http://{entry.address}:31080"
+        # Even shares come from the rule chain (1/3, then 1/2 of the rest, then the rest); sampling
+        # alone would barely tell them from uneven ones.
+        rules = subprocess.run(Host("entry", entry).argv(["iptables", "-t", "nat", "-S", port.chain]),
+                               capture_output=True, text=True, check=True).stdout
+        assert [round(float(p), 4) for p in re.findall(r"--probability (\S+)", rules)] == [0.3333, 0.5]
+        assert rules.count("-j DNAT") == 3
         seen = Counter(_answer_from(entry.address, 31080) for _ in range(120))
     finally:
         port.remove()
@@ -214,6 +221,6 @@ def test_node_port_spreads_fresh_connections_evenly_over_every_replica() -> None
             server.kill()
             server.wait()
         netns.sweep(NODE_PORT_NET)
-    # 1/3 each: 40 expected, sd 5.2; outside 15-70 is about one chance in a million
+    # and each replica is reached: 40 of 120 expected, sd 5.2; outside 15-70 about one chance in a million
     assert set(seen) == {"r1", "r2", "r3"} and all(15 <= n <= 70 for n in seen.values()), seen
     assert netns.leftovers(NODE_PORT_NET) == []

@@ -8,6 +8,7 @@ process is added here and reaches every way of running it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ MODULES: dict[str, str] = {
 GRPC_ENV: dict[str, str] = {
     "GRPC_EXPERIMENTS": "-event_engine_listener,-event_engine_client,-event_engine_for_all_other_endpoints",
 }
-# Unbuffered output: a process's log is read while it runs (and after a SIGKILL).
+# Unbuffered output: a process's log is read while it runs (and after a SIGKILL). Every process
+# gets the gRPC settings; those that do not use gRPC (the function server, the load) ignore them.
 BASE_ENV: dict[str, str] = {"PYTHONUNBUFFERED": "1", **GRPC_ENV}
 
 
@@ -58,15 +60,19 @@ class Launch:
         return [python, "-m", self.module, *self.args]
 
     def process_env(self) -> dict[str, str]:
-        return {**BASE_ENV, **self.env}
+        """The environment of a process on this machine. A GRPC_EXPERIMENTS already in the caller's
+        environment wins, so gRPC's own defaults stay one variable away (to measure or to fall back)."""
+        inherited = {key: os.environ[key] for key in GRPC_ENV if key in os.environ}
+        return {**BASE_ENV, **inherited, **self.env}
 
     def container(self, name: str | None = None) -> dict[str, Any]:
-        """The Kubernetes container fields (name, command, args, plain env) for the VEI image."""
+        """The Kubernetes container fields (name, command, args, plain env) for the VEI image; never
+        taken from the environment of whoever renders the manifests."""
         return {
             "name": name or self.component,
             "command": ["python", "-m", self.module],
             "args": list(self.args),
-            "env": [{"name": k, "value": v} for k, v in sorted(self.process_env().items())],
+            "env": [{"name": k, "value": v} for k, v in sorted({**BASE_ENV, **self.env}.items())],
         }
 
 
