@@ -28,13 +28,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from workloads.vei import launch  # standard library only: grpc is not imported yet
 
-# In-process gateways and clients run gRPC as the VEI processes do; its C core reads this at import.
+# In-process gateways and clients run gRPC as the VEI processes do; its C core reads this at import,
+# and testkit imports grpc.
 for _key, _value in launch.GRPC_ENV.items():
     os.environ.setdefault(_key, _value)
 
-import pytest  # noqa: E402
 from testkit import ROOT, free_port, stop_process, wait_for_port  # noqa: E402
 
 

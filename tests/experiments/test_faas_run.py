@@ -210,7 +210,7 @@ def test_node_port_spreads_fresh_connections_over_every_replica_in_even_shares()
         assert port.url == f"http://{entry.address}:31080"
         # Even shares come from the rule chain (1/3, then 1/2 of the rest, then the rest); sampling
         # alone would barely tell them from uneven ones.
-        rules = subprocess.run(Host("entry", entry).argv(["iptables", "-t", "nat", "-S", port.chain]),
+        rules = subprocess.run(port.entry.argv(["iptables", "-t", "nat", "-S", port.chain]),
                                capture_output=True, text=True, check=True).stdout
         assert [round(float(p), 4) for p in re.findall(r"--probability (\S+)", rules)] == [0.3333, 0.5]
         assert rules.count("-j DNAT") == 3

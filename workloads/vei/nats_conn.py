@@ -120,12 +120,11 @@ async def connect(settings: NatsSettings, name: str) -> Client:
             connecting.cancel()
             with contextlib.suppress(BaseException):
                 await connecting
-            hint = last_text[0] or "no error reported"
             if refused.is_set():
                 raise PermissionError(f"the server refused the connection: {refusal[0]}; check the NATS "
                                       "credentials (VEI_NATS_USER/PASSWORD/TOKEN/CREDS/NKEY) and TLS files")
             raise TimeoutError(f"none answered within {settings.nats_startup_timeout_s:g} s "
-                               f"(last error: {hint})")
+                               f"(last error: {last_text[0] or 'no error reported'})")
         connecting.result()
         abort_when_unacked(nc)
     except Exception as exc:
