@@ -14,6 +14,7 @@ from experiments.runs.options import (
     ProgressOption,
     RebuildOption,
     RepeatOption,
+    SinkOption,
     TargetOption,
     default_out,
     fail,
@@ -35,18 +36,19 @@ def latency_command(
     floor_frames: Annotated[int | None, typer.Option(help="floor samples [default: min(frames,300)]")] = None,
     processing_ms: Annotated[float, typer.Option(help="vision app's emulated processing time")] = 0.0,
     throughput: Annotated[bool, typer.Option("--throughput", help="run the throughput ramp instead")] = False,
+    sink: SinkOption = "auto",
     progress: ProgressOption = True,
 ) -> None:
     """Latency of the baseline system: camera -> gateway -> NATS -> vision -> cloud sink."""
     if throughput:
         throughput_command(frame_bytes=frame_bytes, out=out, target=target, repeat=repeat, rebuild=rebuild,
-                           quiet_s=quiet_s, progress=progress)
+                           quiet_s=quiet_s, sink=sink, progress=progress)
         return
     from experiments.latency.run import run_latency
 
     cfg = LatencyConfig(frames=frames, fps=fps, frame_bytes=frame_bytes, out=out or default_out("latency"),
                         target=target, repeat=repeat, rebuild=rebuild, quiet_s=quiet_s,
-                        floor_frames=floor_frames, processing_ms=processing_ms, progress=progress)
+                        floor_frames=floor_frames, processing_ms=processing_ms, sink=sink, progress=progress)
     summaries = guarded(lambda: run_latency(cfg, console))
     keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "frames_sent", "frames_received", "lost",
             "floor_p50_ms", "floor_p95_ms", "floor_ratio_p50")
@@ -75,6 +77,7 @@ def throughput_command(
     repeat: RepeatOption = 1,
     rebuild: RebuildOption = "each-run",
     quiet_s: Annotated[float, typer.Option(help="quiescent window before the ramp (s)")] = 10.0,
+    sink: SinkOption = "auto",
     progress: ProgressOption = True,
 ) -> None:
     """Raise the frame rate step by step; report the highest rate sustained with p95 <= limit, 0 lost."""
@@ -86,7 +89,7 @@ def throughput_command(
         raise fail(f"--rates must be numbers separated by commas (got {rates!r})", 2) from None
     cfg = ThroughputConfig(rates=parsed, step_s=step_seconds, frame_bytes=frame_bytes,
                            p95_limit_ms=p95_limit_ms, out=out or default_out("throughput"), target=target,
-                           repeat=repeat, rebuild=rebuild, quiet_s=quiet_s, progress=progress)
+                           repeat=repeat, rebuild=rebuild, quiet_s=quiet_s, sink=sink, progress=progress)
     for summary in guarded(lambda: run_throughput(cfg, console)):
         print(json.dumps({k: summary[k] for k in ("max_sustained_fps", "p95_limit_ms", "frame_bytes")}))
     console.print(f"results: {cfg.out}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.runs.options import CommonRunOptions, ConfigError, default_out, out_problems
+from experiments.runs.options import ConfigError, StreamRunOptions, default_out, out_problems
 
 # The gateway's default image limit. The testbeds start nats-server with a larger max_payload so
 # this, not NATS's 1 MB default, is the limit that applies.
@@ -13,7 +13,7 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
-class LatencyConfig(CommonRunOptions):
+class LatencyConfig(StreamRunOptions):
     frames: int = 1000
     fps: float = 10.0
     frame_bytes: int = 24 * 1024
@@ -48,7 +48,7 @@ class LatencyConfig(CommonRunOptions):
 
 
 @dataclass
-class ThroughputConfig(CommonRunOptions):
+class ThroughputConfig(StreamRunOptions):
     rates: list[float] = field(default_factory=lambda: [100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000])
     step_s: float = 5.0
     frame_bytes: int = 24 * 1024

@@ -1,7 +1,9 @@
 """`edgerig run latency`: N frames at F fps through the VEI pipeline of a testbed.
 
-camera -> gateway -> NATS -> vision app -> gateway -> local sink. The testbed runs the system; this
-module starts the sink and the camera through it (on the operator's machine, one clock for both),
+camera -> gateway -> NATS -> vision app -> gateway -> local cloud. The local cloud is the gateway's
+own recorder (a `local=file:` cloud, as the original gateway delivered to its cloud itself) or the
+sink process over NATS (`--sink`). The testbed runs the system; this module starts the sink process
+if there is one and the camera through it (on the operator's machine, one clock for both),
 measures a quiescent window, streams, measures the floor (a bare NATS hop with the same payload,
 against the same NATS, in the same run) and writes records, summary and plot.
 """
@@ -89,12 +91,14 @@ def make_progress(console: Console, enabled: bool) -> Progress | None:
                     console=console, transient=False)
 
 
-def meter_for(tb: Testbed, sink: Child) -> ProcessMeter:
-    """The system's processes per component, plus the sink: what a frame costs the whole pipeline.
-    A testbed whose system runs elsewhere (a stack) has none here: its CPU comes from Prometheus
-    (`edgerig run resources`), so the meter then measures nothing."""
+def meter_for(tb: Testbed, sink: Child | None) -> ProcessMeter:
+    """The system's processes per component, plus the sink process if there is one: what a frame
+    costs the whole pipeline. A testbed whose system runs elsewhere (a stack) has none here: its CPU
+    comes from Prometheus (`edgerig run resources`), so the meter then measures nothing."""
     procs = tb.system_processes()
-    return ProcessMeter({**procs, "sink": [sink.pid]} if procs else {})
+    if not procs:
+        return ProcessMeter({})
+    return ProcessMeter({**procs, "sink": [sink.pid]} if sink is not None else procs)
 
 
 def quiet_window(meter: ProcessMeter, seconds: float) -> tuple[Sample, Sample]:
@@ -108,7 +112,8 @@ def plan_for(cfg: LatencyConfig | ResourcesConfig, experiment: str = "latency",
     """The plan of an experiment that streams one camera through the VEI system (latency, resources)."""
     return RunPlan(experiment=experiment, target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
                    system=SystemSpec(camera_ids=(cfg.camera_id,), processing_ms=cfg.processing_ms),
-                   repeat=cfg.repeat, rebuild=cfg.rebuild, metrics=metrics)
+                   repeat=cfg.repeat, rebuild=cfg.rebuild, metrics=metrics,
+                   gateway_records=cfg.gateway_records())
 
 
 def run_latency(cfg: LatencyConfig, console: Console | None = None) -> list[dict[str, Any]]:
@@ -120,7 +125,7 @@ def run_latency(cfg: LatencyConfig, console: Console | None = None) -> list[dict
 
 def run_once(cfg: LatencyConfig, ctx: RunContext) -> dict[str, Any]:
     tb, out = ctx.testbed, ctx.run_dir
-    sink = tb.start_sink(ctx.sink_out)
+    sink = ctx.start_sink()
     meter = meter_for(tb, sink)
     load_before = os.getloadavg()
     with ctx.phase("quiescent"):
@@ -143,7 +148,7 @@ def run_once(cfg: LatencyConfig, ctx: RunContext) -> dict[str, Any]:
                                           cfg.frame_bytes, nkeys_seed=tb.nats_seed_file))
         nats_after = meter.sample()
     check_system(tb)
-    tb.stop_client(sink)  # SIGTERM: the sink writes its stats file
+    ctx.stop_sink(sink)
     cpu = cpu_report(quiet, (s0, s1), cfg.fps, cfg.frames) if meter.components else None
     summary = summarize(cfg, ctx, cam, cpu, floor,
                         floor_nats_ms=(nats_after.cpu_s.get("nats", 0.0)
@@ -164,7 +169,8 @@ def summarize(cfg: LatencyConfig, ctx: RunContext, cam: dict[str, Any], cpu: dic
     summary: dict[str, Any] = {
         **percentiles(latencies),
         "frames_sent": sent, "frames_received": received, "lost": sent - received,
-        "duplicates_at_sink": sink_stats(ctx.sink_out).get("duplicates"),
+        # The gateway's recorder writes its stats on every duplicate, so none yet means none.
+        "duplicates_at_sink": sink_stats(ctx.sink_out).get("duplicates", 0 if ctx.gateway_records else None),
         "camera": {k: cam.get(k) for k in ("sent", "acked", "resent", "dropped_overflow", "unacked",
                                            "reconnects", "error_acks", "late_sends")},
         # The client's own cost, not part of the system's.
@@ -175,7 +181,8 @@ def summarize(cfg: LatencyConfig, ctx: RunContext, cam: dict[str, Any], cpu: dic
         "floor_nats_cpu_ms_per_msg": round(floor_nats_ms / len(floor), 3) if floor and cpu else None,
         **stage_medians(records),
         "config": {"frames": cfg.frames, "fps": cfg.fps, "frame_bytes": cfg.frame_bytes,
-                   "processing_ms": cfg.processing_ms, "quiet_s": cfg.quiet_s, "target": cfg.target},
+                   "processing_ms": cfg.processing_ms, "quiet_s": cfg.quiet_s, "target": cfg.target,
+                   "sink": "gateway" if ctx.gateway_records else "process"},
         "testbed": ctx.testbed.kind,
         "loadavg_before": [round(x, 2) for x in load[0]], "loadavg_after": [round(x, 2) for x in load[1]],
     }

@@ -38,13 +38,13 @@ def run_throughput(cfg: ThroughputConfig, console: Console | None = None) -> lis
     console = console or Console(stderr=True)
     plan = RunPlan(experiment="throughput", target=cfg.target_spec(), out=cfg.out, config=resolved(cfg),
                    system=SystemSpec(camera_ids=(CAMERA_ID,)), repeat=cfg.repeat, rebuild=cfg.rebuild,
-                   metrics=METRICS)
+                   metrics=METRICS, gateway_records=cfg.gateway_records())
     return run_repeated(plan, lambda ctx: run_once(cfg, ctx), console)
 
 
 def run_once(cfg: ThroughputConfig, ctx: RunContext) -> dict[str, Any]:
     tb = ctx.testbed
-    sink = tb.start_sink(ctx.sink_out)
+    sink = ctx.start_sink()
     meter = meter_for(tb, sink)
     with ctx.phase("quiescent"):
         ctx.console.print(f"quiescent window: {cfg.quiet_s:g} s with nothing streaming")
@@ -58,10 +58,11 @@ def run_once(cfg: ThroughputConfig, ctx: RunContext) -> dict[str, Any]:
             if not step["sustained"]:
                 break
     check_system(tb)
-    tb.stop_client(sink)
+    ctx.stop_sink(sink)
     sustained = [s["rate_fps"] for s in steps if s["sustained"]]
     summary = {"max_sustained_fps": max(sustained) if sustained else None, "p95_limit_ms": cfg.p95_limit_ms,
-               "frame_bytes": cfg.frame_bytes, "step_s": cfg.step_s, "testbed": tb.kind, "steps": steps}
+               "frame_bytes": cfg.frame_bytes, "step_s": cfg.step_s, "testbed": tb.kind,
+               "sink": "gateway" if ctx.gateway_records else "process", "steps": steps}
     (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_steps(ctx.run_dir / "throughput.png", steps, cfg)
     return summary

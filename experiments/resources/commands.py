@@ -14,6 +14,7 @@ from experiments.runs.options import (
     ProgressOption,
     RebuildOption,
     RepeatOption,
+    SinkOption,
     TargetOption,
     default_out,
     guarded,
@@ -38,6 +39,7 @@ def resources_command(
     target: TargetOption = "local",
     repeat: RepeatOption = 1,
     rebuild: RebuildOption = "each-run",
+    sink: SinkOption = "auto",
     progress: ProgressOption = True,
 ) -> None:
     """CPU and memory of the system, quiescent and then streaming (the K3s thesis's Figs. 4.1/4.2)."""
@@ -46,7 +48,7 @@ def resources_command(
     cfg = ResourcesConfig(quiet_s=quiet_s, stream_s=stream_s, sample_s=sample_s, fps=fps,
                           frame_bytes=frame_bytes, processing_ms=processing_ms, rate_range=rate_range,
                           out=out or default_out("resources"), target=target, repeat=repeat,
-                          rebuild=rebuild, progress=progress)
+                          rebuild=rebuild, sink=sink, progress=progress)
     for s in guarded(lambda: run_resources(cfg, console)):
         q, st = s["quiescent"]["total"], s["streaming"]["total"]
         print(json.dumps({"quiescent_cores": q["cpu_cores"]["median"],

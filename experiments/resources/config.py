@@ -7,13 +7,13 @@ from pathlib import Path
 
 from experiments.latency.config import frame_bytes_problems
 from experiments.resources.prometheus import parse_duration_s
-from experiments.runs.options import CommonRunOptions, ConfigError, default_out, out_problems
+from experiments.runs.options import ConfigError, StreamRunOptions, default_out, out_problems
 
 THESIS_WINDOW_S = 30 * 60.0   # the K3s thesis's quiescent and streaming windows (4.1)
 
 
 @dataclass
-class ResourcesConfig(CommonRunOptions):
+class ResourcesConfig(StreamRunOptions):
     quiet_s: float = THESIS_WINDOW_S
     stream_s: float = THESIS_WINDOW_S
     sample_s: float = 1.0

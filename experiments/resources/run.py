@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from experiments.latency.report import percentiles
-from experiments.latency.run import check_system, stream_camera
+from experiments.latency.run import check_system, meter_for, stream_camera
 from experiments.latency.run import plan_for as latency_plan
 from experiments.resources import prometheus
 from experiments.resources.config import ResourcesConfig
-from experiments.resources.meter import ProcessMeter, Sampler
+from experiments.resources.meter import Sampler
 from experiments.resources.report import SampleRow, plot_box, process_rows, window_summary, write_samples
 from experiments.runs.frames import join_records, write_records
 from experiments.runs.repeat import RunContext, RunPlan, run_repeated
@@ -72,12 +72,12 @@ def quiet(tb: Testbed, seconds: float, progress: Progress | None) -> None:
 
 def run_once(cfg: ResourcesConfig, ctx: RunContext) -> dict[str, Any]:
     tb, out = ctx.testbed, ctx.run_dir
-    sink = tb.start_sink(ctx.sink_out)
+    sink = ctx.start_sink()
     procs = tb.system_processes()
-    # Where the system's processes are here, they are measured here (the sink with them); on a stack
-    # its pods are measured by Prometheus and the operator's sink, like the camera, is a client.
-    meter = ProcessMeter({**procs, "sink": [sink.pid]}) if procs else None
-    names = {**tb.process_names(), sink.pid: "sink"}
+    # Where the system's processes are here, they are measured here (a sink process with them); on a
+    # stack its pods are measured by Prometheus and the operator's sink, like the camera, is a client.
+    meter = meter_for(tb, sink) if procs else None
+    names = {**tb.process_names(), **({sink.pid: "sink"} if sink is not None else {})}
     load_before = os.getloadavg()
     windows: list[tuple[str, float, float]] = []
     samples = {}
@@ -104,7 +104,7 @@ def run_once(cfg: ResourcesConfig, ctx: RunContext) -> dict[str, Any]:
             windows.append(("streaming", start, time.time()))
             samples["streaming"] = sampler.stop() if sampler else []
     check_system(tb)
-    tb.stop_client(sink)
+    ctx.stop_sink(sink)
     if meter is not None:
         rows = [r for w in ("quiescent", "streaming") for r in process_rows(w, samples[w], names)]
         source = "process trees on this machine (psutil): CPU time and resident memory"
@@ -158,7 +158,8 @@ def summarize(cfg: ResourcesConfig, ctx: RunContext, rows: list[SampleRow], wind
         "camera": {k: cam.get(k) for k in ("sent", "acked", "resent", "dropped_overflow", "unacked")},
         "source": source, "sample_s": cfg.sample_s, "testbed": ctx.testbed.kind,
         "config": {"quiet_s": cfg.quiet_s, "stream_s": cfg.stream_s, "fps": cfg.fps, "frames": cfg.frames,
-                   "frame_bytes": cfg.frame_bytes, "processing_ms": cfg.processing_ms, "target": cfg.target},
+                   "frame_bytes": cfg.frame_bytes, "processing_ms": cfg.processing_ms, "target": cfg.target,
+                   "sink": "gateway" if ctx.gateway_records else "process"},
         "loadavg_before": [round(x, 2) for x in load[0]], "loadavg_after": [round(x, 2) for x in load[1]],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -52,6 +52,48 @@ class CommonRunOptions:
         return problems
 
 
+SINK_CHOICES = ("auto", "gateway", "process")
+SINK_HELP = ("where results are recorded: gateway (the gateway writes them itself, as the original VEI "
+             "delivered to its cloud), process (the local sink process, over NATS), or auto (gateway on "
+             "the local testbed with a fresh testbed per run, else process)")
+
+
+@dataclass
+class StreamRunOptions(CommonRunOptions):
+    """An experiment that streams a camera through the VEI system to a cloud sink: where its results
+    are recorded (latency, throughput, resources)."""
+
+    sink: str = "auto"
+
+    def gateway_records(self) -> bool:
+        """True when the system's gateway records the results itself (no sink process)."""
+        if self.sink == "auto":
+            return self.rebuild == "each-run" and self._target_kind() == "local"
+        return self.sink == "gateway"
+
+    def run_problems(self) -> list[str]:
+        problems = super().run_problems()
+        if self.sink not in SINK_CHOICES:
+            problems.append(f"--sink must be one of {', '.join(SINK_CHOICES)} (got {self.sink!r})")
+        elif self.sink == "gateway":
+            kind = self._target_kind()
+            if kind not in ("local", None):
+                problems.append(f"--sink gateway needs the local testbed, whose one gateway runs on this "
+                                f"machine; the {kind} testbed's gateways record nothing here: use "
+                                "--sink process (or auto)")
+            elif self.rebuild != "each-run":
+                problems.append("--sink gateway needs --rebuild each-run: one gateway recording every run "
+                                "would drop a later run's frames as duplicates of an earlier run's; use "
+                                "--rebuild each-run or --sink process")
+        return problems
+
+    def _target_kind(self) -> str | None:
+        try:
+            return parse_target(self.target).kind
+        except TestbedError:
+            return None  # reported by target_spec()
+
+
 def resolved(cfg: Any) -> dict[str, Any]:
     """A config as JSON-safe data for run.json."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
@@ -74,6 +116,7 @@ TargetOption = Annotated[str, typer.Option(help=TARGET_HELP)]
 RepeatOption = Annotated[int, typer.Option(help="runs, each from a clean start")]
 RebuildOption = Annotated[str, typer.Option(help=REBUILD_HELP)]
 ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
+SinkOption = Annotated[str, typer.Option(help=SINK_HELP)]
 T = TypeVar("T")
 
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from experiments.runs import provenance
 from experiments.runs.aggregate import aggregate_runs
 from experiments.testbeds import TargetSpec, make_testbed
 from experiments.testbeds.base import SystemSpec, Testbed, TestbedError
+from experiments.testbeds.processes import Child
 
 REBUILD_POLICIES = ("each-run", "once", "never")
 
@@ -39,6 +40,7 @@ class RunContext:
     index: int
     console: Console
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    gateway_records: bool = False  # the system's gateway writes sink_out itself: no sink process
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -51,7 +53,19 @@ class RunContext:
 
     @property
     def sink_out(self) -> Path:
-        return self.run_dir / "sink.jsonl"
+        return self.run_dir / SINK_FILE
+
+    def start_sink(self) -> Child | None:
+        """The local sink process recording into sink_out, or None where the gateway records them."""
+        return None if self.gateway_records else self.testbed.start_sink(self.sink_out)
+
+    def stop_sink(self, sink: Child | None) -> None:
+        """SIGTERM: the sink process writes its stats file (the gateway's recorder keeps its own)."""
+        if sink is not None:
+            self.testbed.stop_client(sink)
+
+
+SINK_FILE = "sink.jsonl"
 
 
 RunFunction = Callable[[RunContext], dict[str, Any]]
@@ -67,6 +81,16 @@ class RunPlan:
     repeat: int = 1
     rebuild: str = "each-run"
     metrics: Sequence[str] = ()      # summary keys aggregated across repeats
+    # The gateway records each run's results into the run's sink file (a `local=file:` cloud), as
+    # the original VEI delivered to its cloud itself: one process and two NATS messages per frame
+    # fewer than the sink process. Needs a testbed per run (each-run), built for that run's file.
+    gateway_records: bool = False
+
+    def system_for(self, run_dir: Path) -> SystemSpec:
+        """The system of the run recorded in `run_dir`."""
+        if not self.gateway_records:
+            return self.system
+        return replace(self.system, clouds=(f"local=file:{(run_dir / SINK_FILE).resolve()}",))
 
     def run_dirs(self) -> list[Path]:
         return [self.out] if self.repeat == 1 else [self.out / f"r{k}" for k in range(1, self.repeat + 1)]
@@ -78,6 +102,9 @@ def check_plan(plan: RunPlan) -> list[str]:
         problems.append(f"--repeat must be >= 1 (got {plan.repeat})")
     if plan.rebuild not in REBUILD_POLICIES:
         problems.append(f"--rebuild must be one of {', '.join(REBUILD_POLICIES)} (got {plan.rebuild!r})")
+    elif plan.gateway_records and plan.rebuild != "each-run":
+        problems.append("the gateway records a run's results only with --rebuild each-run (a testbed "
+                        "built for that run's sink file)")
     elif plan.rebuild == "never" and plan.target.kind != "stack":
         problems.append(f"--rebuild never uses an already deployed Pulumi stack; the {plan.target.kind} "
                         "testbed exists only while a run holds it: use each-run or once")
@@ -105,7 +132,7 @@ def run_repeated(plan: RunPlan, run_once: RunFunction, console: Console | None =
         run_dir.mkdir(parents=True, exist_ok=True)
         if plan.repeat > 1:
             console.print(f"== run {k} of {plan.repeat} on {tb.kind} -> {run_dir}")
-        ctx = RunContext(tb, run_dir, k, console)
+        ctx = RunContext(tb, run_dir, k, console, gateway_records=plan.gateway_records)
         check = tb.check_clean(ctx.sink_out)
         summary: dict[str, Any] | None = None
         try:
@@ -133,7 +160,8 @@ def run_repeated(plan: RunPlan, run_once: RunFunction, console: Console | None =
 
     if plan.rebuild == "each-run":
         for k, run_dir in enumerate(dirs, start=1):
-            tb = make_testbed(plan.target, plan.system, log_dir=run_dir / "logs", progress=console.print)
+            tb = make_testbed(plan.target, plan.system_for(run_dir), log_dir=run_dir / "logs",
+                              progress=console.print)
             try:
                 with tb:
                     one(tb, k, run_dir)

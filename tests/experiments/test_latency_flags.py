@@ -24,6 +24,9 @@ from experiments.cli import app
     (["--rebuild", "sometimes"], "--rebuild must be one of each-run, once, never"),
     (["--rebuild", "never"], "--rebuild never uses an already deployed Pulumi stack"),
     (["--quiet-s", "-1"], "--quiet-s must be >= 0"),
+    (["--sink", "cloud"], "--sink must be one of auto, gateway, process"),
+    (["--sink", "gateway", "--rebuild", "once"], "--sink gateway needs --rebuild each-run"),
+    (["--sink", "gateway", "--target", "emulated:3"], "--sink gateway needs the local testbed"),
 ])
 def test_bad_latency_flags(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "results"
@@ -48,6 +51,7 @@ def test_existing_results_folder_is_refused(tmp_path: Path) -> None:
     (["--p95-limit-ms", "0"], "--p95-limit-ms must be > 0"),
     (["--frame-bytes", "99999999"], "--frame-bytes must be in"),
     (["--target", "prod"], "no stack file stacks/Pulumi.prod.yaml"),
+    (["--sink", "gateway", "--rebuild", "once"], "--sink gateway needs --rebuild each-run"),
 ])
 def test_bad_throughput_flags(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "tp"

@@ -32,7 +32,7 @@ def test_local_run_writes_samples_summary_and_plot(tmp_path: Path) -> None:
     env, marker, tmp = run_env(tmp_path)
     out = tmp_path / "results"
     proc = edgerig(["run", "resources", "--quiet-s", "4", "--stream-s", "4", "--fps",
-                    "20", "--out", str(out), "--no-progress"], env, timeout=180)
+                    "20", "--sink", "process", "--out", str(out), "--no-progress"], env, timeout=180)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     s = json.loads((out / "summary.json").read_text())
@@ -98,6 +98,7 @@ def test_meter_counts_every_thread_of_a_process_tree(tmp_path: Path) -> None:
     (["--quiet-s", "1", "--sample-s", "1"], "fewer than two samples"),
     (["--target", "pi-k3s", "--quiet-s", "30"], "Prometheus rates over 1m"),
     (["--rate-range", "soon"], "not a Prometheus duration"),
+    (["--sink", "gateway", "--target", "fleet"], "--sink gateway needs the local testbed"),
 ])
 def test_bad_input_is_refused(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "results"

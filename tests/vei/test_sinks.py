@@ -23,6 +23,7 @@ from vei_support import frame, frames, metric, read_jsonl, spawn, stubs, subscri
 
 from workloads.vei import subjects
 from workloads.vei.proto import vei_pb2
+from workloads.vei.records import sink_stats
 from workloads.vei.sinks.spec import CloudSpecError, parse_cloud_specs
 
 
@@ -265,6 +266,8 @@ async def test_file_sink_records_and_acks_inside_the_gateway(gateway_factory: An
     assert sorted(a.frameId for a in acks if not a.error) == sorted(f.frameId for f in sent + sent[:3])
     lines = read_jsonl(out)
     assert sorted(r["frameId"] for r in lines) == sorted(f.frameId for f in sent)  # resends not written twice
+    # The duplicates are counted while the gateway still runs (a run reads them before tear-down).
+    assert sink_stats(out)["duplicates"] == 3
     assert all(r["cameraID"] == "cam9" and r["sinkUnixNs"] >= r["createdUnixNs"] for r in lines)
     assert clouds_b == [] and "file sink 'broken': cannot open" in refused.errorMsg
     assert metric(gw, "vei_cloud_results_total", {"provider": "local", "outcome": "accepted"}) == 13

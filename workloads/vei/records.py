@@ -86,7 +86,8 @@ def first_per_frame(records: Iterable[SinkRecord], frame_prefix: str = "") -> di
 
 
 def sink_stats(path: Path) -> dict[str, Any]:
-    """The sink's `<out>.stats.json` (accepted, duplicates), written when it stops; {} if absent."""
+    """The recorder's `<out>.stats.json` (accepted, duplicates): complete once it stops, its duplicates
+    current at any time; {} if absent (nothing stopped it and no duplicate came)."""
     return read_status(path.with_name(path.name + ".stats.json"))
 
 

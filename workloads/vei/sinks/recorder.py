@@ -1,5 +1,9 @@
 """One JSON line per accepted result, de-duplicated on (cameraID, frameId), also across restarts on
-the same file. Used by the local sink process and by the gateway's own `file:` sink."""
+the same file. Used by the local sink process and by the gateway's own `file:` sink.
+
+The stats file beside it (`<out>.stats.json`) is complete when the recorder closes, and its
+duplicate count is current at any time: it is rewritten on every duplicate (rare: a resent frame),
+so a run can read it while the gateway that records is still up."""
 
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class ResultRecorder:
         key = (result.cameraID, result.frameId)
         if result.frameId and key in self._seen:
             self.duplicates += 1
+            self._write_stats()
             return False
         rec: dict[str, Any] = result_record(result)
         rec["sinkUnixNs"] = arrived_ns
@@ -59,6 +64,9 @@ class ResultRecorder:
 
     def close(self) -> None:
         self._file.close()
+        self._write_stats()
+
+    def _write_stats(self) -> None:
         stats = {"accepted": self.accepted, "duplicates": self.duplicates}
         stats_path(self.out).write_text(json.dumps(stats) + "\n", encoding="utf-8")
 
