@@ -64,6 +64,13 @@ class VeiSystem:
         return [self.nats_servers[n].url for n in self.nodes_with(NATS) if n in self.nats_servers]
 
     @property
+    def registry(self) -> str:
+        """`kv` (shared by the replicas) when the placement has more than one gateway, else `memory`,
+        like the original: no JetStream stream, so nats-server's idle timer never starts. Counted on
+        the placement, not on the gateways running now, so a node brought back joins the others."""
+        return "kv" if len(self.nodes_with(GATEWAY)) > 1 else "memory"
+
+    @property
     def gateways(self) -> list[str]:
         return [self.gateway_addresses[n] for n in self.nodes_with(GATEWAY) if n in self.gateway_addresses]
 
@@ -131,7 +138,8 @@ class VeiSystem:
         address = f"{host.address}:{port}"
         self.gateway_addresses[name] = address
         spec = launch.gateway(listen=address, nats_urls=self.nats_urls, clouds=self.spec.clouds,
-                              max_image_bytes=self.spec.max_image_bytes, log_level=self.log_level)
+                              max_image_bytes=self.spec.max_image_bytes, registry=self.registry,
+                              log_level=self.log_level)
         child = self.sup.start(f"gateway-{name}", host.argv(spec.argv()), env=spec.process_env(),
                                ready=lambda: port_open(host.address, port), ready_timeout_s=READY_TIMEOUT_S)
         self._add(name, GATEWAY, child)

@@ -197,8 +197,10 @@ def _secret_env(name: str, key: str) -> dict[str, Any]:
 
 def _gateway_env(testbed: Testbed) -> list[dict[str, Any]]:
     vei = testbed.vei
+    # A Deployment can be scaled at any time, so its replicas always share one registry.
     env: list[dict[str, Any]] = [
-        {"name": "VEI_KV_REPLICAS", "value": str(min(testbed.platform.nats.replicas, 3))}
+        {"name": "VEI_REGISTRY", "value": "kv"},
+        {"name": "VEI_KV_REPLICAS", "value": str(min(testbed.platform.nats.replicas, 3))},
     ]
     kinds = {c.kind for c in vei.clouds}
     if "aws" in kinds:

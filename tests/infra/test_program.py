@@ -131,6 +131,20 @@ def test_every_vei_container_runs_grpc_with_the_gateway_endpoints() -> None:
         assert env["GRPC_EXPERIMENTS"] == launch.GRPC_ENV["GRPC_EXPERIMENTS"], container["name"]
 
 
+@pytest.mark.parametrize("name", ["pi-k3s", "hybrid"])
+def test_the_gateway_replicas_share_one_registry(name: str) -> None:
+    """A Deployment's gateways can be scaled at any time, so they always ask for the shared (JetStream
+    KV) registry instead of the gateway's default, its own memory."""
+    testbed = stack(name)
+    r = run_program(testbed)
+    (gateway,) = [d for d in r.mocks.of_type("kubernetes:apps/v1:Deployment")
+                  if d.inputs["metadata"]["name"] == "vei-gateway"]
+    (container,) = gateway.inputs["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VEI_REGISTRY"] == "kv"
+    assert env["VEI_KV_REPLICAS"] == str(min(testbed.platform.nats.replicas, 3))
+
+
 def test_cloud_credentials_only_in_the_kubernetes_secret() -> None:
     r = run_program(with_cloud_sinks("hybrid"))
     holders = [res for res in r.mocks.resources if AWS_SECRET in json.dumps(res.inputs, default=str)]

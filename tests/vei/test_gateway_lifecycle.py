@@ -247,10 +247,11 @@ async def test_original_client_wire_compatibility(gateway: Any) -> None:
     assert [(g.image, g.timestamp, g.error) for g in got] == [(s.image, s.timestamp, "") for s in sent]
 
 
-async def test_frames_flow_without_jetstream_and_lists_say_why(nats_server_factory: Any,
-                                                                gateway_factory: Any) -> None:
-    """The registry is unavailable (no JetStream): publishing and subscribing must not notice."""
-    gw = await gateway_factory(nats_urls=[nats_server_factory(jetstream=False)], kv_timeout_s=0.3)
+async def test_frames_flow_without_jetstream_and_kv_lists_say_why(nats_server_factory: Any,
+                                                                   gateway_factory: Any) -> None:
+    """The kv registry is unavailable (no JetStream): publishing and subscribing must not notice."""
+    gw = await gateway_factory(nats_urls=[nats_server_factory(jetstream=False)], registry="kv",
+                               kv_timeout_s=0.3)
     async with grpc.aio.insecure_channel(gw.address) as ch:
         vei, _ = stubs(ch)
         sub = vei.SubscribeImage(vei_pb2.SubImageParams(cameraID="nokv"))

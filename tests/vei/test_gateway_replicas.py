@@ -1,5 +1,6 @@
-"""Several gateway replicas on one NATS: shared registries, frames across replicas, queue groups,
-acks that come back through whichever replica the camera is connected to, many cameras at once."""
+"""Several gateway replicas on one NATS: shared registries (VEI_REGISTRY=kv) and each replica's own
+(the default, memory), frames across replicas, queue groups, acks that come back through whichever
+replica the camera is connected to, many cameras at once."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ EMPTY = empty_pb2.Empty()
 
 
 async def test_registry_buckets_exist_before_the_first_frame(gateway_factory: Any, nats_server: str) -> None:
-    """A started gateway opens both buckets at once, so nats-server's JetStream timers run from the
+    """A started kv gateway opens both buckets at once, so nats-server's JetStream timers run from the
     start (an idle cost) and the first frame waits for no stream to be created."""
-    await gateway_factory()
+    await gateway_factory(registry="kv")
     nc = await nats.connect(nats_server)
     try:
         js = nc.jetstream()
@@ -38,9 +39,9 @@ async def test_registry_buckets_exist_before_the_first_frame(gateway_factory: An
         await nc.close()
 
 
-async def test_registries_are_shared_between_replicas(gateway_factory: Any) -> None:
-    a = await gateway_factory()
-    b = await gateway_factory(clouds=["local", "extra=local"])
+async def test_kv_registries_are_shared_between_replicas(gateway_factory: Any) -> None:
+    a = await gateway_factory(registry="kv")
+    b = await gateway_factory(registry="kv", clouds=["local", "extra=local"])
     async with grpc.aio.insecure_channel(a.address) as ch_a, grpc.aio.insecure_channel(b.address) as ch_b:
         vei_a, _ = stubs(ch_a)
         vei_b, _ = stubs(ch_b)
@@ -55,6 +56,26 @@ async def test_registries_are_shared_between_replicas(gateway_factory: Any) -> N
         await wait_until_async(b_sees_a, what="replica B lists what replica A registered")
         assert (await vei_b.DeleteCamera(vei_pb2.CameraID(cameraID="onA"))).errorMsg == ""
         assert list((await vei_a.ListCameras(EMPTY)).availableCams) == []
+
+
+async def test_memory_registries_are_each_replicas_own(gateway_factory: Any) -> None:
+    """With the default registry a replica lists what it has seen itself, as the original did, and
+    deleting there leaves the other replica's list alone."""
+    a = await gateway_factory()
+    b = await gateway_factory()
+    async with grpc.aio.insecure_channel(a.address) as ch_a, grpc.aio.insecure_channel(b.address) as ch_b:
+        vei_a, _ = stubs(ch_a)
+        vei_b, _ = stubs(ch_b)
+        await vei_a.PublishImage(frames([frame("both", 0, size=10), frame("onA", 1, size=10)]))
+        await vei_b.PublishImage(frames([frame("both", 2, size=10)]))
+        await vei_a.PublishVisionOutput(frames([vei_pb2.PubVisionParams(visionAppName="appA")]))
+        assert list((await vei_a.ListCameras(EMPTY)).availableCams) == ["both", "onA"]
+        assert list((await vei_b.ListCameras(EMPTY)).availableCams) == ["both"]
+        assert list((await vei_a.ListApplications(EMPTY)).availApps) == ["appA"]
+        assert list((await vei_b.ListApplications(EMPTY)).availApps) == []
+        assert "unknown camera 'onA'" in (await vei_b.DeleteCamera(vei_pb2.CameraID(cameraID="onA"))).errorMsg
+        assert (await vei_a.DeleteCamera(vei_pb2.CameraID(cameraID="both"))).errorMsg == ""
+        assert list((await vei_b.ListCameras(EMPTY)).availableCams) == ["both"]
 
 
 async def test_frames_cross_replicas_and_queue_groups_share_them(gateway_factory: Any) -> None:
@@ -152,7 +173,7 @@ async def test_registry_survives_loss_of_one_node_of_a_jetstream_cluster(nats_se
     routes = ",".join(f"nats://127.0.0.1:{p}" for p in ports)
     urls = [nats_server_factory(("--cluster_name", "vei", "-n", f"n{i}", "--cluster",
                                  f"nats://127.0.0.1:{ports[i]}", "--routes", routes)) for i in range(3)]
-    gw = await gateway_factory(nats_urls=urls, kv_timeout_s=1.0)
+    gw = await gateway_factory(nats_urls=urls, registry="kv", kv_timeout_s=1.0)
     async with grpc.aio.insecure_channel(gw.address) as ch:
         vei, _ = stubs(ch)
         await vei.PublishImage(frames([frame("before", 0, size=10)]))

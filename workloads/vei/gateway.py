@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from workloads.vei import gateway_auth, nats_conn
 from workloads.vei.gateway_service import VeiService
 from workloads.vei.metrics import GatewayMetrics
-from workloads.vei.registry import Registry
+from workloads.vei.registry import Registry, open_registry
 from workloads.vei.settings import GatewaySettings, explain
 from workloads.vei.sinks.base import CloudSink
 from workloads.vei.sinks.factory import build_sink
@@ -64,9 +64,7 @@ class Gateway:
         s = self.settings
         try:
             self._nc = nc = await nats_conn.connect(s, name="vei-gateway")
-            replicas = s.kv_replicas or min(3, len(s.nats_urls))
-            self._registry = Registry(nc, replicas=replicas, timeout_s=s.kv_timeout_s)
-            self._registry.start()
+            self._registry = open_registry(s, nc)
             mqtt_password = s.mqtt_password.get_secret_value() if s.mqtt_password is not None else None
             for spec in self.cloud_specs:
                 sink = build_sink(spec, nc, s.sink_timeout_s, s.cloud_concurrency,
@@ -124,8 +122,8 @@ class Gateway:
         except BaseException:
             await self.stop(grace=0)
             raise
-        log.info("VEI gateway listening on %s (NATS %s, clouds %s, metrics %s)", self.address,
-                 ",".join(s.nats_urls), ",".join(self._sinks) or "none",
+        log.info("VEI gateway listening on %s (NATS %s, clouds %s, registry %s, metrics %s)", self.address,
+                 ",".join(s.nats_urls), ",".join(self._sinks) or "none", s.registry,
                  self.metrics_port or "off")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -198,13 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a cloud provider for PublishToCloud (repeatable; default: local)")
     p.add_argument("--max-image-bytes", type=int, help="largest accepted image (default 4 MiB)")
     p.add_argument("--grace", type=float, dest="grace_s", help="seconds in-flight RPCs get on shutdown")
+    p.add_argument("--registry", help="where cameras and applications are registered: memory (default; "
+                   "this gateway only, no JetStream) or kv (JetStream KV shared by every replica)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
-    for key in ("listen", "metrics_listen", "max_image_bytes", "grace_s", "clouds"):
+    for key in ("listen", "metrics_listen", "max_image_bytes", "grace_s", "registry", "clouds"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value

@@ -82,12 +82,15 @@ def _opt(flag: str, value: object | None) -> list[str]:
 
 def gateway(*, listen: str, nats_urls: Sequence[str], clouds: Sequence[str] = ("local",),
             metrics_listen: str | None = None, max_image_bytes: int | None = None,
-            log_level: str | None = None, env: Mapping[str, str] | None = None) -> Launch:
+            registry: str | None = None, log_level: str | None = None,
+            env: Mapping[str, str] | None = None) -> Launch:
+    """`registry` None leaves the gateway's default (`memory`, this gateway only); wherever more than
+    one replica serves the same cameras, ask for `kv`."""
     args = ["--listen", listen, "--nats-url", ",".join(nats_urls)]
     for cloud in clouds:
         args += ["--cloud", cloud]
     args += _opt("--metrics-listen", metrics_listen) + _opt("--max-image-bytes", max_image_bytes)
-    args += _opt("--log-level", log_level)
+    args += _opt("--registry", registry) + _opt("--log-level", log_level)
     return Launch(GATEWAY, tuple(args), dict(env or {}))
 
 

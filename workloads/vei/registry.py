@@ -1,8 +1,18 @@
-"""Cameras and applications, kept in JetStream KV buckets shared by all gateway replicas.
+"""The cameras and applications a gateway knows, for ListCameras, ListApplications and DeleteCamera.
 
-Writes never block an RPC: `note()` queues the name and a background task writes it, retrying
-while JetStream is unavailable (e.g. during a NATS node failover). Reads (List*, DeleteCamera)
-do wait, bounded by a timeout, and raise `RegistryUnavailable` with a clear message.
+Two implementations behind one interface (`Registry`), chosen by VEI_REGISTRY through `open_registry`:
+
+- `memory` (the default): the names live in this gateway process only, as the original Go VEI kept
+  its camera list; a gateway lists what it has seen itself and forgets it when it restarts. No
+  JetStream is used, so the gateway also runs against a nats-server without `-js`. This is the
+  default because any JetStream stream starts nats-server's global 100 ms access-time ticker: an
+  idle nats-server spent 0.001 cores with no stream and 0.004-0.0055 cores with the two registry
+  buckets (file or memory storage alike, measured), a fixed cost the original VEI never had.
+- `kv`: JetStream KV buckets shared by every replica, for more than one gateway (the Kubernetes
+  manifests and the multi-gateway testbeds ask for it). Writes never block an RPC: `note()` queues
+  the name and a background task writes it, retrying while JetStream is unavailable (e.g. during a
+  NATS node failover). Reads (List*, DeleteCamera) do wait, bounded by a timeout, and raise
+  `RegistryUnavailable` with a clear message.
 """
 
 from __future__ import annotations
@@ -14,7 +24,9 @@ import logging
 import os
 import socket
 import time
+from abc import ABC, abstractmethod
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
 from nats.js import api
@@ -22,6 +34,9 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from workloads.vei import subjects
+
+if TYPE_CHECKING:
+    from workloads.vei.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 _RETRY_S = 0.5
@@ -33,10 +48,80 @@ class Kind(Enum):
 
 
 class RegistryUnavailable(RuntimeError):
-    pass
+    """A `kv` registry cannot be read right now (a `memory` registry never raises it)."""
 
 
-class Registry:
+class Registry(ABC):
+    """What the gateway service needs from a registry, whichever kind it is."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin background work, if any; called once, inside the running event loop."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish what is pending (bounded) and stop."""
+
+    @abstractmethod
+    def note(self, kind: Kind, name: str) -> None:
+        """Register `name` without waiting (safe to call from any RPC handler)."""
+
+    @abstractmethod
+    async def names(self, kind: Kind) -> list[str]:
+        """Every registered name of `kind`, sorted."""
+
+    @abstractmethod
+    async def contains(self, kind: Kind, name: str) -> bool: ...
+
+    @abstractmethod
+    async def remove(self, kind: Kind, name: str) -> bool:
+        """Deletes `name`; False when it was not registered."""
+
+
+def open_registry(settings: GatewaySettings, nc: Client) -> Registry:
+    """The registry `settings.registry` asks for, started."""
+    registry: Registry
+    if settings.registry == "kv":
+        replicas = settings.kv_replicas or min(3, len(settings.nats_urls))
+        registry = KvRegistry(nc, replicas=replicas, timeout_s=settings.kv_timeout_s)
+    else:
+        registry = MemoryRegistry()
+    registry.start()
+    return registry
+
+
+class MemoryRegistry(Registry):
+    """This gateway's own names. Everything runs on the event loop, so plain sets need no lock, and
+    a name noted by an RPC is listed by the next one."""
+
+    def __init__(self) -> None:
+        self._names: dict[Kind, set[str]] = {kind: set() for kind in Kind}
+
+    def start(self) -> None:
+        pass  # no timer and no task: an idle gateway with this registry wakes for nothing
+
+    async def close(self) -> None:
+        pass
+
+    def note(self, kind: Kind, name: str) -> None:
+        self._names[kind].add(name)
+
+    async def names(self, kind: Kind) -> list[str]:
+        return sorted(self._names[kind])
+
+    async def contains(self, kind: Kind, name: str) -> bool:
+        return name in self._names[kind]
+
+    async def remove(self, kind: Kind, name: str) -> bool:
+        if name not in self._names[kind]:
+            return False
+        self._names[kind].discard(name)
+        return True
+
+
+class KvRegistry(Registry):
+    """The names in JetStream KV buckets shared by every gateway replica on the same NATS."""
+
     def __init__(self, nc: Client, replicas: int, timeout_s: float) -> None:
         self._js = nc.jetstream(timeout=timeout_s)
         self._replicas = replicas

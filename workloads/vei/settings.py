@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -158,9 +158,15 @@ class GatewaySettings(NatsSettings):
                                 "how long to wait for its outstanding acks")
     cloud_concurrency: int = Field(256, gt=0, description="in-flight sink deliveries per PublishToCloud")
     sink_timeout_s: float = Field(2.0, gt=0)
+    # Where the camera and application registry lives (workloads/vei/registry.py). `memory` needs no
+    # JetStream, whose first stream starts a timer in nats-server that costs the idle system CPU;
+    # more than one replica needs `kv` to list what the others registered.
+    registry: Literal["memory", "kv"] = Field("memory", description="memory: this gateway's own; "
+                                              "kv: JetStream KV buckets shared by every replica")
+    # kv_timeout_s also bounds the wait for NATS to confirm a Subscribe* call's subscription.
     kv_timeout_s: float = Field(1.0, gt=0)
-    kv_replicas: int = Field(0, ge=0, le=5, description="replicas of the registry KV buckets; "
-                             "0 = one per NATS URL, at most 3")
+    kv_replicas: int = Field(0, ge=0, le=5, description="replicas of the registry KV buckets (registry "
+                             "kv); 0 = one per NATS URL, at most 3")
     # MQTT sink credentials (environment or file only).
     mqtt_username: str = ""
     mqtt_password: SecretStr | None = None
