@@ -5,7 +5,8 @@
     flock /tmp/edgerig-heavy.lock .venv/bin/python tests/vei/bench_gateway.py original \
         --go-vei /tmp/govei/vei-server --rates 10:1000,1000:5000,2000:8000
 
-    # the whole pipeline (camera -> gateway -> vision -> gateway -> sink, with acks) at 10 fps
+    # the whole pipeline (camera -> gateway -> vision -> gateway -> cloud, with acks) at 10 fps, the
+    # results recorded by the gateway (as on the local testbed) or by the sink process (--sink process)
     flock /tmp/edgerig-heavy.lock .venv/bin/python tests/vei/bench_gateway.py pipeline --fps 10 --frames 1000
 
 Every figure is reported as the thesis did: quiescent cores (everything up and connected, no frames),
@@ -18,8 +19,9 @@ CPU of gateway + nats-server only; clients send and read only the original's fie
 Each implementation gets a fresh nats-server (JetStream on, same flags for both) on the port the original
 hard-codes (127.0.0.1:4222) and listens on :50051.
 
-`pipeline`: the baseline system of the latency experiment (nats-server, local sink, gateway, vision app,
-camera with acks); CPU of gateway + vision + nats-server + sink; latency = camera creation -> sink.
+`pipeline`: the baseline system of the latency experiment (nats-server, gateway, vision app, camera with
+acks, and the local sink process with `--sink process`); CPU of gateway + vision + nats-server (+ sink);
+latency = camera creation -> recorded result.
 """
 
 from __future__ import annotations
@@ -150,13 +152,16 @@ def go_vei(binary: Path) -> Callable[[Supervisor, Path], Child]:
     return start
 
 
-def edgerig_gateway(sup: Supervisor, work: Path) -> Child:
-    spec = launch.gateway(listen=ORIGINAL_GRPC, nats_urls=[f"nats://127.0.0.1:{ORIGINAL_NATS_PORT}"],
-                          log_level="WARNING")
-    child = sup.start("gateway", spec.argv(), env=spec.process_env(),
-                      ready=lambda: port_open("127.0.0.1", 50051))
-    wait_gateways_serving([child], [ORIGINAL_GRPC])
-    return child
+def edgerig_gateway(registry: str) -> Callable[[Supervisor, Path], Child]:
+    def start(sup: Supervisor, work: Path) -> Child:
+        spec = launch.gateway(listen=ORIGINAL_GRPC, nats_urls=[f"nats://127.0.0.1:{ORIGINAL_NATS_PORT}"],
+                              registry=registry, log_level="WARNING")
+        child = sup.start("gateway", spec.argv(), env=spec.process_env(),
+                          ready=lambda: port_open("127.0.0.1", 50051))
+        wait_gateways_serving([child], [ORIGINAL_GRPC])
+        return child
+
+    return start
 
 
 def run_original(impl: Implementation, fps: float, frames: int, quiet_s: float, frame_bytes: int,
@@ -219,12 +224,19 @@ def original(args: argparse.Namespace) -> dict[str, Any]:
         sys.exit(proc.returncode)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     rates = [(float(r.split(":")[0]), int(r.split(":")[1])) for r in args.rates.split(",")]
-    impls = [Implementation("original-go", CAMERA, go_vei(Path(args.go_vei).resolve())),
-             Implementation("edgerig", subjects.frames(CAMERA), edgerig_gateway)]
+    registries = [r.strip() for r in args.registry.split(",") if r.strip()]
+    if not registries or set(registries) - {"memory", "kv"}:
+        raise SystemExit(f"--registry takes memory, kv or memory,kv (got {args.registry!r})")
+    # `edgerig` is the gateway as it starts by default (memory); `edgerig-kv` shares its registry
+    # through JetStream KV, as replicas do.
+    edgerig = [Implementation("edgerig" if r == "memory" else "edgerig-kv", subjects.frames(CAMERA),
+                              edgerig_gateway(r)) for r in registries]
+    impls = [Implementation("original-go", CAMERA, go_vei(Path(args.go_vei).resolve())), *edgerig]
     if args.edgerig_first:
-        impls.reverse()
+        impls = [*edgerig, impls[0]]
     if args.only:
-        impls = [impl for impl in impls if impl.name == args.only]
+        impls = [impl for impl in impls if impl.name == args.only or
+                 (args.only == "edgerig" and impl in edgerig)]
     return {impl.name: {f"{fps:g}": run_original(impl, fps, frames, args.quiet_s, args.frame_bytes,
                                                  args.nats_gomaxprocs)
                         for fps, frames in rates} for impl in impls}
@@ -257,18 +269,18 @@ def stream_pipeline(args: argparse.Namespace, sup: Supervisor, pids: dict[str, i
 
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    """The baseline system on the local testbed. `--sink file`: the gateway's own `file:` sink instead
-    of the sink process (the original VEI delivered from the gateway process too)."""
+    """The baseline system on the local testbed, its results recorded as `edgerig run latency` does on
+    it: by the gateway itself (`--sink gateway`) or by the local sink process (`--sink process`)."""
     with tempfile.TemporaryDirectory(prefix="edgerig-bench-pipeline-") as tmp:
         work = Path(tmp)
         sink_out = work / "sink.jsonl"
-        clouds = (f"local=file:{sink_out}",) if args.sink == "file" else ("local",)
+        clouds = (f"local=file:{sink_out}",) if args.sink == "gateway" else ("local",)
         spec = SystemSpec(camera_ids=(CAMERA,), processing_ms=args.processing_ms,
                           nats_gomaxprocs=args.gomaxprocs or None, clouds=clouds)
         with LocalTestbed(spec) as testbed:
             pids = {name: pid[0] for name, pid in testbed.system_processes().items()}
             pids["nats-server"] = pids.pop("nats")
-            if args.sink != "file":
+            if args.sink == "process":
                 pids["sink"] = testbed.start_sink(sink_out).pid
             return stream_pipeline(args, testbed.supervisor, pids, testbed.endpoints.gateways[0], work,
                                    sink_out)
@@ -283,6 +295,8 @@ def main() -> None:
     o.add_argument("--quiet-s", type=float, default=30.0)
     o.add_argument("--edgerig-first", action="store_true", help="measure edgerig's gateway first")
     o.add_argument("--only", choices=("original-go", "edgerig"), help="measure one implementation only")
+    o.add_argument("--registry", default="memory",
+                   help="edgerig's registry: memory (the default), kv, or memory,kv for both in turn")
     o.add_argument("--nats-gomaxprocs", type=int, default=0,
                    help="GOMAXPROCS for nats-server in both runs (0 = Go's default)")
     p = sub.add_parser("pipeline", help="the whole pipeline with acks")
@@ -291,9 +305,9 @@ def main() -> None:
     p.add_argument("--quiet-s", type=float, default=60.0)
     p.add_argument("--processing-ms", type=float, default=0.0)
     p.add_argument("--gomaxprocs", type=int, default=0, help="GOMAXPROCS for nats-server (0 = Go's default)")
-    p.add_argument("--sink", choices=("process", "file"), default="process",
-                   help="the local sink process over NATS (as `edgerig run latency`), or the gateway's "
-                        "own file: sink")
+    p.add_argument("--sink", choices=("gateway", "process"), default="gateway",
+                   help="who records the results, as `edgerig run latency --sink`: the gateway itself "
+                        "(its file: cloud, the local default) or the local sink process over NATS")
     for parser in (o, p):
         parser.add_argument("--frame-bytes", type=int, default=24 * 1024)
         parser.add_argument("--out", type=Path, help="also write the JSON result here")
