@@ -182,7 +182,7 @@ def summarize(cfg: LatencyConfig, ctx: RunContext, cam: dict[str, Any], cpu: dic
         **stage_medians(records),
         "config": {"frames": cfg.frames, "fps": cfg.fps, "frame_bytes": cfg.frame_bytes,
                    "processing_ms": cfg.processing_ms, "quiet_s": cfg.quiet_s, "target": cfg.target,
-                   "sink": "gateway" if ctx.gateway_records else "process"},
+                   "sink": ctx.recorder},
         "testbed": ctx.testbed.kind,
         "loadavg_before": [round(x, 2) for x in load[0]], "loadavg_after": [round(x, 2) for x in load[1]],
     }

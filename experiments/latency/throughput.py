@@ -62,7 +62,7 @@ def run_once(cfg: ThroughputConfig, ctx: RunContext) -> dict[str, Any]:
     sustained = [s["rate_fps"] for s in steps if s["sustained"]]
     summary = {"max_sustained_fps": max(sustained) if sustained else None, "p95_limit_ms": cfg.p95_limit_ms,
                "frame_bytes": cfg.frame_bytes, "step_s": cfg.step_s, "testbed": tb.kind,
-               "sink": "gateway" if ctx.gateway_records else "process", "steps": steps}
+               "sink": ctx.recorder, "steps": steps}
     (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_steps(ctx.run_dir / "throughput.png", steps, cfg)
     return summary

@@ -159,7 +159,7 @@ def summarize(cfg: ResourcesConfig, ctx: RunContext, rows: list[SampleRow], wind
         "source": source, "sample_s": cfg.sample_s, "testbed": ctx.testbed.kind,
         "config": {"quiet_s": cfg.quiet_s, "stream_s": cfg.stream_s, "fps": cfg.fps, "frames": cfg.frames,
                    "frame_bytes": cfg.frame_bytes, "processing_ms": cfg.processing_ms, "target": cfg.target,
-                   "sink": "gateway" if ctx.gateway_records else "process"},
+                   "sink": ctx.recorder},
         "loadavg_before": [round(x, 2) for x in load[0]], "loadavg_after": [round(x, 2) for x in load[1]],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -55,6 +55,11 @@ class RunContext:
     def sink_out(self) -> Path:
         return self.run_dir / SINK_FILE
 
+    @property
+    def recorder(self) -> str:
+        """Who records this run's results, as `--sink` names it: `gateway` or `process`."""
+        return "gateway" if self.gateway_records else "process"
+
     def start_sink(self) -> Child | None:
         """The local sink process recording into sink_out, or None where the gateway records them."""
         return None if self.gateway_records else self.testbed.start_sink(self.sink_out)
